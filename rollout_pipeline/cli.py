@@ -1,0 +1,301 @@
+"""`rollout-pipeline`: the automation surface.
+
+Commands that analyse or decide run the same Dagster definitions in-process, so
+the audit trail is the one the schedule would leave. Heavy imports (Dagster,
+Great Expectations) happen inside the commands that need them, keeping
+``--help`` and ``init-db`` fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+
+import click
+
+from rollout_pipeline import __version__
+from rollout_pipeline.config import load_settings
+from rollout_pipeline.logs import configure_logging
+
+log = logging.getLogger("rollout_pipeline.cli")
+
+
+class CliError(click.ClickException):
+    """An error for the user: printed without a traceback, exit status 1."""
+
+
+def _engine():
+    from rollout_pipeline.store.engine import DatabaseUrlError, make_engine
+
+    settings = load_settings()
+    try:
+        return make_engine(settings.database_url)
+    except DatabaseUrlError as exc:
+        raise CliError(f"ROLLOUT_DATABASE_URL: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rollout-pipeline")
+@click.option("--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR; or set ROLLOUT_LOG_LEVEL.")
+def cli(log_level: str | None) -> None:
+    """Take a new ML model from shadow through canary to production, one data-driven step a day.
+
+    The database is named by ROLLOUT_DATABASE_URL (default: an embedded SQLite
+    file in the state folder, ROLLOUT_STATE_DIR, default ./.state).
+    """
+    configure_logging(log_level)
+
+
+@cli.command("init-db")
+@click.option(
+    "--partition-days-ahead",
+    default=7,
+    show_default=True,
+    type=click.IntRange(0, 366),
+    help="PostgreSQL: create day partitions of the log tables this many days ahead.",
+)
+def init_db(partition_days_ahead: int) -> None:
+    """Create or migrate the database to the newest schema (a no-op when it is already there)."""
+    from sqlalchemy.exc import OperationalError
+
+    from rollout_pipeline.store.engine import is_postgres, redact
+    from rollout_pipeline.store.migrate import SchemaRevisionError, upgrade
+    from rollout_pipeline.store.partitions import ensure_partitions_around
+
+    engine = _engine()
+    started = time.perf_counter()
+    try:
+        result = upgrade(engine)
+        created = (
+            ensure_partitions_around(engine, dt.datetime.now(dt.UTC).date(), days_ahead=partition_days_ahead)
+            if is_postgres(engine)
+            else []
+        )
+    except SchemaRevisionError as exc:
+        raise CliError(str(exc)) from exc
+    except OperationalError as exc:
+        raise CliError(f"cannot reach the database {redact(engine.url)}: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+    where = redact(engine.url)
+    if result.changed:
+        click.echo(f"migrated {where} from {result.before or 'an empty database'} to {result.after}")
+    else:
+        click.echo(f"{where} is already at the newest schema ({result.after}); nothing to do")
+    if created:
+        click.echo(f"created {len(created)} day partitions ({created[0]} .. {created[-1]})")
+    log.info("init-db took %.2f s", time.perf_counter() - started)
+
+
+def _parse_day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _echo_json(obj) -> None:
+    import json
+
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@cli.group()
+def rollout() -> None:
+    """Start and inspect rollouts."""
+
+
+@rollout.command("start")
+@click.option("--model", required=True, help="Model name (letters, digits, '.', '_', '-').")
+@click.option("--stable", required=True, help="The variant serving today (for a first model: a baseline).")
+@click.option("--candidate", required=True, help="The new variant to roll out.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
+              help="Policy YAML (default: the documented defaults; see `rollout-pipeline policy`).")
+def rollout_start(model: str, stable: str, candidate: str, policy_path: str | None) -> None:
+    """Register a rollout in stage shadow: the stable model serves 100%, the candidate shadows it."""
+    from rollout_pipeline.domain.policy import PolicyError, load_policy
+    from rollout_pipeline.domain.routing import InvalidName
+    from rollout_pipeline.store.rollouts import RolloutError, start_rollout
+
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+    engine = _engine()
+    try:
+        with engine.begin() as conn:
+            r = start_rollout(conn, model, stable, candidate, policy, actor="cli")
+    except (RolloutError, InvalidName) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+    _register_model(model)
+    click.echo(f"rollout {r.id} of {model} started: {candidate} shadows {stable} (policy {r.policy_version})")
+
+
+def _register_model(model: str) -> None:
+    import dagster as dg
+
+    from rollout_pipeline.defs.partitions import MODELS
+    from rollout_pipeline.defs.runner import ensure_dagster_home
+
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(MODELS.name, [model])
+
+
+@cli.command()
+def policy() -> None:
+    """Print the default policy as YAML (copy it, edit it, pass it with --policy)."""
+    from rollout_pipeline.domain.policy import default_policy_yaml
+
+    click.echo(default_policy_yaml(), nl=False)
+
+
+def decide_day(model: str, day: dt.date, force: str | None, reason: str | None, dry_run: bool,
+               actor: str = "cli") -> dict:
+    """Run the day's assets in-process and apply the decision unless dry-run; the CLI's JSON."""
+    from rollout_pipeline.defs.runner import RunFailed, run_day
+    from rollout_pipeline.store.rollouts import apply_decision
+
+    try:
+        run = run_day(model, day, force=force, reason=reason, actor=actor, dry_run=dry_run)
+    except RunFailed as exc:
+        raise CliError(f"{model} {day}: {exc} (Dagster run {exc.run_id})") from None
+    out = dict(run.result)
+    out.update({"model": model, "date": day.isoformat(), "run_id": run.run_id, "applied": False,
+                "failed_checks": list(run.failed_checks), "seconds": round(run.seconds, 2)})
+    if not dry_run and out.get("decision_id") is not None:
+        engine = _engine()
+        with engine.begin() as conn:
+            out["applied"] = apply_decision(conn, out["decision_id"], actor=actor)
+        engine.dispose()
+    return out
+
+
+@cli.command()
+@click.option("--model", required=True)
+@click.option("--date", "day", required=True, help="The UTC day to analyse, YYYY-MM-DD.")
+@click.option("--force", type=click.Choice(["promote", "hold", "rollback"]), default=None,
+              help="Override the policy's decision (needs --reason; kept in the audit).")
+@click.option("--reason", default=None, help="Why the decision is forced.")
+@click.option("--dry-run", is_flag=True, help="Compute and print the decision; store and apply nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def decide(model: str, day: str, force: str | None, reason: str | None, dry_run: bool, as_json: bool) -> None:
+    """Analyse a model's day (collect, validate, judge, decide) and apply the decision to the routing."""
+    the_day = _parse_day(day)
+    if force and not (reason and reason.strip()):
+        raise CliError("--force needs --reason: forced decisions are audited")
+    if reason and not force:
+        raise CliError("--reason is only used with --force")
+    out = decide_day(model, the_day, force, reason, dry_run)
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(_describe(out))
+
+
+def _describe(out: dict) -> str:
+    f, t = out["from"], out["to"]
+    head = (f"{out['model']} {out['date']}: {out['action'].upper()}{' (forced)' if out['forced'] else ''} "
+            f"{f['stage']} {f['canary_percent']}% -> {t['stage']} {t['canary_percent']}%"
+            f"{' [dry run]' if out.get('dry_run') else ''}")
+    return "\n".join([head, *(f"    - {r}" for r in out["reasons"])])
+
+
+@cli.command()
+@click.option("--model", default=None, help="One model (default: every model with a rollout).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(model: str | None, as_json: bool) -> None:
+    """Show each model's stage, canary share and routing."""
+    import sqlalchemy as sa
+
+    from rollout_pipeline.store.rollouts import latest_rollout
+    from rollout_pipeline.store.routing import read_routing
+    from rollout_pipeline.store.tables import rollouts
+
+    engine = _engine()
+    with engine.connect() as conn:
+        models = [model] if model else list(conn.execute(
+            sa.select(rollouts.c.model_name).distinct().order_by(rollouts.c.model_name)).scalars())
+        items = []
+        for m in models:
+            r = latest_rollout(conn, m)
+            routing = read_routing(conn, m)
+            if r is None and routing is None:
+                raise CliError(f"no rollout and no routing for model {m!r}")
+            items.append({
+                "model": m,
+                "stage": r.stage if r else None,
+                "canary_percent": r.canary_percent if r else None,
+                "active": r.active if r else False,
+                "stable": r.stable_variant if r else None,
+                "candidate": r.candidate_variant if r else None,
+                "routing_version": routing.version if routing else None,
+                "routing": [{"variant": x.variant, "role": x.role, "traffic_percent": x.traffic_percent,
+                             "shadow": x.shadow} for x in (routing.routes if routing else ())],
+            })
+    engine.dispose()
+    if as_json:
+        _echo_json(items[0] if model else items)
+        return
+    if not items:
+        click.echo("no rollouts yet: start one with `rollout-pipeline rollout start`")
+    for it in items:
+        click.echo(f"{it['model']}: {it['stage']} {it['canary_percent']}%  (routing v{it['routing_version']})")
+        for x in it["routing"]:
+            click.echo(f"    {x['variant']:<20} {x['role']:<10} {x['traffic_percent']:>6.1f}%{'  shadow' if x['shadow'] else ''}")
+
+
+@cli.command()
+@click.option("--model", required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "include_superseded", is_flag=True, help="Include superseded decisions.")
+def history(model: str, as_json: bool, include_superseded: bool) -> None:
+    """List a model's decisions with their reasons, oldest first."""
+    from rollout_pipeline.store.rollouts import decision_history
+
+    engine = _engine()
+    with engine.connect() as conn:
+        rows = decision_history(conn, model, include_superseded)
+    engine.dispose()
+    if as_json:
+        _echo_json([{k: getattr(d, k) for k in ("id", "day", "action", "forced", "actor", "reasons", "stage_before",
+                                                 "percent_before", "stage_after", "percent_after", "applied_at")}
+                    for d in rows])
+        return
+    if not rows:
+        click.echo(f"no decisions for {model}")
+    for d in rows:
+        click.echo(f"{d.day} #{d.id} {d.action.upper()}{' (forced)' if d.forced else ''} by {d.actor}: "
+                   f"{d.stage_before} {d.percent_before}% -> {d.stage_after} {d.percent_after}%")
+        for r in d.reasons:
+            click.echo(f"    - {r}")
+
+
+@cli.command()
+@click.option("--days", default=6, show_default=True, type=click.IntRange(1, 30), help="Days to simulate per rollout.")
+@click.option("--requests", default=8000, show_default=True, type=click.IntRange(100, 1_000_000),
+              help="Requests per simulated day.")
+def demo(days: int, requests: int) -> None:
+    """Run two rollouts day by day on the embedded default (state in <state>/demo, wiped first)."""
+    from rollout_pipeline.demo import run_demo
+
+    started = time.perf_counter()
+    run_demo(days=days, requests=requests)
+    click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="rollout-pipeline")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Settings read from the environment, in one place.
+
+Every variable is documented in the README's configuration table; a test keeps
+the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_STATE_DIR = "ROLLOUT_STATE_DIR"
+ENV_DATABASE_URL = "ROLLOUT_DATABASE_URL"
+
+DEFAULT_STATE_DIR = ".state"
+EMBEDDED_DB_FILENAME = "rollout.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings: where local state lives and which database holds the logs."""
+
+    state_dir: Path
+    database_url: str
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the log store is the embedded SQLite default."""
+        return self.database_url.startswith("sqlite")
+
+
+def state_dir() -> Path:
+    """The local state folder (embedded database, Dagster storage, reports, spill files)."""
+    return Path(os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR).resolve()
+
+
+def embedded_database_url(folder: Path | None = None) -> str:
+    """SQLAlchemy URL of the embedded SQLite log store inside the state folder."""
+    return f"sqlite:///{(folder or state_dir()) / EMBEDDED_DB_FILENAME}"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with the embedded default when no database is named."""
+    folder = state_dir()
+    return Settings(state_dir=folder, database_url=os.environ.get(ENV_DATABASE_URL) or embedded_database_url(folder))

@@ -1,0 +1,159 @@
+"""The daily analysis as assets: collect -> (validate) -> judge -> decide.
+
+Thin wiring: each asset fetches, calls the pure layer, stores, and attaches metadata.
+"""
+
+
+import datetime as dt
+
+import dagster as dg
+
+from rollout_pipeline.defs.partitions import DAY_MODEL
+from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.domain.decide import Evidence, ForceError, decide, force_decision
+from rollout_pipeline.domain.evaluate import Evaluation, evaluate
+from rollout_pipeline.domain.summary import DaySummary
+from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.summary import collect_day
+
+GROUP = "daily_analysis"
+RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+ACTOR_TAG = "rollout/actor"
+
+
+def _partition(context) -> tuple[dt.date, str]:
+    keys = context.partition_key.keys_by_dimension
+    return dt.date.fromisoformat(keys["date"]), keys["model"]
+
+
+def _rollout_for(connection, model: str, day: dt.date) -> repo.Rollout:
+    decided = repo.live_decision(connection, model, day)
+    rollout = repo.active_rollout(connection, model) or repo.latest_rollout(connection, model)
+    if decided is not None and rollout is not None and decided.rollout_id != rollout.id:
+        raise dg.Failure(f"{model} {day} was decided under rollout {decided.rollout_id}, not the current one")
+    if rollout is None:
+        raise dg.Failure(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} ...`")
+    return rollout
+
+
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"sql"})
+def day_summary(context: dg.AssetExecutionContext, store: StoreResource) -> DaySummary:
+    """The day's logs of one model reduced SQL-side to per-variant aggregates and a bounded sample."""
+    day, model = _partition(context)
+    with store.engine.connect() as conn:
+        rollout = _rollout_for(conn, model, day)
+        summary = collect_day(conn, model, day, rollout.stable_variant, rollout.candidate_variant)
+    context.add_output_metadata({
+        "rows": summary.total_rows,
+        "sample_rows": len(summary.sample),
+        "stable": rollout.stable_variant,
+        "candidate": rollout.candidate_variant,
+        "collect_seconds": round(summary.collect_seconds, 3),
+    })
+    return summary
+
+
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, kinds={"python"})
+def judgement(context: dg.AssetExecutionContext, store: StoreResource, day_summary: DaySummary) -> dict:
+    """Candidate vs stable, metric by metric (Kayenta-style), plus the day's validation results."""
+    from rollout_pipeline.validation.suites import validate_day
+
+    day, model = _partition(context)
+    with store.engine.connect() as conn:
+        rollout = _rollout_for(conn, model, day)
+        state = repo.state_before(conn, rollout, day)
+    evaluation = evaluate(day_summary, state.stage, rollout.policy)
+    # Defence in depth: the blocking check already stops a run on bad logs, but a run
+    # that selects this asset without its upstream checks must not promote either.
+    suites = validate_day(day_summary, state.stage, rollout.policy)
+    quality = [f for s in suites if s.blocking for f in s.failures]
+    context.add_output_metadata({
+        "score": evaluation.score if evaluation.score is not None else "n/a",
+        "compared": evaluation.compared,
+        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
+        "data_quality_failures": len(quality),
+    })
+    return {"evaluation": evaluation, "data_quality_failures": quality, "stage": state.stage}
+
+
+class DecisionConfig(dg.Config):
+    """Run config of the decision: force an action (with a reason) instead of the policy's."""
+
+    force: str | None = None
+    reason: str | None = None
+    operator: str | None = None
+    dry_run: bool = False
+
+
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"})
+def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, judgement: dict) -> dict:
+    """The day's decision (promote / hold / rollback) with its reasons, stored in the audit table."""
+    day, model = _partition(context)
+    evaluation: Evaluation = judgement["evaluation"]
+    actor = config.operator or context.run.tags.get(ACTOR_TAG) or "dagster-ui"
+    with store.engine.begin() as conn:
+        rollout = _rollout_for(conn, model, day)
+        latest = repo.latest_decided_day(conn, rollout.id)
+        if latest is not None and day < latest and not config.force:
+            raise dg.Failure(
+                f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
+                "in time; force an action with a reason to override"
+            )
+        state = repo.state_before(conn, rollout, day)
+        if config.force:
+            try:
+                result = force_decision(state, config.force, config.reason, rollout.policy, actor)
+            except ForceError as exc:
+                raise dg.Failure(str(exc)) from None
+        else:
+            if config.reason:
+                raise dg.Failure("a reason is only taken with force (promote, hold or rollback)")
+            evidence = Evidence(
+                data_quality_failures=judgement["data_quality_failures"],
+                candidate_requests=evaluation.candidate_requests,
+                critical_failures=evaluation.critical_failures,
+                score=evaluation.score,
+                score_reasons=evaluation.failures,
+            )
+            result = decide(state, evidence, rollout.policy)
+        metrics = {
+            "score": evaluation.score,
+            "candidate_requests": evaluation.candidate_requests,
+            "stable_requests": evaluation.stable_requests,
+            "compared": evaluation.compared,
+            "checks": [
+                {"name": c.name, "classification": c.classification, "criticality": c.criticality,
+                 "stable": c.stable, "candidate": c.candidate, "reason": c.reason}
+                for c in evaluation.checks
+            ],
+            "data_quality_failures": list(judgement["data_quality_failures"]),
+        }
+        record = repo.record_decision(conn, rollout, day, result, actor=actor, metrics=metrics, run_id=context.run_id)
+        if config.dry_run:
+            conn.rollback()  # computed and shown, never stored nor applied
+    context.log.info("%s %s: %s (%s)", model, day, record.action, "; ".join(record.reasons))
+    context.add_output_metadata({
+        "action": record.action,
+        "forced": record.forced,
+        "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in record.reasons)),
+        "before": f"{record.stage_before} {record.percent_before}%",
+        "after": f"{record.stage_after} {record.percent_after}%",
+        "decision_id": record.id if not config.dry_run else "dry run: not stored",
+        "score": evaluation.score if evaluation.score is not None else "n/a",
+        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
+    })
+    return {"decision_id": None if config.dry_run else record.id, "action": record.action,
+            "forced": record.forced, "reasons": record.reasons, "dry_run": config.dry_run,
+            "from": {"stage": record.stage_before, "canary_percent": record.percent_before},
+            "to": {"stage": record.stage_after, "canary_percent": record.percent_after}}
+
+
+def _metrics_table(evaluation: Evaluation) -> str:
+    def fmt(x):
+        return "" if x is None else f"{x:.4g}"
+
+    lines = ["| metric | verdict | criticality | stable | candidate | why |", "|---|---|---|---|---|---|"]
+    for c in evaluation.checks:
+        lines.append(f"| {c.name} | {c.classification} | {c.criticality} | {fmt(c.stable)} | {fmt(c.candidate)} | "
+                     f"{c.reason.replace('|', '/')} |")
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""Run a model's day in-process with the same definitions the schedule uses (the CLI's path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+
+from rollout_pipeline.config import load_settings
+
+log = logging.getLogger(__name__)
+
+# Written into a DAGSTER_HOME that has no dagster.yaml: Dagster's default SQLite storage
+# in that folder (no server), telemetry off. Keep in step with the top-level dagster.yaml.
+LOCAL_INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+run_retries:
+  enabled: true
+  max_retries: 1
+"""
+
+
+def ensure_dagster_home() -> str:
+    """DAGSTER_HOME, defaulting to <state>/dagster (Dagster's own SQLite storage lives there)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str(load_settings().state_dir / "dagster")
+        os.environ["DAGSTER_HOME"] = home
+    os.makedirs(home, exist_ok=True)
+    config = os.path.join(home, "dagster.yaml")
+    if not os.path.exists(config):
+        with open(config, "w") as fh:
+            fh.write(LOCAL_INSTANCE_YAML)
+    return home
+
+
+@dataclass(frozen=True)
+class DayRun:
+    """What running a day produced: the decision (as the CLI prints it) and the Dagster run id."""
+
+    run_id: str
+    success: bool
+    result: dict
+    failed_checks: tuple[str, ...]
+    seconds: float
+
+
+def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str | None = None,
+            actor: str = "cli", dry_run: bool = False, instance: dg.DagsterInstance | None = None) -> DayRun:
+    """Materialize ``model``'s ``day`` (collect, validate, judge, decide) in this process.
+
+    A forced decision runs the decision asset alone on the stored judgement, as
+    the launchpad would. When the blocking log-quality check fails, the decision
+    does not materialize: the day is recorded as a hold naming the failed checks.
+    """
+    from rollout_pipeline.definitions import defs
+    from rollout_pipeline.defs.assets import ACTOR_TAG, decision
+    from rollout_pipeline.defs.partitions import MODELS, partition_key
+
+    started = time.perf_counter()
+    ensure_dagster_home()
+    owned = instance is None
+    instance = instance or dg.DagsterInstance.get()
+    try:
+        instance.add_dynamic_partitions(MODELS.name, [model])
+        job = defs.get_job_def("daily_analysis")
+        config = {"force": force, "reason": reason, "dry_run": dry_run, "operator": None}
+        run_config = {
+            "ops": {"decision": {"config": config}},
+            "execution": {"config": {"in_process": {}}},
+            # Step events are DEBUG; the CLI shows Dagster's INFO and up, and our own progress lines.
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        }
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            partition_key=partition_key(day.isoformat(), model),
+            raise_on_error=False,
+            asset_selection=[decision.key] if force else None,
+            tags={ACTOR_TAG: actor},
+        )
+        failed_checks = tuple(
+            f"{e.asset_check_evaluation_data.check_name}" for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+        )
+        output = None
+        if result.success:
+            output = result.output_for_node("decision")
+        else:
+            output = _hold_for_failure(result, model, day, actor, failed_checks, dry_run)
+        return DayRun(result.run_id, result.success, output, failed_checks, time.perf_counter() - started)
+    finally:
+        if owned:
+            instance.dispose()
+
+
+def _hold_for_failure(result, model, day, actor, failed_checks, dry_run) -> dict:
+    """When a blocking check stopped the run, record a hold that names the failed checks; else re-raise."""
+    from rollout_pipeline.defs.resources import StoreResource
+    from rollout_pipeline.domain.decide import Decision
+    from rollout_pipeline.store import rollouts as repo
+
+    check_failures = []
+    for e in result.all_events:
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed:
+            data = e.asset_check_evaluation_data
+            md = data.metadata.get("failures")
+            check_failures.append(f"{data.check_name}: {md.value if md else 'failed'}".replace("\n- ", "; ").replace("- ", ""))
+    blocked = any(e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+                  and e.asset_check_evaluation_data.severity.value == "ERROR" for e in result.all_events)
+    if not blocked:
+        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
+        detail = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else "; ".join(errors)
+        raise RunFailed(detail or "the run failed", result.run_id)
+    engine = StoreResource().engine
+    with engine.begin() as conn:
+        rollout = repo.active_rollout(conn, model) or repo.latest_rollout(conn, model)
+        state = repo.state_before(conn, rollout, day)
+        held = Decision("hold", False, ("data quality failed, so the day cannot be judged:", *check_failures),
+                        state, state.stage, state.canary_percent)
+        record = repo.record_decision(conn, rollout, day, held, actor=actor,
+                                      metrics={"data_quality_failures": check_failures, "blocked_run": result.run_id},
+                                      run_id=result.run_id)
+        if dry_run:
+            conn.rollback()
+    engine.dispose()
+    return {"decision_id": None if dry_run else record.id, "action": "hold", "forced": False,
+            "reasons": list(held.reasons), "dry_run": dry_run,
+            "from": {"stage": state.stage, "canary_percent": state.canary_percent},
+            "to": {"stage": state.stage, "canary_percent": state.canary_percent}}
+
+
+class RunFailed(RuntimeError):
+    """The Dagster run failed for a reason other than a blocking check."""
+
+    def __init__(self, message: str, run_id: str):
+        super().__init__(message)
+        self.run_id = run_id

@@ -1,0 +1,76 @@
+"""`rollout-pipeline demo`: two rollouts, day by day, on the embedded default.
+
+A real regression model and a better candidate go from shadow through each
+canary step to production; a second candidate that answers too slowly is rolled
+back. Traffic comes from the simulator, through the real Router, into the
+embedded SQLite store; each day runs the same Dagster job as the schedule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from rollout_pipeline.config import ENV_DATABASE_URL, ENV_STATE_DIR, embedded_database_url, state_dir
+
+GOOD = ("diabetes", "ridge-v1", "forest-v2", "healthy")
+BAD = ("diabetes-slow", "ridge-v1", "forest-v3", "slow")
+
+
+def demo_state() -> Path:
+    """The demo's own folder inside the state folder (wiped at each demo)."""
+    return state_dir() / "demo"
+
+
+def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]:
+    """Run both demo rollouts; returns every day's decision (the CLI's JSON objects)."""
+    from rollout_pipeline.cli import decide_day
+    from rollout_pipeline.simulate.engine import simulate_day
+    from rollout_pipeline.store.engine import make_engine
+    from rollout_pipeline.store.migrate import upgrade
+    from rollout_pipeline.store.rollouts import active_rollout, start_rollout
+    from rollout_pipeline.domain.policy import Policy
+
+    folder = demo_state()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    os.environ[ENV_STATE_DIR] = str(folder)
+    os.environ[ENV_DATABASE_URL] = embedded_database_url(folder)
+    os.environ["DAGSTER_HOME"] = str(folder / "dagster")
+    engine = make_engine(os.environ[ENV_DATABASE_URL])
+    upgrade(engine)
+    echo(f"demo state: {folder} (SQLite log store + Dagster storage; no server needed)")
+
+    first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
+    outcomes = []
+    for model, stable, candidate, scenario in (GOOD, BAD):
+        with engine.begin() as conn:
+            start_rollout(conn, model, stable, candidate, Policy(), actor="demo")
+        echo(f"\n== {model}: {candidate} (scenario {scenario!r}) rolls out over {stable} ==")
+        for k in range(days):
+            day = first + dt.timedelta(days=k)
+            with engine.connect() as conn:
+                if active_rollout(conn, model) is None:
+                    break
+            t0 = time.perf_counter()
+            sim = simulate_day(engine, model, day, requests, scenario, seed=k)
+            sim_s = time.perf_counter() - t0
+            out = decide_day(model, day, None, None, dry_run=False, actor="demo")
+            outcomes.append(out)
+            f, t = out["from"], out["to"]
+            echo(f"{day} {model}: {out['action'].upper():8} {f['stage']} {f['canary_percent']}% -> "
+                 f"{t['stage']} {t['canary_percent']}%   ({sim.rows_written} log rows simulated in {sim_s:.1f} s, "
+                 f"analysed in {out['seconds']:.1f} s)")
+            for reason in out["reasons"][:6]:
+                echo(f"      - {reason}")
+    engine.dispose()
+    echo("\nReview it in the Dagster UI:  make ui   (then open http://127.0.0.1:3000)")
+    echo("  Assets > daily_analysis > decision: pick a partition (date | model) to see the action, reasons and metrics.")
+    echo("  CLI:  ROLLOUT_STATE_DIR=" + str(folder) + " rollout-pipeline status   |   ... history --model diabetes")
+    return outcomes

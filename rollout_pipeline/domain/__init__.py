@@ -1,0 +1,1 @@
+"""Pure decision logic: records, judge, policy, retention. No Dagster, no SQL."""

@@ -1,0 +1,134 @@
+"""The policy state machine: shadow -> canary steps -> production, hold, or rollback.
+
+Outcomes are ordered as Argo Rollouts orders analysis results (the worst wins):
+a data-quality failure or too little data holds, a critical failure rolls back,
+and only a day with enough good data and a passing score promotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rollout_pipeline.domain.policy import Policy
+
+ACTIONS = ("promote", "hold", "rollback")
+STAGES = ("shadow", "canary", "production", "rolled_back")
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Where a rollout stands before a day's decision."""
+
+    stage: str
+    canary_percent: int
+    days_in_step: int = 0  # days already decided at this stage and share
+
+    @property
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "canary_percent": self.canary_percent}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A day's decision with the reasons that led to it."""
+
+    action: str
+    forced: bool
+    reasons: tuple[str, ...]
+    before: RolloutState
+    stage_after: str
+    percent_after: int
+
+    @property
+    def after(self) -> RolloutState:
+        return RolloutState(self.stage_after, self.percent_after)
+
+
+class ForceError(ValueError):
+    """A forced decision that cannot be made (missing reason, unknown action, nothing to promote to)."""
+
+
+def _promote_target(state: RolloutState, policy: Policy) -> tuple[str, int] | None:
+    if state.stage == "shadow":
+        return "canary", policy.canary_steps[0]
+    if state.stage == "canary":
+        nxt = policy.next_step(state.canary_percent)
+        return ("canary", nxt) if nxt is not None and nxt < 100 else ("production", 100)
+    return None
+
+
+def _promote(state: RolloutState, policy: Policy, reasons: list[str], forced: bool) -> Decision:
+    target = _promote_target(state, policy)
+    if target is None:
+        raise ForceError(f"nothing to promote to from stage {state.stage!r}")
+    stage, percent = target
+    label = "production (100%)" if stage == "production" else f"canary {percent}%"
+    reasons.append(f"promote to {label}")
+    return Decision("promote", forced, tuple(reasons), state, stage, percent)
+
+
+def _hold(state: RolloutState, reasons: list[str], forced: bool = False) -> Decision:
+    return Decision("hold", forced, tuple(reasons), state, state.stage, state.canary_percent)
+
+
+def _rollback(state: RolloutState, reasons: list[str], forced: bool = False) -> Decision:
+    return Decision("rollback", forced, tuple(reasons), state, "rolled_back", 0)
+
+
+def force_decision(state: RolloutState, action: str, reason: str | None, policy: Policy, actor: str) -> Decision:
+    """An operator's decision: promote, hold or rollback, always with a reason."""
+    if action not in ACTIONS:
+        raise ForceError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
+    if not reason or not reason.strip():
+        raise ForceError(f"forcing {action!r} needs a reason (it is kept in the audit trail)")
+    reasons = [f"forced {action} by {actor}: {reason.strip()}"]
+    if action == "promote":
+        return _promote(state, policy, reasons, forced=True)
+    if action == "rollback":
+        if state.stage == "rolled_back":
+            raise ForceError("the rollout is already rolled back")
+        return _rollback(state, reasons, forced=True)
+    return _hold(state, reasons, forced=True)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the day's analysis found, as the state machine needs it."""
+
+    data_quality_failures: Sequence[str]
+    candidate_requests: int
+    critical_failures: Sequence[str]
+    score: float | None
+    score_reasons: Sequence[str] = ()
+
+
+def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
+    """The day's decision from the evidence, under ``policy``."""
+    if state.stage in ("production", "rolled_back"):
+        return _hold(state, [f"rollout is {state.stage.replace('_', ' ')}: nothing to decide"])
+    if evidence.data_quality_failures:
+        return _hold(state, ["data quality failed, so the day cannot be judged:", *evidence.data_quality_failures])
+    needed = policy.required_requests
+    if state.stage == "canary" and state.canary_percent == policy.canary_steps[0]:
+        needed = min(needed, policy.wiring_step_min_requests)  # 1% checks the wiring, not the model
+    unit = "paired shadow" if state.stage == "shadow" else "candidate-served"
+    if evidence.critical_failures and evidence.candidate_requests > 0:
+        return _rollback(state, ["critical failure:", *evidence.critical_failures])
+    if evidence.candidate_requests < needed:
+        return _hold(state, [f"not enough data: {evidence.candidate_requests} {unit} requests < {needed} required"])
+    score = evidence.score
+    t = policy.judge
+    if score is None:
+        return _hold(state, ["no metric could be judged (no data on either side)", *evidence.score_reasons])
+    summary = f"judge score {score:.0f}"
+    if score < t.marginal_score:
+        return _rollback(state, [f"{summary} < marginal {t.marginal_score:.0f}", *evidence.score_reasons])
+    if score < t.pass_score:
+        return _hold(state, [f"{summary} is marginal ({t.marginal_score:.0f} <= score < {t.pass_score:.0f})",
+                             *evidence.score_reasons])
+    days = state.days_in_step + 1
+    minimum = policy.min_shadow_days if state.stage == "shadow" else policy.min_days_per_step
+    if days < minimum:
+        return _hold(state, [f"{summary} >= pass {t.pass_score:.0f}, but day {days} of {minimum} required in this step"])
+    return _promote(state, policy, [f"{summary} >= pass {t.pass_score:.0f}", *evidence.score_reasons], forced=False)

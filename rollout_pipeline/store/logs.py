@@ -1,0 +1,396 @@
+"""Bulk writes of the log contract: COPY on PostgreSQL, batched inserts on SQLite.
+
+Contract rules at write time (documented in the README):
+
+* A row is **rejected** — the whole batch fails with ``ContractError`` naming the
+  row's position, and nothing of the batch is written — when it cannot be stored
+  or attributed at all: ``ts`` missing or not a datetime, ``model_name`` /
+  ``variant`` / ``kind`` missing or empty, ``served`` not a bool, a field of the
+  wrong type, or a NUL character in a text field (PostgreSQL cannot store it).
+* Anything else the contract forbids is **stored as is** so that the day's
+  validation flags it: a missing correlation id, an unknown status, a negative,
+  missing or NaN latency, an absurd prediction. (SQLite has no NaN: there a NaN
+  is stored as NULL, which the validation flags as missing.)
+
+Naive timestamps are taken as UTC; aware ones are converted to UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import math
+import operator
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.records import FEEDBACK_COLUMNS, PREDICTION_COLUMNS
+from rollout_pipeline.store.engine import is_postgres
+from rollout_pipeline.store.partitions import ensure_day_partitions
+
+log = logging.getLogger(__name__)
+
+UTC = dt.UTC
+CHUNK_ROWS = 50_000
+
+# COPY text format: these characters must be escaped inside a field.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # the storage format SQLAlchemy's SQLite DateTime reads back
+
+
+class ContractError(ValueError):
+    """A row of a batch breaks the log contract in a way that cannot be stored; nothing was written."""
+
+    def __init__(self, index: int, field: str, problem: str, row: Any):
+        self.index, self.field, self.problem = index, field, problem
+        super().__init__(f"row {index}: {field} {problem} (row: {_short(row)}); nothing of this batch was written")
+
+
+def _short(row: Any) -> str:
+    text = repr(row)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+# Field kinds: how each column is checked and rendered.
+_REQUIRED_TEXT, _TEXT, _FLOAT, _BOOL, _TS = "required_text", "text", "float", "bool", "ts"
+
+_PREDICTION_KINDS = {
+    "correlation_id": _TEXT,
+    "ts": _TS,
+    "model_name": _REQUIRED_TEXT,
+    "variant": _REQUIRED_TEXT,
+    "served": _BOOL,
+    "entity_id": _TEXT,
+    "latency_ms": _FLOAT,
+    "status": _TEXT,
+    "prediction": _FLOAT,
+    "label": _TEXT,
+}
+_FEEDBACK_KINDS = {
+    "correlation_id": _TEXT,
+    "ts": _TS,
+    "model_name": _REQUIRED_TEXT,
+    "kind": _REQUIRED_TEXT,
+    "value": _FLOAT,
+    "label": _TEXT,
+}
+
+
+def _as_tuple(row: Any, columns: Sequence[str], index: int) -> tuple:
+    if isinstance(row, tuple):
+        if len(row) != len(columns):
+            raise ContractError(index, "row", f"has {len(row)} fields, expected {len(columns)} {tuple(columns)}", row)
+        return row
+    if isinstance(row, Mapping):
+        unknown = set(row) - set(columns)
+        if unknown:
+            raise ContractError(index, "row", f"has unknown fields {sorted(unknown)}", row)
+        return tuple(row.get(c) for c in columns)
+    raise ContractError(index, "row", f"is a {type(row).__name__}, expected a tuple or a mapping", row)
+
+
+def _utc(value: Any, index: int, row: Any) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise ContractError(index, "ts", f"must be a datetime, got {type(value).__name__}", row)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if value.utcoffset():
+        return value.astimezone(UTC)
+    return value
+
+
+def _check(value: Any, kind: str, field: str, index: int, row: Any) -> None:
+    """Raise ContractError when ``value`` cannot be stored in a column of ``kind``."""
+    if kind == _REQUIRED_TEXT:
+        if not isinstance(value, str) or not value:
+            raise ContractError(index, field, "is required (a non-empty string)", row)
+    elif kind == _TEXT:
+        if value is not None and not isinstance(value, str):
+            raise ContractError(index, field, f"must be a string or None, got {type(value).__name__}", row)
+    elif kind == _FLOAT:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ContractError(index, field, f"must be a number or None, got {type(value).__name__}", row)
+    elif kind == _BOOL:
+        if not isinstance(value, bool):
+            raise ContractError(index, field, f"must be true or false, got {value!r}", row)
+    if isinstance(value, str) and "\x00" in value:
+        raise ContractError(index, field, "contains a NUL character", row)
+
+
+def _validated(rows: Iterable[Any], kinds: Mapping[str, str], start: int = 0) -> Iterable[tuple[int, tuple, dt.datetime]]:
+    """Yield (index, row tuple, UTC ts) for every row, raising ContractError on the first bad one.
+
+    The precise, field-by-field check: it runs on a chunk only when the chunk-level
+    check (``_well_formed``) did not accept it, and it names the first bad row.
+    """
+    columns = tuple(kinds)
+    kind_list = tuple(kinds.values())
+    ts_pos = columns.index("ts")
+    for index, raw in enumerate(rows, start):
+        row = _as_tuple(raw, columns, index)
+        ts = _utc(row[ts_pos], index, raw)
+        for value, kind, field in zip(row, kind_list, columns):
+            if kind == _TS:
+                continue
+            _check(value, kind, field, index, raw)
+        yield index, row, ts
+
+
+def _copy_text(row: tuple, kinds: tuple[str, ...], ts: dt.datetime) -> str:
+    out = []
+    for value, kind in zip(row, kinds):
+        if kind == _TS:
+            out.append(ts.isoformat())
+        elif value is None:
+            out.append("\\N")
+        elif kind == _BOOL:
+            out.append("t" if value else "f")
+        elif kind == _FLOAT:
+            out.append(repr(float(value)))
+        else:
+            out.append(value.translate(_COPY_ESCAPES))
+    return "\t".join(out)
+
+
+def _sqlite_value(value: Any, kind: str, ts: dt.datetime) -> Any:
+    if kind == _TS:
+        return ts.replace(tzinfo=None).strftime(_SQLITE_TS)
+    if kind == _FLOAT and value is not None:
+        value = float(value)
+        return None if math.isnan(value) else value
+    return value
+
+
+# --- The fast path: a whole chunk checked and converted column by column ---------------------
+#
+# Per-row Python code costs more than PostgreSQL's own COPY parsing, so a chunk of rows is
+# transposed into columns and each column is checked with a few C-level passes (the set of
+# its exact value types, an empty-string test, one scan for NUL and COPY's special
+# characters). The checks accept only values the precise check accepts too; a chunk they do
+# not accept (a bad row, a mapping, a subclass such as numpy.float64, a non-UTC time zone)
+# goes through ``_validated`` row by row, which raises the same ContractError as before or
+# hands back normalized rows. Both paths produce the same text and the same SQLite values.
+
+_NONE = type(None)
+_STR_TYPES = frozenset({str, _NONE})
+_NUMBER_TYPES = frozenset({float, int, _NONE})  # exact types: bool (a subclass of int) is not in it
+_NAIVE_OR_UTC = frozenset({None, UTC})
+_COPY_SPECIALS = ("\\", "\t", "\n", "\r")
+_COPY_BOOL = {True: "t", False: "f"}
+_ts_date = dt.datetime.date
+_ts_time = dt.datetime.time  # the wall time without tzinfo: naive and UTC values are both UTC
+_tzinfo = operator.attrgetter("tzinfo")
+_sqlite_time = operator.methodcaller("isoformat", "microseconds")
+
+
+class _Columns(NamedTuple):
+    values: list[tuple]  # one tuple per column
+    types: list[frozenset]  # the exact types found in each column
+    escape: list[bool]  # per column: text containing a character COPY must escape
+    days: set[dt.date]  # UTC days of the chunk's timestamps
+
+
+def _well_formed(chunk: Sequence[Any], kinds: tuple[str, ...]) -> _Columns | None:
+    """The chunk as checked columns, or None when any row needs the precise per-row check."""
+    if not all(issubclass(t, tuple) for t in set(map(type, chunk))) or set(map(len, chunk)) != {len(kinds)}:
+        return None
+    values = list(zip(*chunk))
+    types, escape, days = [], [], set()
+    for column, kind in zip(values, kinds):
+        found = frozenset(map(type, column))
+        special = False
+        if kind == _TS:
+            if found != {dt.datetime} or not set(map(_tzinfo, column)) <= _NAIVE_OR_UTC:
+                return None
+            days = set(map(_ts_date, column))
+        elif kind == _REQUIRED_TEXT or kind == _TEXT:
+            if kind == _REQUIRED_TEXT and (found != {str} or "" in column):
+                return None
+            if not found <= _STR_TYPES:
+                return None
+            text = "".join(filter(None, column))
+            if "\x00" in text:
+                return None
+            special = any(c in text for c in _COPY_SPECIALS)
+        elif kind == _FLOAT:
+            if not found <= _NUMBER_TYPES:
+                return None
+        elif kind == _BOOL:
+            if found != {bool}:
+                return None
+        types.append(found)
+        escape.append(special)
+    return _Columns(values, types, escape, days)
+
+
+def _fast_copy_text(cols: _Columns, kinds: tuple[str, ...]) -> str:
+    """COPY text of checked columns: the same text ``_copy_text`` makes row by row."""
+    out: list[Iterable[str]] = []
+    for column, kind, found, escape in zip(cols.values, kinds, cols.types, cols.escape):
+        if kind == _TS:
+            times = map(dt.time.isoformat, map(_ts_time, column))
+            if len(cols.days) == 1:
+                (day,) = cols.days
+                out.append(map(f"{day.isoformat()}T%s+00:00".__mod__, times))
+            else:
+                dates = map(dt.date.isoformat, map(_ts_date, column))
+                out.append(map("%sT%s+00:00".__mod__, zip(dates, times)))
+        elif kind == _BOOL:
+            out.append(map(_COPY_BOOL.__getitem__, column))
+        elif kind == _FLOAT:
+            if int in found:
+                out.append(["\\N" if v is None else repr(float(v)) for v in column])
+            elif _NONE in found:
+                out.append(["\\N" if v is None else repr(v) for v in column])
+            else:
+                out.append(map(float.__repr__, column))
+        elif escape:
+            out.append(["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in column])
+        elif _NONE in found:
+            out.append(["\\N" if v is None else v for v in column])
+        else:
+            out.append(column)
+    return "\n".join(map("\t".join, zip(*out))) + "\n"
+
+
+def _fast_sqlite_rows(cols: _Columns, kinds: tuple[str, ...]) -> list[tuple] | None:
+    """Insert parameters of checked columns (as ``_sqlite_value`` makes them), or None."""
+    if cols.days and min(cols.days).year < 1000:
+        return None  # strftime("%Y") does not zero-pad such years; isoformat does: keep one format
+    out: list[Iterable[Any]] = []
+    for column, kind, found in zip(cols.values, kinds, cols.types):
+        if kind == _TS:
+            dates = map(dt.date.isoformat, map(_ts_date, column))
+            out.append(map("%s %s".__mod__, zip(dates, map(_sqlite_time, map(_ts_time, column)))))
+        elif kind == _FLOAT:
+            if int in found:
+                column = [None if v is None else float(v) for v in column]
+            out.append([v if v == v else None for v in column])  # NaN -> NULL; None == None stays
+        else:
+            out.append(column)
+    return list(zip(*out))
+
+
+def _chunk_for_copy(chunk: list, start: int, kinds: Mapping[str, str], days: set[dt.date]) -> str:
+    kind_list = tuple(kinds.values())
+    cols = _well_formed(chunk, kind_list)
+    if cols is None:
+        checked = list(_validated(chunk, kinds, start))  # raises ContractError naming the first bad row
+        ts_pos = tuple(kinds).index("ts")
+        normalized = [row[:ts_pos] + (ts,) + row[ts_pos + 1:] for _, row, ts in checked]
+        cols = _well_formed(normalized, kind_list)
+        if cols is None:  # valid, but with values of unusual types: the generic row-by-row text
+            days.update(ts.date() for _, _, ts in checked)
+            return "".join(_copy_text(row, kind_list, ts) + "\n" for _, row, ts in checked)
+    days.update(cols.days)
+    return _fast_copy_text(cols, kind_list)
+
+
+def _chunk_for_sqlite(chunk: list, start: int, kinds: Mapping[str, str]) -> list[tuple]:
+    kind_list = tuple(kinds.values())
+    cols = _well_formed(chunk, kind_list)
+    rows = _fast_sqlite_rows(cols, kind_list) if cols is not None else None
+    if rows is None:
+        rows = [tuple(_sqlite_value(v, k, ts) for v, k in zip(row, kind_list))
+                for _, row, ts in _validated(chunk, kinds, start)]
+    return rows
+
+
+class _CopySource:
+    """File-like source for ``copy_expert``: each ``read()`` validates and formats the next chunk.
+
+    Streaming the chunks through one COPY lets the server parse and store a chunk while
+    the next one is being formatted here. An exception raised in ``read()`` makes psycopg2
+    abort the COPY and raise an error of its own; the original is kept in ``error``.
+    """
+
+    def __init__(self, first: str, produce: Callable[[], str]):
+        self._pending: str | None = first
+        self._produce = produce
+        self.error: BaseException | None = None
+
+    def read(self, _size: int = -1) -> str:
+        if self._pending is not None:
+            text, self._pending = self._pending, None
+            return text
+        try:
+            return self._produce()  # "" at the end
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def _write(engine: sa.Engine, table: str, kinds: Mapping[str, str], rows: Iterable[Any], chunk_rows: int) -> int:
+    started = time.perf_counter()
+    columns = tuple(kinds)
+    postgres = is_postgres(engine)
+    insert_sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    copy_sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    source = iter(rows)
+    days: set[dt.date] = set()
+    total = 0
+
+    def next_chunk() -> Any:
+        """The next chunk, checked and converted (COPY text or insert rows); empty at the end."""
+        nonlocal total
+        chunk = list(itertools.islice(source, chunk_rows))
+        if not chunk:
+            return "" if postgres else []
+        start, total = total, total + len(chunk)
+        if postgres:
+            return _chunk_for_copy(chunk, start, kinds, days)
+        return _chunk_for_sqlite(chunk, start, kinds)  # SQLite has no partitions: no days to note
+
+    first = next_chunk()
+    if postgres and days:
+        # Before the write transaction, in short transactions of their own: partition
+        # DDL waits for writers of the parent table, so it must not run inside ours.
+        ensure_day_partitions(engine, days, [table])
+    partitioned_days = set(days)
+    # One transaction for the batch, and rows are validated before it commits: a bad
+    # row anywhere rolls the whole batch back, so a batch is written entirely or not at all.
+    with engine.begin() as connection:
+        if postgres and first:
+            stream = _CopySource(first, next_chunk)
+            with connection.connection.dbapi_connection.cursor() as cursor:
+                try:
+                    cursor.copy_expert(copy_sql, stream)
+                except Exception:
+                    if stream.error is not None:
+                        raise stream.error from None  # e.g. the ContractError of a later chunk
+                    raise
+        elif not postgres:
+            chunk = first
+            while chunk:
+                connection.exec_driver_sql(insert_sql, chunk)
+                chunk = next_chunk()
+    if postgres and days - partitioned_days:
+        # Days first seen after the first chunk: their rows went to the default
+        # partition unless a partition already existed; making it now moves them.
+        ensure_day_partitions(engine, days - partitioned_days, [table])
+    elapsed = time.perf_counter() - started
+    if total:
+        log.info("wrote %d rows to %s in %.2f s (%.0f rows/s)", total, table, elapsed, total / max(elapsed, 1e-9))
+    return total
+
+
+def write_predictions(engine: sa.Engine, rows: Iterable[Any], *, chunk_rows: int = CHUNK_ROWS) -> int:
+    """Append prediction log rows (``PredictionRow``s, tuples in contract order, or mappings).
+
+    All or nothing: returns the number of rows written, or raises ``ContractError``
+    and writes none.
+    """
+    return _write(engine, "prediction_log", _PREDICTION_KINDS, rows, chunk_rows)
+
+
+def write_feedback(engine: sa.Engine, rows: Iterable[Any], *, chunk_rows: int = CHUNK_ROWS) -> int:
+    """Append feedback rows (``FeedbackRow``s, tuples in contract order, or mappings); all or nothing."""
+    return _write(engine, "feedback", _FEEDBACK_KINDS, rows, chunk_rows)
+
+
+assert tuple(_PREDICTION_KINDS) == PREDICTION_COLUMNS
+assert tuple(_FEEDBACK_KINDS) == FEEDBACK_COLUMNS

@@ -1,0 +1,102 @@
+"""Day partitions of the log tables on PostgreSQL.
+
+Partitions are created ahead of time (``init-db``, the nightly job, and the bulk
+writer for the days it sees). A row whose day has no partition lands in the
+default partition, so no write is ever rejected for its date; creating that
+day's partition later moves such rows into it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from rollout_pipeline.store.engine import is_postgres
+from rollout_pipeline.store.tables import LOG_TABLES
+
+log = logging.getLogger(__name__)
+
+# Serializes partition DDL between concurrent writers (an arbitrary, fixed key).
+_PARTITION_LOCK_KEY = 7_261_001
+
+
+def partition_name(table: str, day: dt.date) -> str:
+    """Name of the partition of ``table`` that holds ``day``."""
+    if table not in LOG_TABLES:
+        raise ValueError(f"not a partitioned log table: {table!r}")
+    return f"{table}_p{day:%Y%m%d}"
+
+
+def existing_partitions(connection: sa.Connection, table: str) -> set[str]:
+    """Names of the partitions attached to ``table`` (default included)."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE p.relname = :parent AND p.relnamespace = to_regnamespace(current_schema())"
+        ),
+        {"parent": table},
+    )
+    return set(rows.scalars())
+
+
+def _bounds(day: dt.date) -> tuple[str, str]:
+    # Literals built from date objects only: partition bounds cannot be bind parameters.
+    lo = dt.datetime.combine(day, dt.time(), dt.UTC)
+    return lo.isoformat(), (lo + dt.timedelta(days=1)).isoformat()
+
+
+def _create_one(connection: sa.Connection, table: str, day: dt.date) -> bool:
+    name = partition_name(table, day)
+    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
+    if name in existing_partitions(connection, table):
+        return False
+    lo, hi = _bounds(day)
+    in_default = connection.execute(
+        sa.text(f"SELECT count(*) FROM {table}_default WHERE ts >= :lo AND ts < :hi"), {"lo": lo, "hi": hi}
+    ).scalar_one()
+    if in_default:
+        # Rows of this day were caught by the default partition: move them into the new one.
+        connection.execute(sa.text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+        connection.execute(
+            sa.text(f"INSERT INTO {name} SELECT * FROM {table}_default WHERE ts >= :lo AND ts < :hi"),
+            {"lo": lo, "hi": hi},
+        )
+        connection.execute(sa.text(f"DELETE FROM {table}_default WHERE ts >= :lo AND ts < :hi"), {"lo": lo, "hi": hi})
+        connection.execute(sa.text(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{lo}') TO ('{hi}')"))
+        log.info("created partition %s and moved %d rows into it from %s_default", name, in_default, table)
+    else:
+        connection.execute(sa.text(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM ('{lo}') TO ('{hi}')"))
+        log.debug("created partition %s", name)
+    return True
+
+
+def ensure_day_partitions(engine: sa.Engine, days: Iterable[dt.date], tables: Iterable[str] = LOG_TABLES) -> list[str]:
+    """Create the missing day partitions of the log tables; returns the names created.
+
+    A no-op on SQLite. Each partition is created in its own short transaction so
+    that no lock on the parent table is held while rows are being written.
+    """
+    if not is_postgres(engine):
+        return []
+    days = sorted(set(days))
+    tables = list(tables)
+    with engine.connect() as connection:
+        existing = {table: existing_partitions(connection, table) for table in tables}
+    missing = [(t, d) for t in tables for d in days if partition_name(t, d) not in existing[t]]
+    created = []
+    for table, day in missing:
+        with engine.begin() as connection:
+            if _create_one(connection, table, day):
+                created.append(partition_name(table, day))
+    if created:
+        log.info("created %d day partitions: %s", len(created), ", ".join(created))
+    return created
+
+
+def ensure_partitions_around(engine: sa.Engine, today: dt.date, days_back: int = 1, days_ahead: int = 7) -> list[str]:
+    """Create the partitions for ``today - days_back`` .. ``today + days_ahead``."""
+    return ensure_day_partitions(engine, (today + dt.timedelta(days=k) for k in range(-days_back, days_ahead + 1)))

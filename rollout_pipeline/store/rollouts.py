@@ -1,0 +1,252 @@
+"""Rollouts and their decisions: the audit trail, and applying a decision to the routing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.decide import Decision, RolloutState
+from rollout_pipeline.domain.policy import Policy, parse_policy
+from rollout_pipeline.domain.routing import VariantRoute, validate_name
+from rollout_pipeline.store.routing import read_routing, write_routing
+from rollout_pipeline.store.tables import decisions, rollouts
+
+
+class RolloutError(RuntimeError):
+    """A rollout operation that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A rollout as stored."""
+
+    id: int
+    model_name: str
+    stable_variant: str
+    candidate_variant: str
+    stage: str
+    canary_percent: int
+    active: bool
+    policy: Policy
+    policy_version: str
+
+    @property
+    def state(self) -> RolloutState:
+        return RolloutState(self.stage, self.canary_percent)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A stored decision."""
+
+    id: int
+    rollout_id: int
+    model_name: str
+    day: dt.date
+    action: str
+    forced: bool
+    actor: str
+    reasons: list[str]
+    stage_before: str
+    percent_before: int
+    stage_after: str
+    percent_after: int
+    metrics: dict
+    policy_version: str
+    run_id: str | None
+    applied_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+def _rollout(row) -> Rollout:
+    return Rollout(row.id, row.model_name, row.stable_variant, row.candidate_variant, row.stage,
+                   row.canary_percent, bool(row.active), parse_policy(row.policy), row.policy_version)
+
+
+def _decision(row) -> DecisionRecord:
+    return DecisionRecord(row.id, row.rollout_id, row.model_name, row.day, row.action, bool(row.forced), row.actor,
+                          list(row.reasons), row.stage_before, row.percent_before, row.stage_after, row.percent_after,
+                          dict(row.metrics), row.policy_version, row.run_id, row.applied_at, row.created_at)
+
+
+def routes_for(rollout: Rollout, state: RolloutState, day: dt.date | None) -> tuple[VariantRoute, ...]:
+    """The routing that puts ``rollout`` in ``state``."""
+    stable, cand = rollout.stable_variant, rollout.candidate_variant
+    if state.stage == "shadow":
+        return (VariantRoute(stable, "stable", 100.0), VariantRoute(cand, "candidate", 0.0, shadow=True))
+    if state.stage == "canary":
+        p = float(state.canary_percent)
+        return (VariantRoute(stable, "stable", 100.0 - p), VariantRoute(cand, "candidate", p))
+    if state.stage == "production":
+        # The candidate is the stable model now; the old one stays deployable for the retention window.
+        shadow = rollout.policy.shadow_old_model_during_retention
+        return (VariantRoute(cand, "stable", 100.0), VariantRoute(stable, "inactive", 0.0, shadow=shadow, inactive_since=day))
+    if state.stage == "rolled_back":
+        return (VariantRoute(stable, "stable", 100.0), VariantRoute(cand, "inactive", 0.0, inactive_since=day))
+    raise RolloutError(f"unknown stage {state.stage!r}")
+
+
+def _with_others(current, routes: tuple[VariantRoute, ...]) -> tuple[VariantRoute, ...]:
+    """``routes`` plus the variants of other rollouts the routing still knows, kept without traffic."""
+    if current is None:
+        return routes
+    ours = {r.variant for r in routes}
+    return routes + tuple(
+        r if r.role == "retired" else VariantRoute(r.variant, "inactive", 0.0, r.shadow and r.role == "inactive",
+                                                    r.inactive_since)
+        for r in current.routes
+        if r.variant not in ours
+    )
+
+
+def start_rollout(connection: sa.Connection, model: str, stable: str, candidate: str, policy: Policy,
+                  actor: str = "cli", now: dt.datetime | None = None) -> Rollout:
+    """Register a rollout in stage shadow and route: stable 100%, candidate shadows."""
+    validate_name("model", model)
+    validate_name("variant", stable)
+    validate_name("variant", candidate)
+    if stable == candidate:
+        raise RolloutError("the stable and the candidate variant must differ")
+    existing = active_rollout(connection, model)
+    if existing is not None:
+        raise RolloutError(
+            f"{model} already has an active rollout ({existing.stable_variant} -> {existing.candidate_variant}, "
+            f"stage {existing.stage}); finish or roll it back first"
+        )
+    now = now or dt.datetime.now(dt.UTC)
+    rollout_id = connection.execute(
+        rollouts.insert().values(model_name=model, stable_variant=stable, candidate_variant=candidate, stage="shadow",
+                                 canary_percent=0, active=True, policy=policy.model_dump(mode="json"),
+                                 policy_version=policy.version, created_at=now, updated_at=now)
+        .returning(rollouts.c.id)
+    ).scalar_one()
+    rollout = active_rollout(connection, model)
+    current = read_routing(connection, model)
+    routes = _with_others(current, routes_for(rollout, RolloutState("shadow", 0), None))
+    write_routing(connection, model, routes, expected_version=current.version if current else None, actor=actor,
+                  reason=f"rollout {rollout_id} started: {candidate} shadows {stable}", now=now)
+    return rollout
+
+
+def active_rollout(connection: sa.Connection, model: str) -> Rollout | None:
+    """The model's active rollout, if any."""
+    row = connection.execute(sa.select(rollouts).where(rollouts.c.model_name == model, rollouts.c.active)).first()
+    return _rollout(row) if row else None
+
+
+def latest_rollout(connection: sa.Connection, model: str) -> Rollout | None:
+    """The model's most recent rollout, active or not."""
+    row = connection.execute(
+        sa.select(rollouts).where(rollouts.c.model_name == model).order_by(rollouts.c.id.desc()).limit(1)
+    ).first()
+    return _rollout(row) if row else None
+
+
+def active_models(connection: sa.Connection) -> list[str]:
+    """Models with an active rollout, by name."""
+    return list(connection.execute(
+        sa.select(rollouts.c.model_name).where(rollouts.c.active).order_by(rollouts.c.model_name)).scalars())
+
+
+def live_decision(connection: sa.Connection, model: str, day: dt.date) -> DecisionRecord | None:
+    """The decision in force for ``model`` and ``day`` (not superseded)."""
+    row = connection.execute(
+        sa.select(decisions).where(decisions.c.model_name == model, decisions.c.day == day,
+                                   decisions.c.superseded_by.is_(None))
+    ).first()
+    return _decision(row) if row else None
+
+
+def get_decision(connection: sa.Connection, decision_id: int) -> DecisionRecord | None:
+    row = connection.execute(sa.select(decisions).where(decisions.c.id == decision_id)).first()
+    return _decision(row) if row else None
+
+
+def decision_history(connection: sa.Connection, model: str, include_superseded: bool = False) -> list[DecisionRecord]:
+    """The model's decisions, oldest first."""
+    query = sa.select(decisions).where(decisions.c.model_name == model)
+    if not include_superseded:
+        query = query.where(decisions.c.superseded_by.is_(None))
+    return [_decision(r) for r in connection.execute(query.order_by(decisions.c.day, decisions.c.id))]
+
+
+def latest_decided_day(connection: sa.Connection, rollout_id: int) -> dt.date | None:
+    return connection.execute(
+        sa.select(sa.func.max(decisions.c.day)).where(decisions.c.rollout_id == rollout_id,
+                                                      decisions.c.superseded_by.is_(None))
+    ).scalar_one_or_none()
+
+
+def state_before(connection: sa.Connection, rollout: Rollout, day: dt.date) -> RolloutState:
+    """The rollout's state before ``day``'s decision: a re-run starts where the first run started."""
+    existing = live_decision(connection, rollout.model_name, day)
+    if existing is not None and existing.rollout_id == rollout.id:
+        stage, percent = existing.stage_before, existing.percent_before
+    else:
+        stage, percent = rollout.stage, rollout.canary_percent
+    holds = 0
+    for d in reversed([d for d in decision_history(connection, rollout.model_name)
+                       if d.rollout_id == rollout.id and d.day < day]):
+        if (d.stage_before, d.percent_before, d.stage_after, d.percent_after) != (stage, percent, stage, percent):
+            break
+        holds += 1
+    return RolloutState(stage, percent, holds)
+
+
+def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, decision: Decision, *, actor: str,
+                    metrics: dict, run_id: str | None, now: dt.datetime | None = None) -> DecisionRecord:
+    """Store ``decision`` for ``day``, superseding the day's earlier decision if there is one."""
+    now = now or dt.datetime.now(dt.UTC)
+    previous = live_decision(connection, rollout.model_name, day)
+    if previous is not None:
+        # Free the (model, day) slot of the unique index first, then point it at the new row.
+        connection.execute(decisions.update().where(decisions.c.id == previous.id).values(superseded_by=-1))
+    new_id = connection.execute(
+        decisions.insert().values(
+            rollout_id=rollout.id, model_name=rollout.model_name, day=day, action=decision.action,
+            forced=decision.forced, actor=actor, reasons=list(decision.reasons),
+            stage_before=decision.before.stage, percent_before=decision.before.canary_percent,
+            stage_after=decision.stage_after, percent_after=decision.percent_after, metrics=metrics,
+            policy_version=rollout.policy_version, run_id=run_id, created_at=now,
+        ).returning(decisions.c.id)
+    ).scalar_one()
+    if previous is not None:
+        connection.execute(decisions.update().where(decisions.c.id == previous.id).values(superseded_by=new_id))
+    return get_decision(connection, new_id)
+
+
+def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
+                   now: dt.datetime | None = None) -> bool:
+    """Apply a stored decision to the rollout and its routing, once; False if it was applied already.
+
+    Locks the decision row (PostgreSQL), so two appliers cannot both apply it.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    query = sa.select(decisions).where(decisions.c.id == decision_id)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = connection.execute(query).first()
+    if row is None:
+        raise RolloutError(f"no decision {decision_id}")
+    record = _decision(row)
+    if record.applied_at is not None:
+        return False
+    if row.superseded_by is not None:
+        raise RolloutError(f"decision {decision_id} was superseded by decision {row.superseded_by}; apply that one")
+    rollout_row = connection.execute(sa.select(rollouts).where(rollouts.c.id == record.rollout_id)).first()
+    rollout = _rollout(rollout_row)
+    after = RolloutState(record.stage_after, record.percent_after)
+    active = after.stage not in ("production", "rolled_back")
+    connection.execute(rollouts.update().where(rollouts.c.id == rollout.id).values(
+        stage=after.stage, canary_percent=after.canary_percent, active=active, updated_at=now))
+    current = read_routing(connection, rollout.model_name)
+    routes = _with_others(current, routes_for(rollout, after, record.day))
+    if current is None or set(current.routes) != set(routes):
+        write_routing(connection, rollout.model_name, routes,
+                      expected_version=current.version if current else None, actor=actor,
+                      reason=f"{record.action} on {record.day}: " + "; ".join(record.reasons)[:500],
+                      decision_id=record.id, now=now)
+    connection.execute(decisions.update().where(decisions.c.id == decision_id).values(applied_at=now))
+    return True

@@ -1,0 +1,115 @@
+"""SQLAlchemy Core tables: the log contract and the pipeline's own tables.
+
+The DDL lives in the Alembic migrations (PostgreSQL partitions the two log
+tables by day, which Core metadata cannot express); a test checks that these
+definitions and the migrated schema agree column by column.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# --- the log contract: serving systems write these -------------------------------------
+
+prediction_log = sa.Table(
+    "prediction_log",
+    metadata,
+    sa.Column("correlation_id", sa.Text, nullable=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("variant", sa.Text, nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),
+    sa.Column("entity_id", sa.Text, nullable=True),
+    sa.Column("latency_ms", sa.Float(precision=53), nullable=True),
+    sa.Column("status", sa.Text, nullable=True),
+    sa.Column("prediction", sa.Float(precision=53), nullable=True),
+    sa.Column("label", sa.Text, nullable=True),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("correlation_id", sa.Text, nullable=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=True),
+    sa.Column("label", sa.Text, nullable=True),
+)
+
+# --- ours: created and owned by the pipeline ---------------------------------------------
+
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("stable_variant", sa.Text, nullable=False),
+    sa.Column("candidate_variant", sa.Text, nullable=False),
+    sa.Column("stage", sa.Text, nullable=False),
+    sa.Column("canary_percent", sa.Integer, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("policy", sa.JSON, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+routing_config = sa.Table(
+    "routing_config",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("variant", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("traffic_percent", sa.Float(precision=53), nullable=False),
+    sa.Column("shadow", sa.Boolean, nullable=False),
+    sa.Column("inactive_since", sa.Date, nullable=True),
+)
+
+routing_version = sa.Table(
+    "routing_version",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+routing_history = sa.Table(
+    "routing_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("decision_id", sa.Integer, sa.ForeignKey("decisions.id"), nullable=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rollout_id", sa.Integer, sa.ForeignKey("rollouts.id"), nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("stage_before", sa.Text, nullable=False),
+    sa.Column("percent_before", sa.Integer, nullable=False),
+    sa.Column("stage_after", sa.Text, nullable=False),
+    sa.Column("percent_after", sa.Integer, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=True),
+    sa.Column("superseded_by", sa.Integer, nullable=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+LOG_TABLES = ("prediction_log", "feedback")

@@ -1,0 +1,222 @@
+"""Great Expectations suites over a day summary and its sample, returned as plain records.
+
+GX 1.x is called directly (dagster-ge supports only GX 0.x). It runs on small
+frames built from the day summary — one row per variant and kind, plus the
+bounded sample — never on the whole day, so its cost does not grow with the
+day's row count. GX is imported lazily: it takes seconds to import.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass
+
+from rollout_pipeline.domain.policy import Policy
+from rollout_pipeline.domain.records import STATUSES
+from rollout_pipeline.domain.summary import DaySummary
+
+LOG_QUALITY, LATENCY, PREDICTIONS = "log_quality", "latency_slo", "prediction_distribution"
+BLOCKING_SUITES = (LOG_QUALITY,)
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """One expectation's result: passed, failed (data) or errored (the check itself broke)."""
+
+    expectation: str
+    description: str
+    success: bool
+    errored: bool
+    observed: str
+
+    @property
+    def status(self) -> str:
+        return "error" if self.errored else ("pass" if self.success else "fail")
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """A suite's outcomes; ``blocking`` suites stop the decision when they do not pass."""
+
+    name: str
+    blocking: bool
+    outcomes: tuple[ExpectationOutcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.success and not o.errored for o in self.outcomes)
+
+    @property
+    def errored(self) -> bool:
+        return any(o.errored for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{self.name}: {o.description} ({'ERROR: ' if o.errored else ''}{o.observed})"
+                for o in self.outcomes if o.status != "pass"]
+
+
+_lock = threading.Lock()
+_context = None
+_counter = itertools.count()
+
+
+def _gx():
+    global _context
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    with _lock:
+        if _context is None:
+            _context = gx.get_context(mode="ephemeral")
+            _context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return gx, _context
+
+
+def _raised(exception_info) -> str | None:
+    """The error message if the expectation raised (GX reports it as success=False)."""
+    if not exception_info:
+        return None
+    infos = [exception_info] if "raised_exception" in exception_info else list(exception_info.values())
+    for info in infos:
+        if isinstance(info, dict) and info.get("raised_exception"):
+            return str(info.get("exception_message") or "expectation raised")
+    return None
+
+
+def _observed(result: dict) -> str:
+    if result.get("observed_value") is not None:
+        value = result["observed_value"]
+        return f"observed {float(value):.4g}" if isinstance(value, (int, float)) else f"observed {value}"
+    if result.get("unexpected_count") is not None:
+        examples = [str(v) for v in (result.get("partial_unexpected_list") or [])[:5]]
+        return f"{int(result['unexpected_count'])} unexpected" + (f", e.g. {', '.join(examples)}" if examples else "")
+    return "no value"
+
+
+def run_suite(name: str, blocking: bool, frame, expectations: list[tuple[str, object]]) -> SuiteResult:
+    """Validate ``frame`` (pandas) against ``expectations`` [(description, GX expectation)]."""
+    gx, ctx = _gx()
+    with _lock:
+        source = ctx.data_sources.add_pandas(f"{name}_{next(_counter)}")
+    batch = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("all").get_batch(
+        batch_parameters={"dataframe": frame}
+    )
+    suite = gx.ExpectationSuite(name=f"{name}_suite")
+    descriptions = {}
+    for description, expectation in expectations:
+        suite.add_expectation(expectation)
+        descriptions[expectation.id] = description
+    result = batch.validate(suite)
+    outcomes = []
+    for r in result.results:
+        error = _raised(r.exception_info)
+        outcomes.append(ExpectationOutcome(
+            expectation=r.expectation_config.type,
+            description=descriptions.get(r.expectation_config.id, r.expectation_config.type),
+            success=bool(r.success) and error is None,
+            errored=error is not None,
+            observed=error if error else _observed(dict(r.result or {})),
+        ))
+    with _lock:
+        ctx.data_sources.delete(source.name)
+    return SuiteResult(name, blocking, tuple(outcomes))
+
+
+def _frames(summary: DaySummary):
+    import pandas as pd
+
+    groups = pd.DataFrame(
+        [
+            {
+                "variant": v.variant,
+                "served": v.served,
+                "requests": v.requests,
+                "missing_correlation_id": v.missing_correlation_id,
+                "unknown_status": v.unknown_status,
+                "invalid_latency": v.invalid_latency,
+                "nonfinite_predictions": v.nonfinite_predictions,
+                "latency_p99": v.latency_p99 if v.latency_p99 is not None else math.nan,
+            }
+            for v in summary.variants
+        ],
+        columns=["variant", "served", "requests", "missing_correlation_id", "unknown_status", "invalid_latency",
+                 "nonfinite_predictions", "latency_p99"],
+    )
+    sample = pd.DataFrame(
+        [(r.correlation_id, r.variant, r.served, r.latency_ms, r.status, r.prediction) for r in summary.sample],
+        columns=["correlation_id", "variant", "served", "latency_ms", "status", "prediction"],
+    )
+    return groups, sample
+
+
+def validate_day(summary: DaySummary, stage: str, policy: Policy) -> list[SuiteResult]:
+    """Run the three suites: log quality (blocking), latency SLO and prediction distribution."""
+    gx, _ = _gx()
+    E = gx.expectations
+    groups, sample = _frames(summary)
+    stable, cand = summary.stable_variant, summary.candidate_variant
+    cand_served = stage != "shadow"
+
+    zero = lambda column: E.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=0)  # noqa: E731
+    quality = [
+        ("the day has logged requests", E.ExpectTableRowCountToBeBetween(min_value=1)),
+        ("every row has a correlation id", zero("missing_correlation_id")),
+        (f"every status is one of {', '.join(STATUSES)}", zero("unknown_status")),
+        ("every latency is a finite number >= 0", zero("invalid_latency")),
+        ("every prediction is finite", zero("nonfinite_predictions")),
+        (f"only the rollout's variants ({stable}, {cand}) log",
+         E.ExpectColumnValuesToBeInSet(column="variant", value_set=[stable, cand])),
+    ]
+    quality_frame = groups
+    results = [run_suite(LOG_QUALITY, True, quality_frame, quality)]
+
+    import pandas as pd
+
+    extra = []
+    pr = summary.pairing
+    if stage == "shadow":
+        unmatched = pr.unmatched_shadow / pr.shadow_in_sample if pr and pr.shadow_in_sample else (1.0 if pr else math.nan)
+        dup = pr.duplicate_correlation_ids if pr else 0
+        pairing = pd.DataFrame([{"unmatched_shadow_share": unmatched if pr else math.nan,
+                                 "duplicate_correlation_ids": dup,
+                                 "shadow_answers": sum(v.requests for v in summary.variants if not v.served)}])
+        extra = [
+            ("the candidate answered in shadow", E.ExpectColumnValuesToBeBetween(column="shadow_answers", min_value=1)),
+            (f"shadow answers have a served twin (unmatched <= {policy.max_unmatched_shadow_share:.0%})",
+             E.ExpectColumnValuesToBeBetween(column="unmatched_shadow_share", min_value=0.0,
+                                             max_value=float(policy.max_unmatched_shadow_share))),
+            ("no correlation id is served twice", E.ExpectColumnValuesToBeBetween(
+                column="duplicate_correlation_ids", min_value=0, max_value=0)),
+        ]
+        results[0] = SuiteResult(LOG_QUALITY, True, results[0].outcomes + run_suite(LOG_QUALITY, True, pairing, extra).outcomes)
+
+    cand_rows = groups[(groups["variant"] == cand) & (groups["served"] == cand_served)]
+    results.append(run_suite(LATENCY, False, cand_rows, [
+        (f"candidate p99 latency <= SLO {policy.latency_slo_p99_ms:.0f} ms",
+         E.ExpectColumnValuesToBeBetween(column="latency_p99", min_value=0.0, max_value=float(policy.latency_slo_p99_ms))),
+    ]))
+
+    cand_sample = sample[(sample["variant"] == cand) & (sample["served"] == cand_served) & sample["prediction"].notna()]
+    stable_mean, stable_sd = None, None
+    s = summary.get(stable, True)
+    if s is not None and s.prediction_mean is not None:
+        stable_mean, stable_sd = s.prediction_mean, s.prediction_std or 0.0
+    pred = []
+    if policy.prediction_bounds is not None:
+        lo, hi = policy.prediction_bounds
+        pred.append((f"candidate predictions within [{lo:g}, {hi:g}] (extremes <= {policy.extreme_share_limit:.1%})",
+                     E.ExpectColumnValuesToBeBetween(column="prediction", min_value=float(lo), max_value=float(hi),
+                                                     mostly=float(1 - policy.extreme_share_limit))))
+    if stable_mean is not None:
+        margin = policy.prediction_shift_limit * stable_sd
+        pred.append((f"candidate mean prediction within stable {stable_mean:.4g} ± {margin:.4g}",
+                     E.ExpectColumnMeanToBeBetween(column="prediction", min_value=float(stable_mean - margin),
+                                                   max_value=float(stable_mean + margin))))
+    if pred and len(cand_sample):
+        results.append(run_suite(PREDICTIONS, False, cand_sample, pred))
+    else:
+        results.append(SuiteResult(PREDICTIONS, False, ()))
+    return results

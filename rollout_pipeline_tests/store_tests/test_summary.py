@@ -1,0 +1,135 @@
+"""The day-summary queries against known logs, on both backends: counts, quantiles, pairing, feedback."""
+
+import datetime as dt
+import math
+import random
+
+import pytest
+
+from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
+from rollout_pipeline.store.logs import write_feedback, write_predictions
+from rollout_pipeline.store.summary import collect_day
+
+UTC = dt.UTC
+DAY = dt.date(2026, 5, 4)
+T = dt.datetime(2026, 5, 4, 12, tzinfo=UTC)
+
+
+def _shadow_day(n: int, seed: int = 1):
+    rng = random.Random(seed)
+    rows, stable_lat, cand_lat = [], [], []
+    for i in range(n):
+        cid = f"req-{i:06d}"
+        ts = T + dt.timedelta(seconds=i)
+        ls, lc = rng.lognormvariate(3, 0.3), rng.lognormvariate(3.5, 0.3)
+        stable_lat.append(ls)
+        cand_lat.append(lc)
+        rows.append(PredictionRow(cid, ts, "m", "v1", True, f"e{i % 50}", ls, "ok", i / n, "a"))
+        rows.append(PredictionRow(cid, ts, "m", "v2", False, f"e{i % 50}", lc, "ok", i / n + 0.1, "a" if i % 4 else "b"))
+    return rows, stable_lat, cand_lat
+
+
+def _exact_quantile(values, q):
+    values = sorted(values)
+    pos = q * (len(values) - 1)
+    lo = math.floor(pos)
+    return values[lo] + (values[min(lo + 1, len(values) - 1)] - values[lo]) * (pos - lo)
+
+
+def test_counts_quantiles_and_pairing(engine):
+    rows, stable_lat, cand_lat = _shadow_day(3000)
+    # Noise that must not be counted: another model, another day.
+    rows.append(PredictionRow("other", T, "other-model", "v1", True, latency_ms=1.0))
+    rows.append(PredictionRow("late", T + dt.timedelta(days=1), "m", "v1", True, latency_ms=1.0))
+    write_predictions(engine, rows)
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2", sample_rows=1000)
+    stable, cand = s.get("v1", True), s.get("v2", False)
+    assert (stable.requests, cand.requests) == (3000, 3000)
+    assert s.total_rows == 6000
+    for got, values in ((stable, stable_lat), (cand, cand_lat)):
+        for q, attr in ((0.5, "latency_p50"), (0.95, "latency_p95"), (0.99, "latency_p99")):
+            assert getattr(got, attr) == pytest.approx(_exact_quantile(values, q), rel=0.03)
+        assert got.latency_mean == pytest.approx(sum(values) / len(values))
+    assert stable.prediction_mean == pytest.approx(sum(i / 3000 for i in range(3000)) / 3000)
+    assert sum(stable.prediction_histogram) == 3000 and sum(cand.prediction_histogram) == 3000
+    assert dict(cand.label_counts) == {"a": 2250, "b": 750}
+    # Pairing on the hash sample: pairs are kept whole, and the sample is bounded.
+    pr = s.pairing
+    assert 0.2 < pr.sample_fraction < 0.5
+    assert pr.matched == pr.shadow_in_sample == pr.served_in_sample
+    assert pr.unmatched_shadow == 0
+    assert pr.diff_mean == pytest.approx(0.1)
+    assert pr.disagreement_rate == pytest.approx(0.25, abs=0.05)
+    assert len(s.sample) <= 2 * 1000 * 1.2
+    assert s.unknown_variants == ()
+
+
+def test_sample_is_deterministic(engine):
+    rows, _, _ = _shadow_day(2000)
+    write_predictions(engine, rows)
+    with engine.connect() as conn:
+        a = collect_day(conn, "m", DAY, "v1", "v2", sample_rows=300)
+        b = collect_day(conn, "m", DAY, "v1", "v2", sample_rows=300)
+    assert a.sample == b.sample and len(a.sample) > 0
+
+
+def test_contract_breaches_are_counted(engine):
+    rows = [
+        PredictionRow(None, T, "m", "v1", True, latency_ms=5.0),
+        PredictionRow("s", T, "m", "v1", True, latency_ms=5.0, status="weird"),
+        PredictionRow("n", T, "m", "v1", True, latency_ms=-1.0),
+        PredictionRow("x", T, "m", "v1", True, latency_ms=float("nan"), prediction=float("inf")),
+        PredictionRow("e", T, "m", "v2", True, latency_ms=5.0, status="error"),
+        PredictionRow("t", T, "m", "v2", True, latency_ms=5.0, status="timeout"),
+        PredictionRow("u", T, "m", "v9", True, latency_ms=5.0),
+    ]
+    write_predictions(engine, rows)
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2")
+    v1, v2 = s.get("v1", True), s.get("v2", True)
+    assert (v1.missing_correlation_id, v1.unknown_status, v1.invalid_latency) == (1, 1, 2)
+    assert v1.nonfinite_predictions == 1  # infinity exists on both backends (NaN only on PostgreSQL)
+    assert (v2.errors, v2.timeouts, v2.error_rate) == (1, 1, 1.0)
+    assert s.unknown_variants == ("v9",)
+    assert s.pairing is None  # no shadow answers: canary-style day
+
+
+def test_extremes_carry_the_stable_answer(engine):
+    rows, _, _ = _shadow_day(200)
+    rows.append(PredictionRow("boom", T, "m", "v1", True, None, 10.0, "ok", 0.5, None))
+    rows.append(PredictionRow("boom", T, "m", "v2", False, None, 10.0, "ok", 1e6, None))
+    write_predictions(engine, rows)
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2", top_k=3)
+    top = [e for e in s.extremes if e.side == "high"]
+    assert top[0].correlation_id == "boom" and top[0].candidate_prediction == 1e6 and top[0].stable_prediction == 0.5
+    assert len([e for e in s.extremes if e.side == "low"]) == 3
+
+
+def test_feedback_rates_and_accuracy(engine):
+    rows = [
+        PredictionRow("a", T, "m", "v1", True, None, 1.0, "ok", 10.0, "x"),
+        PredictionRow("b", T, "m", "v2", True, None, 1.0, "ok", 20.0, "y"),
+        PredictionRow("c", T, "m", "v2", True, None, 1.0, "ok", 30.0, "y"),
+    ]
+    write_predictions(engine, rows)
+    write_feedback(engine, [
+        FeedbackRow("b", T + dt.timedelta(hours=1), "m", "complaint", 1.0),
+        FeedbackRow("a", T + dt.timedelta(hours=30), "m", "actual", 12.0, "x"),
+        FeedbackRow("b", T + dt.timedelta(hours=30), "m", "actual", 20.0, "z"),
+        FeedbackRow("c", T + dt.timedelta(hours=30), "m", "actual", 25.0, "y"),
+        FeedbackRow("a", T + dt.timedelta(days=5), "m", "complaint", 1.0),  # too late: outside the window
+    ])
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2")
+    v1, v2 = s.get("v1", True), s.get("v2", True)
+    assert (v1.complaints, v2.complaints, v2.complaint_rate) == (0, 1, 0.5)
+    assert (v1.actuals, v1.abs_error_mean, v1.label_accuracy) == (1, 2.0, 1.0)
+    assert (v2.actuals, v2.abs_error_mean, v2.label_accuracy) == (2, 2.5, 0.5)
+
+
+def test_an_empty_day(engine):
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2")
+    assert s.variants == () and s.total_rows == 0 and s.sample == () and s.extremes == ()
