@@ -21,6 +21,11 @@ RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 ACTOR_TAG = "rollout/actor"
 
 
+def _refuse(message: str) -> dg.Failure:
+    """A failure that retrying cannot fix (bad input or a refused decision): no run retries."""
+    return dg.Failure(description=message, allow_retries=False)
+
+
 def _partition(context) -> tuple[dt.date, str]:
     keys = context.partition_key.keys_by_dimension
     return dt.date.fromisoformat(keys["date"]), keys["model"]
@@ -30,9 +35,9 @@ def _rollout_for(connection, model: str, day: dt.date) -> repo.Rollout:
     decided = repo.live_decision(connection, model, day)
     rollout = repo.active_rollout(connection, model) or repo.latest_rollout(connection, model)
     if decided is not None and rollout is not None and decided.rollout_id != rollout.id:
-        raise dg.Failure(f"{model} {day} was decided under rollout {decided.rollout_id}, not the current one")
+        raise _refuse(f"{model} {day} was decided under rollout {decided.rollout_id}, not the current one")
     if rollout is None:
-        raise dg.Failure(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} ...`")
+        raise _refuse(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} ...`")
     return rollout
 
 
@@ -95,7 +100,7 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         rollout = _rollout_for(conn, model, day)
         latest = repo.latest_decided_day(conn, rollout.id)
         if latest is not None and day < latest and not config.force:
-            raise dg.Failure(
+            raise _refuse(
                 f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
                 "in time; force an action with a reason to override"
             )
@@ -104,10 +109,10 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
             try:
                 result = force_decision(state, config.force, config.reason, rollout.policy, actor)
             except ForceError as exc:
-                raise dg.Failure(str(exc)) from None
+                raise _refuse(str(exc)) from None
         else:
             if config.reason:
-                raise dg.Failure("a reason is only taken with force (promote, hold or rollback)")
+                raise _refuse("a reason is only taken with force (promote, hold or rollback)")
             evidence = Evidence(
                 data_quality_failures=judgement["data_quality_failures"],
                 candidate_requests=evaluation.candidate_requests,
@@ -128,7 +133,7 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
             ],
             "data_quality_failures": list(judgement["data_quality_failures"]),
         }
-        record = repo.record_decision(conn, rollout, day, result, actor=actor, metrics=metrics, run_id=context.run_id)
+        record = repo.record_decision(conn, rollout, day, result, actor=actor, metrics=metrics, run_id=context.run.run_id)
         if config.dry_run:
             conn.rollback()  # computed and shown, never stored nor applied
     context.log.info("%s %s: %s (%s)", model, day, record.action, "; ".join(record.reasons))

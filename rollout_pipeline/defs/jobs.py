@@ -15,7 +15,6 @@ IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 daily_analysis_job = dg.define_asset_job(
     "daily_analysis",
     selection=dg.AssetSelection.assets(day_summary, judgement, decision),
-    partitions_def=DAY_MODEL,
     description="Collect, validate, judge and decide one model's day.",
     # One process: each step would otherwise re-import Great Expectations (~20 s more per run).
     config=IN_PROCESS,

@@ -68,7 +68,7 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
     instance = instance or dg.DagsterInstance.get()
     try:
         instance.add_dynamic_partitions(MODELS.name, [model])
-        job = defs.get_job_def("daily_analysis")
+        job = defs.resolve_job_def("daily_analysis")
         config = {"force": force, "reason": reason, "dry_run": dry_run, "operator": None}
         run_config = {
             "ops": {"decision": {"config": config}},
@@ -110,7 +110,8 @@ def _hold_for_failure(result, model, day, actor, failed_checks, dry_run) -> dict
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed:
             data = e.asset_check_evaluation_data
             md = data.metadata.get("failures")
-            check_failures.append(f"{data.check_name}: {md.value if md else 'failed'}".replace("\n- ", "; ").replace("- ", ""))
+            lines = [line.removeprefix("- ") for line in (md.value if md else "").splitlines() if line.strip()]
+            check_failures.extend(lines or [f"{data.check_name}: failed"])
     blocked = any(e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
                   and e.asset_check_evaluation_data.severity.value == "ERROR" for e in result.all_events)
     if not blocked:

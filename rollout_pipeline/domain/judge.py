@@ -67,8 +67,8 @@ Speed on large samples
     ends the search at once, so heavy ties are cheap. The random pivots only affect
     speed, never the result (which is the exact order statistic up to the rounding of
     ``x_i - y_j``; a fixed seed keeps runs repeatable). Cost: ``O((n + m) log(n + m))``
-    per round, three rounds typically. 100k against 100k values takes about 0.1-0.2 s
-    in all.
+    per round, three rounds typically. 100k against 100k values takes 0.1-0.4 s in
+    all (measured on a loaded 2-core machine).
 
 Scoring (``score_metrics``)
     ``report-only`` metrics are ignored. Per group, score = pass / (pass + high + low)
@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, get_args
 
@@ -179,76 +179,60 @@ def classify_metric(
     ys = _clean("control", control)
     xs = _clean("experiment", experiment)
     n, m = xs.size, ys.size
-    conf = _percent(confidence)
-
-    def result(classification: Classification, reason: str, **numbers: object) -> MetricResult:
-        return MetricResult(
-            classification=classification,
-            reason=reason,
-            estimate=numbers.get("estimate"),  # type: ignore[arg-type]
-            interval=numbers.get("interval"),  # type: ignore[arg-type]
-            p_value=numbers.get("p_value"),  # type: ignore[arg-type]
-            mean_ratio=numbers.get("mean_ratio"),  # type: ignore[arg-type]
-            tolerance=numbers.get("tolerance"),  # type: ignore[arg-type]
-            confidence=confidence,
-            control_count=m,
-            experiment_count=n,
-        )
-
+    unmeasured = MetricResult(
+        classification="nodata", reason="", estimate=None, interval=None, p_value=None, mean_ratio=None,
+        tolerance=None, confidence=confidence, control_count=m, experiment_count=n,
+    )
     if n == 0 or m == 0:
         missing = " and ".join(side for side, size in (("candidate", n), ("control", m)) if size == 0)
-        return result("nodata", f"no data for {missing} (candidate {n} values, control {m}, NaN removed)")
+        return replace(unmeasured, reason=f"no data for {missing} (candidate {n} values, control {m}, NaN removed)")
 
-    control_mean, experiment_mean = float(ys.mean()), float(xs.mean())
-    mean_ratio = experiment_mean / control_mean if control_mean != 0.0 else None
-
+    control_mean = float(ys.mean())
+    mean_ratio = float(xs.mean()) / control_mean if control_mean != 0.0 else None
     if xs[0] == xs[-1] == ys[0] == ys[-1]:
-        return result(
-            "pass",
-            f"all {n + m} candidate and control values equal {_num(float(xs[0]))}",
+        return replace(
+            unmeasured, classification="pass",
+            reason=f"all {n + m} candidate and control values equal {_num(float(xs[0]))}",
             estimate=0.0, interval=(0.0, 0.0), p_value=1.0, mean_ratio=mean_ratio, tolerance=0.0,
         )
 
     estimate, lower, upper = _shift(xs, ys, confidence)
     tolerance = fraction * abs(estimate)
-    p_value = float(stats.mannwhitneyu(xs, ys, alternative="two-sided", method="asymptotic").pvalue)
-    numbers = dict(
-        estimate=estimate, interval=(lower, upper), p_value=p_value, mean_ratio=mean_ratio, tolerance=tolerance
+    measured = replace(
+        unmeasured, classification="pass", estimate=estimate, interval=(lower, upper),
+        p_value=float(stats.mannwhitneyu(xs, ys, alternative="two-sided", method="asymptotic").pvalue),
+        mean_ratio=mean_ratio, tolerance=tolerance,
     )
-    shift = f"candidate shift {estimate:+.4g} ({conf} CI {_num(lower)}..{_num(upper)})"
-
     if n == m and np.array_equal(xs, ys):
-        return result("pass", f"candidate and control values are identical ({n} values)", **numbers)
+        return replace(measured, reason=f"candidate and control values are identical ({n} values)")
 
+    shift = f"candidate shift {estimate:+.4g} ({_percent(confidence)} CI {_num(lower)}..{_num(upper)})"
     z_crit = float(stats.norm.isf((1.0 - confidence) / 2.0))
     z_up = _rank_z(xs, ys, tolerance)
-    above = z_up > z_crit
     z_down = z_up if tolerance == 0.0 else _rank_z(xs, ys, -tolerance)
-    below = z_down < -z_crit
-
     # Kayenta's deviation: the mean ratio, 1.0 when the control mean is 0.
     deviation = 1.0 if mean_ratio is None else mean_ratio
     gated = control_mean >= 0.0
 
-    if above:
+    if z_up > z_crit:
         where = f"{shift} is above tolerance {_num(tolerance)} (rank z {z_up:.2f} > {z_crit:.2f})"
         if direction == "decrease":
-            return result("pass", f"{where}, but only a decrease counts for this metric", **numbers)
+            return replace(measured, reason=f"{where}, but only a decrease counts for this metric")
         if gated and deviation < high_ratio:
-            return result(
-                "pass", f"{where}, but mean ratio {deviation:.4g} < effect-size threshold {high_ratio:g}", **numbers
+            return replace(
+                measured, reason=f"{where}, but mean ratio {deviation:.4g} < effect-size threshold {high_ratio:g}"
             )
-        return result("high", where + _ratio_note(mean_ratio, gated), **numbers)
-    if below:
+        return replace(measured, classification="high", reason=where + _ratio_note(mean_ratio, gated))
+    if z_down < -z_crit:
         where = f"{shift} is below tolerance -{_num(tolerance)} (rank z {z_down:.2f} < -{z_crit:.2f})"
         if direction == "increase":
-            return result("pass", f"{where}, but only an increase counts for this metric", **numbers)
+            return replace(measured, reason=f"{where}, but only an increase counts for this metric")
         if gated and deviation > low_ratio:
-            return result(
-                "pass", f"{where}, but mean ratio {deviation:.4g} > effect-size threshold {low_ratio:g}", **numbers
+            return replace(
+                measured, reason=f"{where}, but mean ratio {deviation:.4g} > effect-size threshold {low_ratio:g}"
             )
-        return result("low", where + _ratio_note(mean_ratio, gated), **numbers)
-    return result("pass", f"{shift} is within tolerance +/-{_num(tolerance)}", **numbers)
+        return replace(measured, classification="low", reason=where + _ratio_note(mean_ratio, gated))
+    return replace(measured, reason=f"{shift} is within tolerance +/-{_num(tolerance)}")
 
 
 def score_metrics(
@@ -290,7 +274,10 @@ def score_metrics(
         )
         groups.append(group)
         if group.no_data:
-            reasons.append(f"group {name!r}: all {count['nodata']} metrics have no data, counted as 100 (weight {weight:g})")
+            reasons.append(
+                f"group {name!r}: all {count['nodata']} metrics have no data: score 0, counted as 100 in the sum"
+                f" (weight {weight:g})"
+            )
         else:
             reasons.append(
                 f"group {name!r}: {count['pass']} of {judged} metrics pass ({count['high']} high, {count['low']} low,"
@@ -362,7 +349,9 @@ def _scored_metric(item: Mapping[str, object] | tuple[str, str, str], index: int
             raise ValueError(f"metric result #{index} is not (classification, group, criticality): {item!r}") from None
         name = f"#{index}"
     if classification not in CLASSIFICATIONS:
-        raise ValueError(f"metric result {name}: classification must be one of {CLASSIFICATIONS}, not {classification!r}")
+        raise ValueError(
+            f"metric result {name}: classification must be one of {CLASSIFICATIONS}, not {classification!r}"
+        )
     if criticality not in CRITICALITIES:
         raise ValueError(f"metric result {name}: criticality must be one of {CRITICALITIES}, not {criticality!r}")
     if not isinstance(group, str) or not group:
@@ -505,7 +494,7 @@ def _boundary(xs: np.ndarray, ys: np.ndarray, pivot: float, *, strict: bool) -> 
     ``searchsorted`` compares y_j with the rounded x_i - pivot, which near ties can disagree with
     the rounded x_i - y_j; stepping from its answer to where the rounded difference itself crosses
     keeps every count consistent with the values that are finally partitioned. For a fixed x_i
-    the rounded difference is monotone in j, so the boundary is unique and a step or two away.
+    the rounded difference is monotone in j, so the boundary is unique and a run or two away.
     """
     m = ys.size
     boundary = np.searchsorted(ys, xs - pivot, "right" if strict else "left")
@@ -514,10 +503,11 @@ def _boundary(xs: np.ndarray, ys: np.ndarray, pivot: float, *, strict: bool) -> 
         differences = xs - ys[np.clip(columns, 0, m - 1)]
         return differences < pivot if strict else differences <= pivot
 
-    while (back := (boundary > 0) & inside(boundary - 1)).any():
-        boundary = boundary - back
-    while (ahead := (boundary < m) & ~inside(boundary)).any():
-        boundary = boundary + ahead
+    # Equal y values give equal differences: step over a whole run of them at once.
+    while (back := np.flatnonzero((boundary > 0) & inside(boundary - 1))).size:
+        boundary[back] = np.searchsorted(ys, ys[boundary[back] - 1], "left")
+    while (ahead := np.flatnonzero((boundary < m) & ~inside(boundary))).size:
+        boundary[ahead] = np.searchsorted(ys, ys[boundary[ahead]], "right")
     return boundary
 
 

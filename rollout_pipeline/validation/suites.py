@@ -105,17 +105,16 @@ def run_suite(name: str, blocking: bool, frame, expectations: list[tuple[str, ob
         batch_parameters={"dataframe": frame}
     )
     suite = gx.ExpectationSuite(name=f"{name}_suite")
-    descriptions = {}
     for description, expectation in expectations:
+        expectation.meta = {**(expectation.meta or {}), "description": description}
         suite.add_expectation(expectation)
-        descriptions[expectation.id] = description
     result = batch.validate(suite)
     outcomes = []
     for r in result.results:
         error = _raised(r.exception_info)
         outcomes.append(ExpectationOutcome(
             expectation=r.expectation_config.type,
-            description=descriptions.get(r.expectation_config.id, r.expectation_config.type),
+            description=(r.expectation_config.meta or {}).get("description", r.expectation_config.type),
             success=bool(r.success) and error is None,
             errored=error is not None,
             observed=error if error else _observed(dict(r.result or {})),
@@ -170,8 +169,7 @@ def validate_day(summary: DaySummary, stage: str, policy: Policy) -> list[SuiteR
         (f"only the rollout's variants ({stable}, {cand}) log",
          E.ExpectColumnValuesToBeInSet(column="variant", value_set=[stable, cand])),
     ]
-    quality_frame = groups
-    results = [run_suite(LOG_QUALITY, True, quality_frame, quality)]
+    results = [run_suite(LOG_QUALITY, True, groups, quality)]
 
     import pandas as pd
 
