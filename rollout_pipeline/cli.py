@@ -288,6 +288,14 @@ def demo(days: int, requests: int) -> None:
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
+# --- commands defined in their own modules -------------------------------------------------
+from rollout_pipeline.serving.commands import serve  # noqa: E402
+from rollout_pipeline.simulate.commands import simulate  # noqa: E402
+
+cli.add_command(serve)
+cli.add_command(simulate)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -18,8 +18,9 @@ import click
 
 from rollout_pipeline.config import ENV_DATABASE_URL, ENV_STATE_DIR, embedded_database_url, state_dir
 
-GOOD = ("diabetes", "ridge-v1", "forest-v2", "healthy")
-BAD = ("diabetes-slow", "ridge-v1", "forest-v3", "slow")
+# (model, stable, candidate, scenario, simulated model kind: see simulate/models.py)
+GOOD = ("diabetes", "v1", "v2", "healthy", "diabetes")
+BAD = ("cancer", "v1", "v2", "slow", "cancer")
 
 
 def demo_state() -> Path:
@@ -30,7 +31,7 @@ def demo_state() -> Path:
 def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]:
     """Run both demo rollouts; returns every day's decision (the CLI's JSON objects)."""
     from rollout_pipeline.cli import decide_day
-    from rollout_pipeline.simulate.engine import simulate_day
+    from rollout_pipeline.simulate.day import simulate_day
     from rollout_pipeline.store.engine import make_engine
     from rollout_pipeline.store.migrate import upgrade
     from rollout_pipeline.store.rollouts import active_rollout, start_rollout
@@ -49,7 +50,7 @@ def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]
 
     first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
     outcomes = []
-    for model, stable, candidate, scenario in (GOOD, BAD):
+    for model, stable, candidate, scenario, kind in (GOOD, BAD):
         with engine.begin() as conn:
             start_rollout(conn, model, stable, candidate, Policy(), actor="demo")
         echo(f"\n== {model}: {candidate} (scenario {scenario!r}) rolls out over {stable} ==")
@@ -59,13 +60,14 @@ def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]
                 if active_rollout(conn, model) is None:
                     break
             t0 = time.perf_counter()
-            sim = simulate_day(engine, model, day, requests, scenario, seed=k)
+            sim = simulate_day(engine, model, day, requests, scenario, seed=k, kind=kind,
+                               spill_dir=folder / "spill")
             sim_s = time.perf_counter() - t0
             out = decide_day(model, day, None, None, dry_run=False, actor="demo")
             outcomes.append(out)
             f, t = out["from"], out["to"]
             echo(f"{day} {model}: {out['action'].upper():8} {f['stage']} {f['canary_percent']}% -> "
-                 f"{t['stage']} {t['canary_percent']}%   ({sim.rows_written} log rows simulated in {sim_s:.1f} s, "
+                 f"{t['stage']} {t['canary_percent']}%   ({sim.prediction_rows} log rows simulated in {sim_s:.1f} s, "
                  f"analysed in {out['seconds']:.1f} s)")
             for reason in out["reasons"][:6]:
                 echo(f"      - {reason}")

@@ -157,8 +157,10 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
     s_lat = _sample_values(summary, summary.stable_variant, True, "latency_ms")
     c_lat = _sample_values(summary, summary.candidate_variant, cand_served, "latency_ms")
     if s_lat and c_lat:
+        # Kayenta's effect-size gate: a shift counts only past the allowed mean-latency ratio.
         result = classify_metric(s_lat, c_lat, direction="increase",
-                                 fraction=policy.judge.tolerance_fraction, confidence=policy.judge.confidence)
+                                 fraction=policy.judge.tolerance_fraction, confidence=policy.judge.confidence,
+                                 effect_size_thresholds=(1.0, 1.0 + policy.latency_regression_allowed))
         s_med, c_med = sorted(s_lat)[len(s_lat) // 2], sorted(c_lat)[len(c_lat) // 2]
         why = f"candidate median latency {c_med:.1f} ms vs stable {s_med:.1f} ms"
         checks.append(MetricCheck("latency_distribution", "latency", "normal" if crit.get("latency") != "report-only" else "report-only",
