@@ -1,0 +1,99 @@
+"""`rollout-pipeline serve`: the Router behind HTTP (Starlette on uvicorn)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+log = logging.getLogger("rollout_pipeline.serve")
+
+DEFAULT_REGISTRY = "rollout_pipeline.simulate.models:demo_registry"
+
+
+def load_registry(spec: str):
+    """Resolve ``module:attribute`` to {model: {variant: callable}} (calling the attribute if it is a function)."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint="--registry")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise click.BadParameter(f"{spec!r}: {exc}", param_hint="--registry") from exc
+    registry = target() if callable(target) else target
+    if not hasattr(registry, "items"):
+        raise click.BadParameter(f"{spec!r} must give a mapping model -> variant -> callable", param_hint="--registry")
+    return registry
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind. The default keeps the server local; use 0.0.0.0 only behind a trusted network.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--registry", default=DEFAULT_REGISTRY, show_default=True,
+              help="module:attribute giving {model: {variant: callable}} (or a function returning it). "
+                   "The default serves the simulator's scikit-learn demo models.")
+@click.option("--model", "models", multiple=True,
+              help="Serve only this model (repeatable). Default: every model of the registry that has a routing config.")
+@click.option("--refresh-seconds", default=5.0, show_default=True, type=click.FloatRange(0.1),
+              help="How often each router re-reads its routing config from the store.")
+@click.option("--shadow-timeout-ms", default=1000.0, show_default=True, type=click.FloatRange(1),
+              help="A shadow answer later than this is logged as a timeout.")
+def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_seconds: float,
+          shadow_timeout_ms: float) -> None:
+    """Serve POST /predict/{model}, POST /feedback/{model} and GET /health over HTTP.
+
+    Each model gets a Router that follows its routing config in the database
+    (ROLLOUT_DATABASE_URL): sticky canary split by entity_id, shadow mirroring,
+    and every answer logged to prediction_log. When the database is unreachable,
+    routers keep their last good config and log rows spill to
+    <state dir>/spill/<model>, replayed exactly once when it is back.
+    """
+    import uvicorn
+
+    from rollout_pipeline.config import load_settings
+    from rollout_pipeline.serving.app import create_app
+    from rollout_pipeline.serving.router import NoRouting, Router, StoreUnavailable
+    from rollout_pipeline.serving.split import UnusableRouting
+    from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
+    from rollout_pipeline.store.engine import DatabaseUrlError, make_engine, redact
+
+    settings = load_settings()
+    try:
+        engine = make_engine(settings.database_url)
+    except DatabaseUrlError as exc:
+        raise click.ClickException(f"ROLLOUT_DATABASE_URL: {exc}") from exc
+    available = load_registry(registry)
+    unknown = sorted(set(models) - set(available))
+    if unknown:
+        raise click.ClickException(f"not in the registry: {', '.join(unknown)} (it has: {', '.join(sorted(available))})")
+    routers: dict[str, Router] = {}
+    try:
+        for name in models or sorted(available):
+            try:
+                routers[name] = Router(engine, name, available[name], refresh_seconds=refresh_seconds,
+                                       shadow_timeout_ms=shadow_timeout_ms,
+                                       spill_dir=settings.state_dir / "spill" / name)
+            except NoRouting as exc:
+                if models:
+                    raise click.ClickException(str(exc)) from exc
+                log.info("not serving %s: %s", name, exc)
+            except (StoreUnavailable, UnusableRouting, SpillFolderInUse) as exc:
+                raise click.ClickException(str(exc)) from exc
+        if not routers:
+            raise click.ClickException(
+                f"no model of the registry has a routing config in {redact(engine.url)}: start a rollout first "
+                "(or `rollout-pipeline simulate --start-shadow ...` for a demo)")
+        feedback_writer = LogWriter(engine, settings.state_dir / "spill" / "_feedback", kind="feedback",
+                                    name="log-feedback")
+    except BaseException:
+        for router in routers.values():
+            router.close()
+        raise
+    for name, router in sorted(routers.items()):
+        click.echo(f"serving {name} (routing v{router.config.version}: "
+                   + ", ".join(f"{r.variant} {r.role} {r.traffic_percent:g}%{' shadow' if r.shadow else ''}"
+                               for r in router.config.routes) + ")")
+    app = create_app(routers, feedback_writer=feedback_writer)
+    uvicorn.run(app, host=host, port=port, log_level=logging.getLevelName(logging.getLogger().level).lower())

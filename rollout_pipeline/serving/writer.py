@@ -1,0 +1,586 @@
+"""The batched log writer: never blocks a request, never loses a row.
+
+``submit(row)`` appends to an in-memory queue (a deque append: no lock, no I/O)
+and returns. A background thread takes batches off the queue and writes each
+with the store's all-or-nothing bulk writer.
+
+When the database is down or slow, rows go to **spill segments**: append-only
+JSON-lines files in the writer's spill folder (inside the state folder). When
+the database answers again they are replayed, one segment per transaction, and
+a segment is deleted only after its transaction committed. Replay is
+exactly-once, also across restarts and crashes:
+
+* Before a segment is written, an ``.attempted`` marker is created next to it.
+  A segment found with its marker (the writer crashed after writing it, or the
+  connection broke during COMMIT, so the outcome is unknown) is first looked up
+  in the database (``count_same_rows`` on one of its rows: a router's rows have
+  random correlation ids, and the segment went in entirely or not at all); if
+  it is there, it is deleted instead of written again.
+* A live batch whose write failed is spilled as a segment of its own, with the
+  marker, since its commit may have happened.
+
+Memory is bounded: past ``max_buffer_rows`` queued rows, the submitting thread
+moves the oldest rows to the open spill segment (a buffered append to a local
+file; it never waits for the database). Rows the database cannot store at all
+(``ContractError``: e.g. a NUL character) are moved to ``rejected.jsonl`` in
+the spill folder with the reason, so nothing disappears silently.
+
+What is not covered: rows still queued in memory when the process is killed
+(SIGKILL, power loss) — at most ``flush_seconds`` worth plus one batch — are
+lost; a clean ``close()`` flushes them to the database or the spill folder.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.records import FEEDBACK_COLUMNS, PREDICTION_COLUMNS
+from rollout_pipeline.store.logs import ContractError, write_feedback, write_predictions
+from rollout_pipeline.store.serving_queries import count_same_rows
+
+log = logging.getLogger(__name__)
+
+_KINDS: dict[str, tuple[str, tuple[str, ...], Callable[..., int]]] = {
+    # kind: (table, columns, bulk writer)
+    "prediction": ("prediction_log", PREDICTION_COLUMNS, write_predictions),
+    "feedback": ("feedback", FEEDBACK_COLUMNS, write_feedback),
+}
+_TS = 1  # position of ``ts`` in both row layouts
+_MARKER = ".attempted"
+_REPLAYED, _NOTHING, _FAILED = "replayed", "nothing", "failed"
+
+
+class SpillFolderInUse(RuntimeError):
+    """Another live writer holds this spill folder; give each process or writer its own."""
+
+
+class _Barrier:
+    """Put in the queue by ``flush``: set once every row queued before it is written or spilled."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+
+def _encode(row: tuple) -> str:
+    values = list(row)
+    ts = values[_TS]
+    if isinstance(ts, dt.datetime):
+        values[_TS] = ts.isoformat()
+    # NaN stays NaN (Python's json reads it back); foreign types become their repr and
+    # are rejected at replay time, into rejected.jsonl, rather than dropped here.
+    return json.dumps(values, default=repr, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode(line: str, row_type: type) -> tuple:
+    values = json.loads(line)
+    ts = values[_TS]
+    if isinstance(ts, str):
+        try:
+            values[_TS] = dt.datetime.fromisoformat(ts)
+        except ValueError:
+            pass  # not a timestamp: the bulk writer rejects the row, naming the problem
+    return row_type(*values) if len(values) == len(row_type._fields) else tuple(values)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LogWriter:
+    """Batched background writer of prediction (or feedback) rows with a local spill folder.
+
+    ``kind`` is ``"prediction"`` (``PredictionRow``s into ``prediction_log``) or
+    ``"feedback"`` (``FeedbackRow``s into ``feedback``). One live writer per spill
+    folder (enforced with a file lock). Use as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        spill_dir: str | os.PathLike,
+        *,
+        kind: str = "prediction",
+        batch_rows: int = 2_000,
+        flush_seconds: float = 0.2,
+        max_buffer_rows: int = 50_000,
+        segment_rows: int = 50_000,
+        retry_seconds: float = 0.5,
+        max_retry_seconds: float = 10.0,
+        name: str | None = None,
+    ):
+        if kind not in _KINDS:
+            raise ValueError(f"unknown kind {kind!r}: 'prediction' or 'feedback'")
+        if batch_rows < 1 or max_buffer_rows < batch_rows or segment_rows < 1:
+            raise ValueError("need batch_rows >= 1, max_buffer_rows >= batch_rows and segment_rows >= 1")
+        self.engine = engine
+        self.kind = kind
+        self.table, columns, self._bulk_write = _KINDS[kind]
+        from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
+
+        self._row_type = PredictionRow if kind == "prediction" else FeedbackRow
+        self.spill_dir = Path(spill_dir)
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self.max_buffer_rows = max_buffer_rows
+        self.segment_rows = segment_rows
+        self.retry_seconds = retry_seconds
+        self.max_retry_seconds = max_retry_seconds
+        self.name = name or f"{kind}-writer"
+        self._prefix = "pred" if kind == "prediction" else "fb"
+
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.spill_dir / ".lock", "a+")  # noqa: SIM115 - held for the writer's life
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_file.close()
+            raise SpillFolderInUse(f"spill folder {self.spill_dir} is used by another live log writer") from exc
+
+        self._buffer: collections.deque = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._abandoned = False
+        self._spill_lock = threading.Lock()
+        self._open: Any = None  # file object of the open segment
+        self._open_path: Path | None = None
+        self._open_rows = 0
+        self._seq = self._recover_folder()
+        self._pending_barriers: list[_Barrier] = []
+        self._inflight: list | None = None
+        self._down = False
+        self._backoff = retry_seconds
+        self._next_retry = 0.0
+        self._last_error: str | None = None
+        self._closing_deadline = 0.0
+        self.counts = collections.Counter()  # written, spilled, replayed, already_present, rejected, overflowed
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    # --- the request path -------------------------------------------------------------
+
+    def submit(self, row: tuple) -> None:
+        """Queue one row; returns at once (never waits for the database)."""
+        if self._closed:
+            self._spill([row], reason="after close")
+            return
+        buffer = self._buffer
+        buffer.append(row)
+        size = len(buffer)
+        if size >= self.batch_rows:
+            self._wake.set()
+            if size > self.max_buffer_rows:
+                self._overflow(size)
+
+    def submit_many(self, rows: Iterable[tuple]) -> None:
+        """Queue several rows."""
+        for row in rows:
+            self.submit(row)
+
+    def _overflow(self, size: int) -> None:
+        # Bounded memory: move the oldest rows to the open segment. Two rows out per
+        # row in keeps the queue shrinking; a busy spill lock is skipped unless the
+        # queue is far over its bound, so a request waits on local disk only then.
+        blocking = size > 2 * self.max_buffer_rows
+        if not self._spill_lock.acquire(blocking=blocking):
+            return
+        try:
+            moved = []
+            for _ in range(64 if blocking else 2):
+                try:
+                    item = self._buffer.popleft()
+                except IndexError:
+                    break
+                if isinstance(item, _Barrier):
+                    self._pending_barriers.append(item)
+                else:
+                    moved.append(item)
+            if moved:
+                try:
+                    self._append_open(moved)
+                except OSError:  # local disk full or gone: keep the rows in memory rather than fail a request
+                    self._buffer.extendleft(reversed(moved))
+                    log.exception("%s: cannot spill to %s; keeping rows in memory", self.name, self.spill_dir)
+                    return
+                self.counts["overflowed"] += len(moved)
+        finally:
+            self._spill_lock.release()
+
+    # --- public control -------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every row submitted so far is written to the database or spilled; False on timeout."""
+        if self._closed:
+            return True
+        barrier = _Barrier()
+        self._buffer.append(barrier)
+        self._wake.set()
+        return barrier.event.wait(timeout)
+
+    def wait_replayed(self, timeout: float = 30.0) -> bool:
+        """Wait until the queue is empty and no spill segment is left (everything is in the database)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._buffer and self._inflight is None and self.pending_segments() == 0:
+                return True
+            self._wake.set()
+            time.sleep(0.02)
+        return False
+
+    def pending_segments(self) -> int:
+        """Spill segments waiting to be replayed (the open one counts if it holds rows)."""
+        closed = len(self._closed_segments())
+        return closed + (1 if self._open_rows else 0)
+
+    @property
+    def database_up(self) -> bool:
+        """False while the last write failed and the writer is spilling."""
+        return not self._down
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and state, for health endpoints and tests."""
+        return {
+            "queued": len(self._buffer),
+            "database_up": not self._down,
+            "pending_segments": self.pending_segments(),
+            "last_error": self._last_error,
+            **{k: self.counts[k] for k in ("written", "spilled", "overflowed", "replayed", "already_present", "rejected")},
+        }
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush: write what is queued (and replay spill segments) until ``timeout``, spill the rest, release the folder."""
+        if self._closed:
+            return
+        self._closing_deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self._closed = True
+        if self._thread.is_alive():
+            # The database hangs in a write. Spill the in-flight batch as "attempted" (the
+            # next replay looks it up before writing) and everything queued; the thread
+            # keeps the folder lock until it returns, so no other writer replays meanwhile.
+            self._abandoned = True
+            inflight = self._inflight
+            if inflight:
+                self._spill_attempted(inflight)
+            self._drain_to_spill()
+            log.warning("%s: database still busy after %.1f s; queued rows spilled to %s", self.name, timeout,
+                        self.spill_dir)
+        else:
+            self._drain_to_spill()
+            self._release()
+        remaining = self.pending_segments()
+        if remaining:
+            log.warning("%s: %d spill segment(s) left in %s, replayed by the next writer on this folder",
+                        self.name, remaining, self.spill_dir)
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- the background thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                batch, barriers = self._take_batch()
+                if batch:
+                    try:
+                        self._handle(batch)
+                    except Exception:  # noqa: BLE001 - e.g. the spill disk is full: retry later, keep the rows
+                        log.exception("%s: could neither write nor spill a batch; retrying in 1 s", self.name)
+                        self._buffer.extendleft(reversed(batch + barriers))
+                        if self._abandoned:
+                            return
+                        time.sleep(1.0)
+                        continue
+                for barrier in barriers + self._take_pending_barriers():
+                    barrier.event.set()
+                if self._abandoned:
+                    return
+                replayed = False
+                if self._may_try_database():
+                    replayed = self._replay_one() == _REPLAYED
+                if stopping:
+                    if self._buffer:
+                        continue
+                    while (not self._down and not self._abandoned and time.monotonic() < self._closing_deadline
+                           and self._replay_one() == _REPLAYED):
+                        pass
+                    return
+                if len(self._buffer) < self.batch_rows and not replayed:
+                    self._wake.wait(self._wait_seconds())
+                    self._wake.clear()
+        except BaseException:  # never die silently: whatever is queued is spilled by close()
+            log.exception("%s: log writer thread failed", self.name)
+            raise
+        finally:
+            if self._abandoned:
+                self._release()
+
+    def _wait_seconds(self) -> float:
+        if self._down:
+            return max(0.0, min(self.flush_seconds, self._next_retry - time.monotonic()))
+        return self.flush_seconds
+
+    def _take_batch(self) -> tuple[list, list[_Barrier]]:
+        batch: list = []
+        barriers: list[_Barrier] = []
+        buffer = self._buffer
+        while len(batch) < self.batch_rows:
+            try:
+                item = buffer.popleft()
+            except IndexError:
+                break
+            if isinstance(item, _Barrier):
+                barriers.append(item)
+                break  # rows before the barrier must be handled before it is set
+            batch.append(item)
+        return batch, barriers
+
+    def _take_pending_barriers(self) -> list[_Barrier]:
+        if not self._pending_barriers:
+            return []
+        with self._spill_lock:
+            taken, self._pending_barriers = self._pending_barriers, []
+        return taken
+
+    def _may_try_database(self) -> bool:
+        return not self._down or time.monotonic() >= self._next_retry
+
+    def _handle(self, batch: list) -> None:
+        if not self._may_try_database():
+            self._spill(batch, reason="database down")
+            return
+        if self._down and self._replay_one() == _FAILED:
+            # still down: replaying the oldest segment was the probe
+            self._spill(batch, reason="database down")
+            return
+        self._inflight = batch
+        try:
+            written = self._write_valid(batch)
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, find out later
+            self._spill_attempted(batch)
+            self._mark_down(exc)
+        else:
+            self.counts["written"] += written
+            self._mark_up()
+        finally:
+            self._inflight = None
+
+    def _write_valid(self, rows: list) -> int:
+        """Write ``rows`` in one transaction, moving rows the database cannot store to rejected.jsonl."""
+        while True:
+            try:
+                return self._bulk_write(self.engine, rows) if rows else 0
+            except ContractError as exc:  # raised before COMMIT: nothing of the batch was written
+                self._reject(rows[exc.index], str(exc))
+                rows = rows[: exc.index] + rows[exc.index + 1 :]
+
+    def _mark_down(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if not self._down:
+            log.warning("%s: database write failed (%s); spilling to %s", self.name, text, self.spill_dir)
+        else:
+            self._backoff = min(self._backoff * 2, self.max_retry_seconds)
+        self._down = True
+        self._last_error = text
+        self._next_retry = time.monotonic() + self._backoff
+
+    def _mark_up(self) -> None:
+        if self._down:
+            log.warning("%s: database reachable again; replaying spill segments", self.name)
+        self._down = False
+        self._backoff = self.retry_seconds
+        self._last_error = None
+
+    # --- spill segments ------------------------------------------------------------------------
+
+    def _segment_path(self, seq: int) -> Path:
+        return self.spill_dir / f"{self._prefix}-{seq:012d}.jsonl"
+
+    def _recover_folder(self) -> int:
+        """Tidy what a previous writer left; return the next segment number."""
+        highest = 0
+        for marker in self.spill_dir.glob(f"{self._prefix}-*.jsonl{_MARKER}"):
+            if not marker.with_name(marker.name[: -len(_MARKER)]).exists():
+                marker.unlink()  # crashed after deleting the segment, before deleting its marker
+        for path in self.spill_dir.glob(f"{self._prefix}-*.jsonl.tmp"):
+            path.unlink()  # an interrupted rewrite: the original segment is still there
+        for path in self.spill_dir.glob(f"{self._prefix}-*.jsonl"):
+            try:
+                highest = max(highest, int(path.name[len(self._prefix) + 1 : -len(".jsonl")]))
+            except ValueError:
+                continue
+        return highest + 1
+
+    def _closed_segments(self) -> list[Path]:
+        open_path = self._open_path
+        return sorted(p for p in self.spill_dir.glob(f"{self._prefix}-*.jsonl") if p != open_path)
+
+    def _append_open(self, rows: list) -> None:
+        """Append rows to the open segment (caller holds the spill lock)."""
+        if self._open is None:
+            self._open_path = self._segment_path(self._seq)
+            self._seq += 1
+            self._open = open(self._open_path, "a", encoding="utf-8")  # noqa: SIM115
+            self._open_rows = 0
+        self._open.write("".join(_encode(r) + "\n" for r in rows))
+        self._open.flush()
+        self._open_rows += len(rows)
+        if self._open_rows >= self.segment_rows:
+            self._close_open()
+
+    def _close_open(self) -> None:
+        """Close the open segment so it can be replayed (caller holds the spill lock)."""
+        if self._open is None:
+            return
+        self._open.flush()
+        os.fsync(self._open.fileno())
+        self._open.close()
+        self._open, self._open_path, self._open_rows = None, None, 0
+        _fsync_dir(self.spill_dir)
+
+    def _spill(self, rows: list, *, reason: str) -> None:
+        """Rows known not to be in the database: append them to the open segment."""
+        rows = [r for r in rows if not isinstance(r, _Barrier)]
+        if not rows:
+            return
+        with self._spill_lock:
+            self._append_open(rows)
+        self.counts["spilled"] += len(rows)
+        log.debug("%s: spilled %d rows (%s)", self.name, len(rows), reason)
+
+    def _spill_attempted(self, rows: list) -> None:
+        """Rows whose write may have committed: a segment of their own, marked as attempted."""
+        with self._spill_lock:
+            path = self._segment_path(self._seq)
+            self._seq += 1
+            marker = path.with_name(path.name + _MARKER)
+            marker.touch()
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(_encode(r) + "\n" for r in rows))
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync_dir(self.spill_dir)
+        self.counts["spilled"] += len(rows)
+
+    def _drain_to_spill(self) -> None:
+        rows = []
+        while True:
+            try:
+                item = self._buffer.popleft()
+            except IndexError:
+                break
+            if isinstance(item, _Barrier):
+                item.event.set()
+            else:
+                rows.append(item)
+        if rows:
+            self._spill(rows, reason="close")
+        with self._spill_lock:
+            self._close_open()
+        for barrier in self._take_pending_barriers():
+            barrier.event.set()
+
+    def _read_segment(self, path: Path) -> list:
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line:
+                continue
+            try:
+                rows.append(_decode(line, self._row_type))
+            except (ValueError, TypeError) as exc:
+                # Only a crash in the middle of an append leaves a broken line (the last one).
+                self._reject_text(line, f"{path.name} line {number} unreadable: {exc}")
+        return rows
+
+    def _replay_one(self) -> str:
+        """Replay the oldest spill segment: _REPLAYED, _NOTHING (no segment) or _FAILED (database down)."""
+        with self._spill_lock:
+            segments = self._closed_segments()
+            if not segments and self._open_rows:
+                self._close_open()
+                segments = self._closed_segments()
+        if not segments:
+            return _NOTHING
+        path = segments[0]
+        marker = path.with_name(path.name + _MARKER)
+        rows = self._read_segment(path)
+        try:
+            if marker.exists() and rows and self._already_stored(rows):
+                self.counts["already_present"] += len(rows)
+                log.info("%s: %s was already written before an interruption; not writing it again",
+                         self.name, path.name)
+            else:
+                marker.touch()
+                _fsync_dir(self.spill_dir)
+                self._inflight = rows
+                try:
+                    written = self._write_valid(rows)
+                finally:
+                    self._inflight = None
+                self.counts["replayed"] += written
+        except Exception as exc:  # noqa: BLE001 - still down (or down again): the marker stays
+            self._mark_down(exc)
+            return _FAILED
+        path.unlink()
+        marker.unlink(missing_ok=True)
+        self._mark_up()
+        return _REPLAYED
+
+    def _already_stored(self, rows: list) -> bool:
+        """True if the segment's transaction committed: its identifying row is stored as often as it occurs."""
+        probe = next((r for r in rows if r[0] is not None), rows[0])
+        key = self._identity(probe)
+        expected = sum(1 for r in rows if self._identity(r) == key)
+        with self.engine.connect() as connection:
+            return count_same_rows(connection, self.table, probe) >= expected
+
+    def _identity(self, row: tuple) -> tuple:
+        ts = row[_TS]
+        if isinstance(ts, dt.datetime):
+            ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+        if self.kind == "prediction":
+            return (row[0], ts, row[2], row[3], row[4])
+        return (row[0], ts, row[2], row[3])
+
+    def _reject(self, row: Any, reason: str) -> None:
+        self._reject_text(repr(row), reason)
+
+    def _reject_text(self, text: str, reason: str) -> None:
+        with self._spill_lock, open(self.spill_dir / "rejected.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"reason": reason, "row": text}, ensure_ascii=False) + "\n")
+        self.counts["rejected"] += 1
+        log.error("%s: row rejected by the log contract, kept in %s: %s", self.name,
+                  self.spill_dir / "rejected.jsonl", reason)
+
+    def _release(self) -> None:
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        finally:
+            self._lock_file.close()

@@ -1,0 +1,54 @@
+"""`rollout-pipeline simulate`: one synthetic day of traffic through the real Router."""
+
+from __future__ import annotations
+
+import click
+
+from rollout_pipeline.simulate.scenarios import SCENARIO_NAMES, SCENARIOS
+
+_SCENARIO_HELP = "; ".join(f"{name}: {text}" for name, (text, _) in SCENARIOS.items())
+
+
+@click.command("simulate")
+@click.option("--model", required=True, help="Model name in the store (its routing config decides the stage).")
+@click.option("--date", "day", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="The UTC day to simulate (YYYY-MM-DD); timestamps are synthetic within it.")
+@click.option("--requests", default=20_000, show_default=True, type=click.IntRange(0), help="Requests in the day.")
+@click.option("--scenario", default="healthy", show_default=True, type=click.Choice(SCENARIO_NAMES),
+              help=_SCENARIO_HELP)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same day: same traffic).")
+@click.option("--kind", default=None,
+              help="Simulated model: diabetes, diabetes-first, cancer, wine or recs (default: the model name).")
+@click.option("--knob", "knobs", multiple=True, metavar="NAME=VALUE",
+              help="Override one scenario knob, e.g. --knob error_rate=0.9 (see docs/serving.md for the list).")
+@click.option("--start-shadow", is_flag=True,
+              help="If the model has no routing config, create a shadow-stage one first (actor 'simulator').")
+def simulate(model: str, day, requests: int, scenario: str, seed: int, kind: str | None, knobs: tuple[str, ...],
+             start_shadow: bool) -> None:
+    """Replay a day of traffic for MODEL through the real Router into the log store, with feedback.
+
+    Follows the rollout's current stage: in shadow every request is mirrored to
+    the candidate; in canary the candidate serves its share (sticky by entity).
+    Fails if the model has no routing config, unless --start-shadow is given.
+    """
+    from rollout_pipeline.config import load_settings
+    from rollout_pipeline.serving.router import NoRouting
+    from rollout_pipeline.simulate.day import parse_knobs, simulate_day, start_shadow_routing
+    from rollout_pipeline.simulate.models import UnknownKind
+    from rollout_pipeline.simulate.scenarios import UnknownScenario
+    from rollout_pipeline.store.engine import DatabaseUrlError, make_engine
+
+    settings = load_settings()
+    try:
+        engine = make_engine(settings.database_url)
+        overrides = parse_knobs(knobs)
+        if start_shadow:
+            start_shadow_routing(engine, model, kind)
+        summary = simulate_day(engine, model, day.date(), requests, scenario, seed, kind=kind, knobs=overrides,
+                               spill_dir=settings.state_dir / "spill" / f"simulate-{model}")
+    except (NoRouting, UnknownKind, UnknownScenario, DatabaseUrlError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if "engine" in locals():
+            engine.dispose()
+    click.echo(summary.describe())

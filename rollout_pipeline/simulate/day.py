@@ -1,0 +1,414 @@
+"""Replay one synthetic day of traffic through the real Router into the store.
+
+The day follows the rollout's current stage, read from the routing config: in
+shadow every request is mirrored to the candidate; in canary the candidate
+serves its share of entities (sticky). Model outputs are precomputed for every
+data-set row with one batched ``predict`` per model, and latency is simulated
+(base time + a lognormal component) and reported to the router instead of
+slept, so a day of 20,000 requests takes a few seconds while every request
+still goes through the Router's split, mirror and log writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
+from rollout_pipeline.domain.routing import RoutingConfig, VariantRoute, validate_name
+from rollout_pipeline.serving.outputs import Output, encode_items
+from rollout_pipeline.serving.router import NoRouting, PredictionFailed, Router
+from rollout_pipeline.serving.writer import LogWriter
+from rollout_pipeline.simulate.models import ModelPair, load_pair
+from rollout_pipeline.simulate.scenarios import Knobs, effective_shift, knobs_for
+from rollout_pipeline.store.logs import write_feedback
+from rollout_pipeline.store.routing import read_routing, write_routing
+
+log = logging.getLogger(__name__)
+
+UTC = dt.UTC
+_DAY_US = 86_400_000_000
+
+
+class SimulatedFailure(RuntimeError):
+    """The error a simulated model raises in an error scenario."""
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    """What a simulated day did (counts from the simulation itself, not read back from the store)."""
+
+    model: str
+    kind: str
+    day: dt.date
+    scenario: str
+    stage: str  # shadow | canary-N% | production | no-candidate-traffic
+    routing_version: int
+    requests: int
+    served: dict[str, int]  # variant -> requests it answered
+    served_errors: dict[str, int]  # variant -> requests where the serving model failed
+    shadow_calls: dict[str, int]  # variant -> requests mirrored to it
+    prediction_rows: int  # rows handed to the log writer (router rows + contract-breaking rows)
+    corrupt_rows: int
+    complaints: int
+    actuals: int
+    feedback_rows: int
+    spilled_rows: int  # rows that went through the spill folder (the database was slow or down)
+    elapsed_s: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        """A few human-readable lines."""
+        served = ", ".join(f"{v} {n}" for v, n in sorted(self.served.items())) or "none"
+        shadow = ", ".join(f"{v} {n}" for v, n in sorted(self.shadow_calls.items())) or "none"
+        lines = [
+            f"{self.model} ({self.kind}) {self.day} scenario={self.scenario} stage={self.stage} "
+            f"routing v{self.routing_version}",
+            f"  requests {self.requests}: served by {served}; mirrored to {shadow}; "
+            f"served errors {sum(self.served_errors.values())}",
+            f"  rows: {self.prediction_rows} predictions ({self.corrupt_rows} contract-breaking), "
+            f"{self.feedback_rows} feedback ({self.complaints} complaints, {self.actuals} actuals); "
+            f"spilled {self.spilled_rows}; {self.elapsed_s:.2f} s",
+        ]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _stage(config: RoutingConfig) -> str:
+    candidate = config.candidate
+    if candidate is None:
+        return "production"
+    if candidate.traffic_percent > 0:
+        return f"canary-{candidate.traffic_percent:g}%"
+    return "shadow" if candidate.shadow else "no-candidate-traffic"
+
+
+def start_shadow_routing(engine: sa.Engine, model: str, kind: str | None = None) -> RoutingConfig:
+    """Give ``model`` a shadow-stage routing (stable 100%, candidate 0% shadowing), for tests and demos.
+
+    Variant names come from the simulated catalog entry ``kind`` (default: the
+    model name). Written with actor "simulator". A model that already has a
+    routing keeps it (returned unchanged).
+    """
+    validate_name("model", model)
+    pair = load_pair(kind or model)
+    with engine.begin() as connection:
+        existing = read_routing(connection, model)
+        if existing is not None:
+            return existing
+        routes = (
+            VariantRoute(pair.stable_variant, "stable", 100.0, False),
+            VariantRoute(pair.candidate_variant, "candidate", 0.0, True),
+        )
+        return write_routing(connection, model, routes, expected_version=None, actor="simulator",
+                             reason=f"simulator: shadow stage for {pair.kind} ({pair.stable_variant} stable, "
+                                    f"{pair.candidate_variant} candidate)")
+
+
+class _SimVariant:
+    """One variant's answers for the day: looked up per request, latency reported, failures raised."""
+
+    __slots__ = ("variant", "preds", "labels", "values", "latency", "fails")
+
+    def __init__(self, variant: str, preds: list | None, labels: list | None, values: list, latency: list,
+                 fails: set[int]):
+        self.variant = variant
+        self.preds, self.labels, self.values, self.latency, self.fails = preds, labels, values, latency, fails
+
+    def __call__(self, features: tuple[int, int]) -> Output:
+        i, row = features
+        if i in self.fails:
+            raise SimulatedFailure(f"{self.variant}: simulated failure on request {i}")
+        return Output(
+            prediction=None if self.preds is None else self.preds[row],
+            label=None if self.labels is None else self.labels[row],
+            latency_ms=self.latency[i],
+            value=self.values[row],
+        )
+
+
+def _daily_curve(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` sorted request times in microseconds since midnight UTC: trough ~03:00, peak ~15:00."""
+    minutes = np.arange(1440)
+    weights = 1.0 + 0.75 * np.sin(2 * np.pi * (minutes / 60.0 - 9.0) / 24.0)
+    minute = rng.choice(1440, size=n, p=weights / weights.sum())
+    offsets = rng.integers(0, 60_000_000, size=n)
+    return np.sort(minute.astype(np.int64) * 60_000_000 + offsets)
+
+
+def _variant_outputs(pair: ModelPair, role: str, faulty: bool, knobs: Knobs,
+                     rng: np.random.Generator) -> tuple[list | None, list | None]:
+    """(prediction per data-set row, label per data-set row) of one variant, shifted if it is the faulty one."""
+    preds, labels = pair.outputs[role]
+    preds = None if preds is None else preds.copy()
+    labels = None if labels is None else labels.copy()
+    shift = effective_shift(knobs, pair.task) if faulty else 0.0
+    if shift:
+        if pair.task == "regression":
+            preds = preds + shift * float(np.std(pair.targets))
+        elif pair.task == "binary":
+            preds = np.clip(preds + shift, 0.0, 1.0)
+            labels = np.where(preds >= 0.5, pair.class_names[0], pair.class_names[1]).astype(object)
+        elif pair.task == "multiclass":
+            moved = rng.random(pair.rows) < shift
+            index = {name: k for k, name in enumerate(pair.class_names)}
+            labels = np.array([pair.class_names[(index[lbl] + 1) % len(pair.class_names)] if m else lbl
+                               for lbl, m in zip(labels, moved)], dtype=object)
+        else:  # recommendation: the list replaced by long-tail items
+            moved = rng.random(pair.rows) < shift
+            tail = pair.items[len(pair.items) // 2:]
+            labels = np.array([encode_items(rng.choice(tail, size=10, replace=False)) if m else lbl
+                               for lbl, m in zip(labels, moved)], dtype=object)
+    return (None if preds is None else preds.tolist()), (None if labels is None else labels.tolist())
+
+
+def _caller_values(preds: list | None, labels: list | None) -> list:
+    if labels is None:
+        return preds
+    decoded = [json.loads(lbl) if isinstance(lbl, str) and lbl.startswith("[") else lbl for lbl in labels]
+    return decoded if preds is None else [{"prediction": p, "label": lbl} for p, lbl in zip(preds, decoded)]
+
+
+def _latency(rng: np.random.Generator, n: int, base: float, knobs: Knobs, faulty: bool) -> np.ndarray:
+    sigma = knobs.latency_sigma + (knobs.candidate_latency_sigma if faulty else 0.0)
+    latency = base + rng.lognormal(math.log(knobs.median_extra_ms), sigma, size=n)
+    return latency * (knobs.candidate_latency_factor if faulty else 1.0)
+
+
+def simulate_day(
+    engine: sa.Engine,
+    model: str,
+    day: dt.date,
+    requests: int,
+    scenario: str = "healthy",
+    seed: int = 0,
+    *,
+    kind: str | None = None,
+    knobs: dict[str, float] | None = None,
+    spill_dir: str | os.PathLike | None = None,
+) -> SimulationSummary:
+    """Simulate ``requests`` requests to ``model`` on UTC ``day`` through the real Router, and their feedback.
+
+    ``kind`` picks the simulated catalog entry (default: the model name).
+    Raises ``NoRouting`` if the model has no routing config (start its rollout,
+    or call ``start_shadow_routing``), ``UnknownScenario`` / ``UnknownKind`` for
+    bad names. Deterministic for a given seed apart from correlation ids.
+    """
+    started = time.perf_counter()
+    validate_name("model", model)
+    if requests < 0:
+        raise ValueError("requests must be >= 0")
+    settings = knobs_for(scenario, knobs)
+    pair = load_pair(kind or model)
+    with engine.connect() as connection:
+        config = read_routing(connection, model)
+    if config is None:
+        raise NoRouting(f"{model} has no routing config: start its rollout first "
+                        f"(or create a shadow-stage routing with start_shadow_routing / simulate --start-shadow)")
+
+    model_key = zlib.crc32(model.encode())
+    rng = np.random.default_rng([seed, model_key, day.toordinal()])
+    population_rng = np.random.default_rng([seed, model_key])  # the same visitors every day
+    n = min(requests, settings.max_requests) if settings.max_requests else requests
+    size = settings.population or max(50, requests // 5)
+    entity_rows = population_rng.integers(0, pair.rows, size=size)
+    visit_weights = 1.0 / np.arange(1, size + 1) ** 0.8  # a few frequent visitors, a long tail
+    population_rng.shuffle(visit_weights)
+    visit_weights /= visit_weights.sum()
+
+    times = _daily_curve(rng, n)
+    anonymous = rng.random(n) < settings.anonymous_fraction
+    visitor = rng.choice(size, size=n, p=visit_weights)
+    random_rows = rng.integers(0, pair.rows, size=n)
+    rows = np.where(anonymous, random_rows, entity_rows[visitor]).tolist()
+    entity_ids = [None if a else f"{model}-e{v:06d}" for a, v in zip(anonymous.tolist(), visitor.tolist())]
+    hours = times / 3_600_000_000
+
+    notes: list[str] = []
+    stage = _stage(config)
+    candidate_route = config.candidate
+    faults = scenario != "healthy" or bool(knobs)
+    if candidate_route is None and faults:
+        notes.append("no candidate in the routing: the scenario's candidate faults were not applied")
+    if scenario == "complaints" and stage == "shadow":
+        notes.append("shadow stage: the candidate serves nobody, so its extra complaints cannot show")
+
+    variants: dict[str, _SimVariant] = {}
+    for route in config.routes:
+        if route.traffic_percent <= 0 and not route.shadow or route.role == "retired":
+            continue
+        role = pair.variant_role(route.variant, route.role)
+        faulty = route.role == "candidate"
+        preds, labels = _variant_outputs(pair, role, faulty, settings, rng)
+        values = _caller_values(preds, labels)
+        base = settings.candidate_base_ms if role == "candidate" else settings.stable_base_ms
+        latency = _latency(rng, n, base, settings, faulty).tolist()
+        error_p = np.full(n, settings.base_error_rate)
+        if faulty and settings.error_rate:
+            burst = (hours >= settings.error_start_hour) & (hours < settings.error_start_hour + settings.error_hours)
+            error_p = np.where(burst, np.maximum(error_p, settings.error_rate), error_p)
+        fails = set(np.flatnonzero(rng.random(n) < error_p).tolist())
+        sim = _SimVariant(route.variant, preds, labels, values, latency, fails)
+        if faulty and settings.extreme_fraction:
+            sim = _with_extremes(sim, pair, settings, rng, n)
+        variants[route.variant] = sim
+
+    own_writer = LogWriter(
+        engine,
+        Path(spill_dir) if spill_dir is not None else _default_spill_dir(model),
+        batch_rows=10_000, max_buffer_rows=200_000, flush_seconds=0.1, name=f"simulate-{model}",
+    )
+    router = Router(engine, model, variants, writer=own_writer, refresh_seconds=None,
+                    shadow_timeout_ms=settings.shadow_timeout_ms, shadow_workers=2,
+                    max_pending_shadow=max(10_000, n), seed=seed)
+    plan_shadows = router.shadow_variants
+
+    day_start = dt.datetime.combine(day, dt.time(), UTC)
+    feedback_end = day_start + dt.timedelta(days=2) - dt.timedelta(microseconds=1)
+    served: Counter = Counter()
+    served_errors: Counter = Counter()
+    shadow_calls: Counter = Counter()
+    feedback: list[FeedbackRow] = []
+    u_complaint = rng.random(n).tolist()
+    u_actual = rng.random(n).tolist()
+    complaint_delay = rng.exponential(20 * 60e6, size=n).tolist()  # ~20 minutes
+    actual_delay = rng.exponential(settings.actual_delay_hours * 3_600e6, size=n).tolist()
+    base_complaint = settings.complaint_rate
+    candidate_complaint = (settings.candidate_complaint_rate if settings.candidate_complaint_rate is not None
+                           else settings.complaint_rate)
+    candidate_name = candidate_route.variant if candidate_route else None
+    timedelta = dt.timedelta
+    complaints = actuals = 0
+    try:
+        for i, (offset, row, entity) in enumerate(zip(times.tolist(), rows, entity_ids)):
+            ts = day_start + timedelta(microseconds=offset)
+            try:
+                answer = router.predict((i, row), entity, ts=ts)
+            except PredictionFailed as failed:
+                served_errors[failed.variant] += 1
+                for name in plan_shadows:
+                    if name != failed.variant:
+                        shadow_calls[name] += 1
+                if u_complaint[i] < settings.complaint_on_error:
+                    feedback.append(FeedbackRow(failed.correlation_id, min(ts + timedelta(microseconds=complaint_delay[i]),
+                                                                          feedback_end), model, "complaint", 1.0))
+                    complaints += 1
+                continue
+            served[answer.variant] += 1
+            for name in plan_shadows:
+                if name != answer.variant:
+                    shadow_calls[name] += 1
+            rate = candidate_complaint if answer.variant == candidate_name else base_complaint
+            if u_complaint[i] < rate:
+                feedback.append(FeedbackRow(answer.correlation_id, min(ts + timedelta(microseconds=complaint_delay[i]),
+                                                                      feedback_end), model, "complaint", 1.0))
+                complaints += 1
+            if u_actual[i] < settings.actual_fraction:
+                value, label = pair.actual(row)
+                feedback.append(FeedbackRow(answer.correlation_id, min(ts + timedelta(microseconds=actual_delay[i]),
+                                                                      feedback_end), model, "actual", value, label))
+                actuals += 1
+        corrupt = _corrupt_rows(model, config, pair, day_start, times, rng, round(n * settings.corrupt_fraction))
+        for bad in corrupt:
+            own_writer.submit(bad)
+    finally:
+        router.close()
+        own_writer.close()
+    for start in range(0, len(feedback), 50_000):
+        write_feedback(engine, feedback[start:start + 50_000])
+    writer_stats = own_writer.stats()
+    if writer_stats["pending_segments"]:
+        notes.append(f"the database was unreachable: {writer_stats['pending_segments']} spill segment(s) wait in "
+                     f"{own_writer.spill_dir} and are replayed by the next writer on that folder")
+    logged = sum(served.values()) + sum(served_errors.values()) + sum(shadow_calls.values()) + len(corrupt)
+    return SimulationSummary(
+        model=model, kind=pair.kind, day=day, scenario=scenario, stage=stage, routing_version=config.version,
+        requests=n, served=dict(served), served_errors=dict(served_errors), shadow_calls=dict(shadow_calls),
+        prediction_rows=logged, corrupt_rows=len(corrupt), complaints=complaints, actuals=actuals,
+        feedback_rows=len(feedback), spilled_rows=writer_stats["spilled"] + writer_stats["overflowed"],
+        elapsed_s=round(time.perf_counter() - started, 3), notes=tuple(notes),
+    )
+
+
+def _default_spill_dir(model: str) -> Path:
+    from rollout_pipeline.config import state_dir
+
+    return state_dir() / "spill" / f"simulate-{model}"
+
+
+def _with_extremes(sim: _SimVariant, pair: ModelPair, knobs: Knobs, rng: np.random.Generator, n: int) -> _SimVariant:
+    """Wrap ``sim`` so that a fraction of requests get an absurd answer."""
+    extreme = set(np.flatnonzero(rng.random(n) < knobs.extreme_fraction).tolist())
+    signs = (np.where(rng.random(n) < 0.5, -1.0, 1.0) * knobs.extreme_scale).tolist()
+
+    class _Extreme(_SimVariant):
+        __slots__ = ()
+
+        def __call__(self, features: tuple[int, int]) -> Output:
+            output = _SimVariant.__call__(self, features)
+            i = features[0]
+            if i not in extreme:
+                return output
+            if pair.task == "recommendation":
+                return Output(label="[]", latency_ms=output.latency_ms, value=[])
+            absurd = signs[i] if pair.task == "regression" else abs(signs[i])
+            return Output(prediction=absurd, label=output.label, latency_ms=output.latency_ms, value=absurd)
+
+    return _Extreme(sim.variant, sim.preds, sim.labels, sim.values, sim.latency, sim.fails)
+
+
+def _corrupt_rows(model: str, config: RoutingConfig, pair: ModelPair, day_start: dt.datetime, times: np.ndarray,
+                  rng: np.random.Generator, count: int) -> list[PredictionRow]:
+    """Rows that break the log contract, cycling through the kinds of breach the validation must catch."""
+    if count <= 0:
+        return []
+    stable = config.stable.variant if config.stable else config.routes[0].variant
+    shadow = config.candidate.variant if config.candidate else stable
+    preds, labels = pair.outputs["stable"]
+    out = []
+    for k in range(count):
+        ts = day_start + dt.timedelta(microseconds=int(times[rng.integers(len(times))]) if len(times) else
+                                      int(rng.integers(_DAY_US)))
+        row = int(rng.integers(pair.rows))
+        pred = None if preds is None else float(preds[row])
+        label = None if labels is None else labels[row]
+        cid = os.urandom(16).hex()
+        entity = f"{model}-corrupt-{k}"
+        breach = k % 5
+        if breach == 0:  # missing correlation id
+            out.append(PredictionRow(None, ts, model, stable, True, entity, 10.0, "ok", pred, label))
+        elif breach == 1:  # unknown status
+            out.append(PredictionRow(cid, ts, model, stable, True, entity, 10.0, "exploded", pred, label))
+        elif breach == 2:  # negative latency
+            out.append(PredictionRow(cid, ts, model, stable, True, entity, -5.0, "ok", pred, label))
+        elif breach == 3:  # NaN latency
+            out.append(PredictionRow(cid, ts, model, stable, True, entity, float("nan"), "ok", pred, label))
+        else:  # a shadow answer with no served twin
+            out.append(PredictionRow(cid, ts, model, shadow, False, entity, 10.0, "ok", pred, label))
+    return out
+
+
+def parse_knobs(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``["name=value", ...]`` -> {name: float}; raises ValueError on a malformed pair."""
+    out: dict[str, Any] = {}
+    for text in pairs:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"knob {text!r}: expected name=value")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"knob {text!r}: value must be a number") from None
+    return out

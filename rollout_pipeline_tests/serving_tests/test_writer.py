@@ -1,0 +1,203 @@
+"""The log writer against real databases: outages, slowness, restarts and crashes lose no row and duplicate none."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
+from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
+from rollout_pipeline.store.engine import make_engine
+from rollout_pipeline.store.logs import write_predictions
+from rollout_pipeline_tests.serving_tests.conftest import count, duplicates, set_connections
+
+T0 = dt.datetime(2026, 3, 14, 8, 0, tzinfo=dt.UTC)
+
+
+def make_rows(n: int, start: int = 0, model: str = "m") -> list[PredictionRow]:
+    return [PredictionRow(f"c{start + i:08d}", T0 + dt.timedelta(microseconds=start + i), model, "v1", True,
+                          f"u{(start + i) % 97}", 1.5, "ok", float(start + i), None) for i in range(n)]
+
+
+def segments(folder) -> list[str]:
+    return sorted(p for p in os.listdir(folder) if p.endswith(".jsonl") and p != "rejected.jsonl")
+
+
+def test_close_flushes_everything_to_the_database(engine, tmp_path):
+    writer = LogWriter(engine, tmp_path / "spill", batch_rows=500, flush_seconds=5)
+    writer.submit_many(make_rows(2_345))
+    writer.close()
+    assert count(engine) == 2_345 and duplicates(engine) == 0
+    assert segments(tmp_path / "spill") == []
+
+
+def test_rows_spilled_while_down_are_replayed_exactly_once_by_the_next_writer(engine, unreachable_engine, tmp_path):
+    folder = tmp_path / "spill"
+    down = LogWriter(unreachable_engine, folder, batch_rows=1_000, segment_rows=2_000, retry_seconds=0.05)
+    down.submit_many(make_rows(5_000))
+    assert down.flush(timeout=30)
+    assert not down.database_up
+    down.close(timeout=5)
+    assert count(engine) == 0
+    assert segments(folder)
+
+    with LogWriter(engine, folder) as up:  # a restart, now with the database reachable
+        assert up.wait_replayed(timeout=30)
+    assert count(engine) == 5_000 and duplicates(engine) == 0
+    assert segments(folder) == []
+
+    with LogWriter(engine, folder) as again:  # a second restart replays nothing
+        assert again.wait_replayed(timeout=10)
+    assert count(engine) == 5_000
+
+
+def test_a_segment_committed_just_before_a_crash_is_not_written_twice(engine, unreachable_engine, tmp_path):
+    folder = tmp_path / "spill"
+    committed, not_committed = make_rows(300), make_rows(200, start=1_000)
+    for batch in (committed, not_committed):
+        writer = LogWriter(unreachable_engine, folder, retry_seconds=60)
+        writer.submit_many(batch)
+        writer.close(timeout=5)
+    first, second = segments(folder)
+    # The crash window: the first segment's transaction committed, the process died
+    # before deleting the segment; the second was being written when it died.
+    write_predictions(engine, committed)
+    (folder / (first + ".attempted")).touch()
+    (folder / (second + ".attempted")).touch()
+
+    with LogWriter(engine, folder) as writer:
+        assert writer.wait_replayed(timeout=30)
+        assert writer.counts["already_present"] == 300
+        assert writer.counts["replayed"] == 200
+    assert count(engine) == 500 and duplicates(engine) == 0
+
+
+def test_a_torn_last_line_is_kept_aside_and_the_rest_replayed(engine, unreachable_engine, tmp_path):
+    folder = tmp_path / "spill"
+    writer = LogWriter(unreachable_engine, folder, retry_seconds=60)
+    writer.submit_many(make_rows(10))
+    writer.close(timeout=5)
+    (name,) = segments(folder)
+    with open(folder / name, "a") as f:
+        f.write('["c-torn","2026-03-14T08:00')  # a crash in the middle of an append
+    with LogWriter(engine, folder) as up:
+        assert up.wait_replayed(timeout=30)
+    assert count(engine) == 10
+    rejected = [json.loads(line) for line in (folder / "rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 1 and "unreadable" in rejected[0]["reason"]
+
+
+def test_a_row_the_database_cannot_store_is_set_aside_not_lost(engine, tmp_path):
+    rows = make_rows(100)
+    rows[42] = rows[42]._replace(entity_id="nul\x00byte")
+    with LogWriter(engine, tmp_path / "spill") as writer:
+        writer.submit_many(rows)
+    assert count(engine) == 99
+    (line,) = (tmp_path / "spill" / "rejected.jsonl").read_text().splitlines()
+    assert "NUL" in json.loads(line)["reason"] and "c00000042" in json.loads(line)["row"]
+
+
+def test_one_live_writer_per_spill_folder(engine, tmp_path):
+    with LogWriter(engine, tmp_path / "spill"):
+        with pytest.raises(SpillFolderInUse):
+            LogWriter(engine, tmp_path / "spill")
+    LogWriter(engine, tmp_path / "spill").close()  # free again after close
+
+
+def test_feedback_rows_take_the_same_path(engine, unreachable_engine, tmp_path):
+    rows = [FeedbackRow(f"c{i}", T0, "m", "complaint", 1.0) for i in range(50)]
+    down = LogWriter(unreachable_engine, tmp_path / "fb", kind="feedback", retry_seconds=60)
+    down.submit_many(rows)
+    down.close(timeout=5)
+    with LogWriter(engine, tmp_path / "fb", kind="feedback") as up:
+        assert up.wait_replayed(timeout=30)
+    assert count(engine, table="feedback") == 50 and duplicates(engine, "feedback") == 0
+
+
+def _hold_write_lock(db_url: str):
+    """A connection that blocks every writer of prediction_log until it is released."""
+    engine = make_engine(db_url, poolclass=sa.pool.NullPool)
+    conn = engine.connect()
+    if engine.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.begin()
+        conn.exec_driver_sql("LOCK TABLE prediction_log IN ACCESS EXCLUSIVE MODE")
+    return engine, conn
+
+
+def test_a_slow_database_never_blocks_submit_and_memory_stays_bounded(engine, db_url, tmp_path):
+    writer = LogWriter(engine, tmp_path / "spill", batch_rows=500, max_buffer_rows=2_000, flush_seconds=0.05)
+    writer.submit_many(make_rows(10))  # first write: creates the day partition before the lock
+    assert writer.flush(timeout=30)
+    lock_engine, lock = _hold_write_lock(db_url)
+    try:
+        slowest, peak = 0.0, 0
+        for row in make_rows(20_000, start=10):
+            started = time.perf_counter()
+            writer.submit(row)
+            slowest = max(slowest, time.perf_counter() - started)
+            peak = max(peak, len(writer._buffer))
+        assert writer.counts["overflowed"] > 15_000  # the database is blocked: rows went to disk
+        assert peak <= 2 * 2_000 + 1
+        assert slowest < 0.05, f"a submit took {slowest * 1000:.1f} ms"
+    finally:
+        lock.rollback()
+        lock.close()
+        lock_engine.dispose()
+    assert writer.wait_replayed(timeout=60)
+    writer.close()
+    assert count(engine) == 20_010 and duplicates(engine) == 0
+
+
+def test_no_row_is_lost_or_duplicated_across_a_postgres_outage(pg_server, pg_url, tmp_path):
+    """Rows keep coming while the database refuses connections and its sessions are killed mid-write."""
+    database = sa.engine.make_url(pg_url).database
+    engine = make_engine(pg_url, connect_args={"connect_timeout": 2})
+    writer = LogWriter(engine, tmp_path / "spill", batch_rows=200, flush_seconds=0.02, retry_seconds=0.1,
+                       max_retry_seconds=0.5)
+    submitted = 0
+    slowest = 0.0
+    stop = threading.Event()
+
+    def produce():
+        nonlocal submitted, slowest
+        while not stop.is_set():
+            for row in make_rows(50, start=submitted):
+                started = time.perf_counter()
+                writer.submit(row)
+                slowest = max(slowest, time.perf_counter() - started)
+            submitted += 50
+            time.sleep(0.002)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        time.sleep(0.5)
+        set_connections(pg_server, database, False)
+        deadline = time.monotonic() + 10
+        while writer.database_up and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not writer.database_up, "the writer never noticed the outage"
+        time.sleep(1.0)
+        spilled_during_outage = writer.counts["spilled"]
+        assert spilled_during_outage > 0
+        set_connections(pg_server, database, True)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        producer.join()
+        set_connections(pg_server, database, True)
+    assert writer.wait_replayed(timeout=60), writer.stats()
+    writer.close()
+    assert slowest < 0.05, f"a submit took {slowest * 1000:.1f} ms"
+    assert count(engine) == submitted, (count(engine), submitted, writer.stats())
+    assert duplicates(engine) == 0
+    assert segments(tmp_path / "spill") == []
+    engine.dispose()
