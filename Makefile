@@ -22,6 +22,12 @@ test: install
 	scripts/ensure-postgres-binaries
 	$(BIN)/pytest
 
+# The Dagster UI on the demo's state, bound to localhost only.
+ui: install
+	DAGSTER_HOME=$(CURDIR)/.state/demo/dagster ROLLOUT_STATE_DIR=$(CURDIR)/.state/demo \
+	ROLLOUT_DATABASE_URL=sqlite:///$(CURDIR)/.state/demo/rollout.db \
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
 bench: install
 	scripts/ensure-postgres-binaries
 	$(BIN)/python benchmarks/bench_bulk_write.py
