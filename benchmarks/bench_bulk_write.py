@@ -218,8 +218,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20310314, help="seed of the generated rows")
     parser.add_argument("--no-index-cost", action="store_true",
                         help="skip measuring raw COPY without the (model_name, ts) index")
-    parser.add_argument("--tmpdir", type=Path, default=None,
-                        help="folder for the COPY file and SQLite files (default: the system's temp folder)")
+    parser.add_argument("--tmpdir", type=Path, default=Path(tempfile.gettempdir()),
+                        help="folder for the pre-formatted COPY file and the SQLite files")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.repeat < 1 or args.sqlite_rows < 0 or args.chunk_rows < 1:
         parser.error("--rows, --repeat and --chunk-rows must be >= 1, --sqlite-rows >= 0")
@@ -283,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
                         conn.execute(sa.text("CREATE INDEX ix_prediction_log_model_ts ON prediction_log (model_name, ts)"))
             finally:
                 engine.dispose()
-                drop_database(server, url)
+                try:
+                    drop_database(server, url)
+                except Exception as exc:  # e.g. the server went away mid-run: say what is left behind
+                    print(f"could not drop the benchmark database {redact(url)}: {exc}; drop it by hand",
+                          file=sys.stderr)
 
         for i in range(k if args.sqlite_rows else 0):
             sqlite.append(run_sqlite(all_rows[:args.sqlite_rows], folder, args.chunk_rows, i))
