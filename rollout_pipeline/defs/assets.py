@@ -61,7 +61,7 @@ def day_summary(context: dg.AssetExecutionContext, store: StoreResource) -> DayS
 @dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, kinds={"python"})
 def judgement(context: dg.AssetExecutionContext, store: StoreResource, day_summary: DaySummary) -> dict:
     """Candidate vs stable, metric by metric (Kayenta-style), plus the day's validation results."""
-    from rollout_pipeline.validation.suites import validate_day
+    from rollout_pipeline.validation.suites import LOG_QUALITY, validate_day
 
     day, model = _partition(context)
     with store.engine.connect() as conn:
@@ -70,8 +70,8 @@ def judgement(context: dg.AssetExecutionContext, store: StoreResource, day_summa
     evaluation = evaluate(day_summary, state.stage, rollout.policy)
     # Defence in depth: the blocking check already stops a run on bad logs, but a run
     # that selects this asset without its upstream checks must not promote either.
-    suites = validate_day(day_summary, state.stage, rollout.policy)
-    quality = [f for s in suites if s.blocking for f in s.failures]
+    (quality_suite,) = validate_day(day_summary, state.stage, rollout.policy, suites=(LOG_QUALITY,))
+    quality = quality_suite.failures
     context.add_output_metadata({
         "score": evaluation.score if evaluation.score is not None else "n/a",
         "compared": evaluation.compared,
@@ -147,8 +147,13 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         "score": evaluation.score if evaluation.score is not None else "n/a",
         "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
     })
-    return {"decision_id": None if config.dry_run else record.id, "action": record.action,
-            "forced": record.forced, "reasons": record.reasons, "dry_run": config.dry_run,
+    return decision_output(record, config.dry_run)
+
+
+def decision_output(record: repo.DecisionRecord, dry_run: bool) -> dict:
+    """The decision as the asset returns it and the CLI prints it (``decide --json``)."""
+    return {"decision_id": None if dry_run else record.id, "action": record.action,
+            "forced": record.forced, "reasons": record.reasons, "dry_run": dry_run,
             "from": {"stage": record.stage_before, "canary_percent": record.percent_before},
             "to": {"stage": record.stage_after, "canary_percent": record.percent_after}}
 

@@ -8,7 +8,7 @@ from rollout_pipeline.defs.partitions import DAY_MODEL
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.summary import DaySummary
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.validation.suites import LATENCY, LOG_QUALITY, PREDICTIONS, SuiteResult
+from rollout_pipeline.validation.suites import LATENCY, LOG_QUALITY, PREDICTIONS
 
 
 def _run(context, store: StoreResource, summary: DaySummary, name: str) -> dg.AssetCheckResult:
@@ -18,7 +18,7 @@ def _run(context, store: StoreResource, summary: DaySummary, name: str) -> dg.As
     with store.engine.connect() as conn:
         rollout = _rollout_for(conn, model, day)
         stage = repo.state_before(conn, rollout, day).stage
-    suite: SuiteResult = next(s for s in validate_day(summary, stage, rollout.policy) if s.name == name)
+    (suite,) = validate_day(summary, stage, rollout.policy, suites=(name,))
     table = ["| expectation | result | observed |", "|---|---|---|"] + [
         f"| {o.description} | {o.status} | {o.observed.replace('|', '/')} |" for o in suite.outcomes
     ]

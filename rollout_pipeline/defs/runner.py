@@ -84,15 +84,13 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
             asset_selection=[decision.key] if force else None,
             tags={ACTOR_TAG: actor},
         )
-        failed_checks = tuple(
-            f"{e.asset_check_evaluation_data.check_name}" for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-        )
-        output = None
+        failed = [e.asset_check_evaluation_data for e in result.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]
         if result.success:
             output = result.output_for_node("decision")
         else:
-            output = _hold_for_failure(result, model, day, actor, failed_checks, dry_run)
+            output = _hold_for_failure(result, model, day, actor, failed, dry_run)
+        failed_checks = tuple(c.check_name for c in failed)
         return DayRun(result.run_id, result.success, output, failed_checks, time.perf_counter() - started)
     finally:
         if owned:
@@ -100,41 +98,33 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
 
 
 def _hold_for_failure(result, model, day, actor, failed_checks, dry_run) -> dict:
-    """When a blocking check stopped the run, record a hold that names the failed checks; else re-raise."""
+    """When a blocking check stopped the run, record the policy's hold naming the failures; else raise RunFailed."""
+    from rollout_pipeline.defs.assets import decision_output
     from rollout_pipeline.defs.resources import StoreResource
-    from rollout_pipeline.domain.decide import Decision
+    from rollout_pipeline.domain.decide import Evidence, decide
     from rollout_pipeline.store import rollouts as repo
 
-    check_failures = []
-    for e in result.all_events:
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed:
-            data = e.asset_check_evaluation_data
-            md = data.metadata.get("failures")
-            lines = [line.removeprefix("- ") for line in (md.value if md else "").splitlines() if line.strip()]
-            check_failures.extend(lines or [f"{data.check_name}: failed"])
-    blocked = any(e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-                  and e.asset_check_evaluation_data.severity.value == "ERROR" for e in result.all_events)
-    if not blocked:
-        errors = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    if not any(c.severity.value == "ERROR" for c in failed_checks):
         failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
-        detail = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else "; ".join(errors)
-        raise RunFailed(detail or "the run failed", result.run_id)
+        error = failure.step_failure_data.error if failure else None
+        raise RunFailed(error.message.strip() if error else "the run failed", result.run_id)
+    failures = []
+    for check in failed_checks:
+        md = check.metadata.get("failures")
+        lines = [line.removeprefix("- ") for line in (md.value if md else "").splitlines() if line.strip()]
+        failures.extend(lines or [f"{check.check_name}: failed"])
     engine = StoreResource().engine
     with engine.begin() as conn:
         rollout = repo.active_rollout(conn, model) or repo.latest_rollout(conn, model)
         state = repo.state_before(conn, rollout, day)
-        held = Decision("hold", False, ("data quality failed, so the day cannot be judged:", *check_failures),
-                        state, state.stage, state.canary_percent)
+        held = decide(state, Evidence(failures, 0, (), None), rollout.policy)
         record = repo.record_decision(conn, rollout, day, held, actor=actor,
-                                      metrics={"data_quality_failures": check_failures, "blocked_run": result.run_id},
+                                      metrics={"data_quality_failures": failures, "blocked_run": result.run_id},
                                       run_id=result.run_id)
         if dry_run:
             conn.rollback()
     engine.dispose()
-    return {"decision_id": None if dry_run else record.id, "action": "hold", "forced": False,
-            "reasons": list(held.reasons), "dry_run": dry_run,
-            "from": {"stage": state.stage, "canary_percent": state.canary_percent},
-            "to": {"stage": state.stage, "canary_percent": state.canary_percent}}
+    return decision_output(record, dry_run)
 
 
 class RunFailed(RuntimeError):

@@ -24,10 +24,6 @@ class RolloutState:
     canary_percent: int
     days_in_step: int = 0  # days already decided at this stage and share
 
-    @property
-    def as_dict(self) -> dict:
-        return {"stage": self.stage, "canary_percent": self.canary_percent}
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -39,10 +35,6 @@ class Decision:
     before: RolloutState
     stage_after: str
     percent_after: int
-
-    @property
-    def after(self) -> RolloutState:
-        return RolloutState(self.stage_after, self.percent_after)
 
 
 class ForceError(ValueError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 LATENCY_BINS_PER_E = 50  # latency histogram: bucket k holds exp(k/50)-1 <= ms < exp((k+1)/50)-1 (2% wide)
 PREDICTION_BINS = 40
@@ -130,7 +130,6 @@ class DaySummary:
     sample: tuple[SampleRow, ...]
     unknown_variants: tuple[str, ...] = ()
     collect_seconds: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def get(self, variant: str, served: bool) -> VariantDay | None:
         """The stats of ``variant``'s served (or shadow) answers, if any were logged."""

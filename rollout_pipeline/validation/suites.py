@@ -18,7 +18,6 @@ from rollout_pipeline.domain.records import STATUSES
 from rollout_pipeline.domain.summary import DaySummary
 
 LOG_QUALITY, LATENCY, PREDICTIONS = "log_quality", "latency_slo", "prediction_distribution"
-BLOCKING_SUITES = (LOG_QUALITY,)
 
 
 @dataclass(frozen=True)
@@ -151,16 +150,12 @@ def _frames(summary: DaySummary):
     return groups, sample
 
 
-def validate_day(summary: DaySummary, stage: str, policy: Policy) -> list[SuiteResult]:
-    """Run the three suites: log quality (blocking), latency SLO and prediction distribution."""
-    gx, _ = _gx()
-    E = gx.expectations
-    groups, sample = _frames(summary)
-    stable, cand = summary.stable_variant, summary.candidate_variant
-    cand_served = stage != "shadow"
+def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> SuiteResult:
+    import pandas as pd
 
+    stable, cand = summary.stable_variant, summary.candidate_variant
     zero = lambda column: E.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=0)  # noqa: E731
-    quality = [
+    outcomes = run_suite(LOG_QUALITY, True, groups, [
         ("the day has logged requests", E.ExpectTableRowCountToBeBetween(min_value=1)),
         ("every row has a correlation id", zero("missing_correlation_id")),
         (f"every status is one of {', '.join(STATUSES)}", zero("unknown_status")),
@@ -168,53 +163,66 @@ def validate_day(summary: DaySummary, stage: str, policy: Policy) -> list[SuiteR
         ("every prediction is finite", zero("nonfinite_predictions")),
         (f"only the rollout's variants ({stable}, {cand}) log",
          E.ExpectColumnValuesToBeInSet(column="variant", value_set=[stable, cand])),
-    ]
-    results = [run_suite(LOG_QUALITY, True, groups, quality)]
-
-    import pandas as pd
-
-    extra = []
-    pr = summary.pairing
+    ]).outcomes
     if stage == "shadow":
-        unmatched = pr.unmatched_shadow / pr.shadow_in_sample if pr and pr.shadow_in_sample else (1.0 if pr else math.nan)
-        dup = pr.duplicate_correlation_ids if pr else 0
-        pairing = pd.DataFrame([{"unmatched_shadow_share": unmatched if pr else math.nan,
-                                 "duplicate_correlation_ids": dup,
+        pr = summary.pairing
+        if pr is None:
+            unmatched = math.nan  # no shadow answers at all: the first expectation below says so
+        else:
+            unmatched = pr.unmatched_shadow / pr.shadow_in_sample if pr.shadow_in_sample else 1.0
+        pairing = pd.DataFrame([{"unmatched_shadow_share": unmatched,
+                                 "duplicate_correlation_ids": pr.duplicate_correlation_ids if pr else 0,
                                  "shadow_answers": sum(v.requests for v in summary.variants if not v.served)}])
-        extra = [
+        outcomes += run_suite(LOG_QUALITY, True, pairing, [
             ("the candidate answered in shadow", E.ExpectColumnValuesToBeBetween(column="shadow_answers", min_value=1)),
             (f"shadow answers have a served twin (unmatched <= {policy.max_unmatched_shadow_share:.0%})",
              E.ExpectColumnValuesToBeBetween(column="unmatched_shadow_share", min_value=0.0,
                                              max_value=float(policy.max_unmatched_shadow_share))),
             ("no correlation id is served twice", E.ExpectColumnValuesToBeBetween(
                 column="duplicate_correlation_ids", min_value=0, max_value=0)),
-        ]
-        results[0] = SuiteResult(LOG_QUALITY, True, results[0].outcomes + run_suite(LOG_QUALITY, True, pairing, extra).outcomes)
+        ]).outcomes
+    return SuiteResult(LOG_QUALITY, True, outcomes)
 
-    cand_rows = groups[(groups["variant"] == cand) & (groups["served"] == cand_served)]
-    results.append(run_suite(LATENCY, False, cand_rows, [
+
+def _latency(E, summary: DaySummary, stage: str, policy: Policy, groups) -> SuiteResult:
+    cand_rows = groups[(groups["variant"] == summary.candidate_variant) & (groups["served"] == (stage != "shadow"))]
+    return run_suite(LATENCY, False, cand_rows, [
         (f"candidate p99 latency <= SLO {policy.latency_slo_p99_ms:.0f} ms",
          E.ExpectColumnValuesToBeBetween(column="latency_p99", min_value=0.0, max_value=float(policy.latency_slo_p99_ms))),
-    ]))
+    ])
 
-    cand_sample = sample[(sample["variant"] == cand) & (sample["served"] == cand_served) & sample["prediction"].notna()]
-    stable_mean, stable_sd = None, None
-    s = summary.get(stable, True)
-    if s is not None and s.prediction_mean is not None:
-        stable_mean, stable_sd = s.prediction_mean, s.prediction_std or 0.0
-    pred = []
+
+def _predictions(E, summary: DaySummary, stage: str, policy: Policy, sample) -> SuiteResult:
+    cand_sample = sample[(sample["variant"] == summary.candidate_variant) & (sample["served"] == (stage != "shadow"))
+                         & sample["prediction"].notna()]
+    expectations = []
     if policy.prediction_bounds is not None:
         lo, hi = policy.prediction_bounds
-        pred.append((f"candidate predictions within [{lo:g}, {hi:g}] (extremes <= {policy.extreme_share_limit:.1%})",
-                     E.ExpectColumnValuesToBeBetween(column="prediction", min_value=float(lo), max_value=float(hi),
-                                                     mostly=float(1 - policy.extreme_share_limit))))
-    if stable_mean is not None:
-        margin = policy.prediction_shift_limit * stable_sd
-        pred.append((f"candidate mean prediction within stable {stable_mean:.4g} ± {margin:.4g}",
-                     E.ExpectColumnMeanToBeBetween(column="prediction", min_value=float(stable_mean - margin),
-                                                   max_value=float(stable_mean + margin))))
-    if pred and len(cand_sample):
-        results.append(run_suite(PREDICTIONS, False, cand_sample, pred))
-    else:
-        results.append(SuiteResult(PREDICTIONS, False, ()))
-    return results
+        expectations.append((
+            f"candidate predictions within [{lo:g}, {hi:g}] (extremes <= {policy.extreme_share_limit:.1%})",
+            E.ExpectColumnValuesToBeBetween(column="prediction", min_value=float(lo), max_value=float(hi),
+                                            mostly=float(1 - policy.extreme_share_limit))))
+    stable = summary.get(summary.stable_variant, True)
+    if stable is not None and stable.prediction_mean is not None:
+        mean, margin = stable.prediction_mean, policy.prediction_shift_limit * (stable.prediction_std or 0.0)
+        expectations.append((f"candidate mean prediction within stable {mean:.4g} ± {margin:.4g}",
+                             E.ExpectColumnMeanToBeBetween(column="prediction", min_value=float(mean - margin),
+                                                           max_value=float(mean + margin))))
+    if not expectations or not len(cand_sample):
+        return SuiteResult(PREDICTIONS, False, ())
+    return run_suite(PREDICTIONS, False, cand_sample, expectations)
+
+
+SUITES = (LOG_QUALITY, LATENCY, PREDICTIONS)
+
+
+def validate_day(summary: DaySummary, stage: str, policy: Policy, suites: tuple[str, ...] = SUITES) -> list[SuiteResult]:
+    """Run the named suites (default all three: log quality, which blocks; latency SLO; prediction distribution)."""
+    gx, _ = _gx()
+    groups, sample = _frames(summary)
+    runners = {
+        LOG_QUALITY: lambda: _log_quality(gx.expectations, summary, stage, policy, groups),
+        LATENCY: lambda: _latency(gx.expectations, summary, stage, policy, groups),
+        PREDICTIONS: lambda: _predictions(gx.expectations, summary, stage, policy, sample),
+    }
+    return [runners[name]() for name in suites]
