@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from rollout_pipeline.domain.records import FeedbackRow
-from rollout_pipeline.serving.outputs import json_safe
+from rollout_pipeline.serving.outputs import encode_items, json_safe
 from rollout_pipeline.serving.router import PredictionFailed, Router
 from rollout_pipeline.serving.writer import LogWriter
 
@@ -116,7 +116,7 @@ def create_app(
                 raise _BadRequest("value must be a number or null")
             label = body.get("label")
             if isinstance(label, list):
-                label = json.dumps([str(item) for item in label], separators=(",", ":"), ensure_ascii=False)
+                label = encode_items(label)
             if label is not None and (not isinstance(label, str) or "\x00" in label):
                 raise _BadRequest("label must be a string, a list of items, or null")
             ts_text = body.get("ts")
