@@ -243,10 +243,25 @@ def status(model: str | None, as_json: bool) -> None:
         return
     if not items:
         click.echo("no rollouts yet: start one with `rollout-pipeline rollout start`")
+        return
+    click.echo(_status_table(items))
+
+
+def _status_table(items: list[dict]) -> str:
+    """One row per model and routed variant: stage and share of the rollout, then each variant's route."""
+    header = ("model", "stage", "share", "rollout", "routing", "variant", "role", "traffic", "shadow")
+    rows = []
     for it in items:
-        click.echo(f"{it['model']}: {it['stage']} {it['canary_percent']}%  (routing v{it['routing_version']})")
-        for x in it["routing"]:
-            click.echo(f"    {x['variant']:<20} {x['role']:<10} {x['traffic_percent']:>6.1f}%{'  shadow' if x['shadow'] else ''}")
+        lead = (it["model"], it["stage"] or "-", "-" if it["canary_percent"] is None else f"{it['canary_percent']}%",
+                "active" if it["active"] else "finished",
+                "-" if it["routing_version"] is None else f"v{it['routing_version']}")
+        for k, x in enumerate(it["routing"] or [None]):
+            route = ("-", "-", "-", "") if x is None else (
+                x["variant"], x["role"], f"{x['traffic_percent']:.1f}%", "shadow" if x["shadow"] else "")
+            rows.append((lead if k == 0 else ("",) * len(lead)) + route)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 
 @cli.command()
@@ -273,6 +288,101 @@ def history(model: str, as_json: bool, include_superseded: bool) -> None:
                    f"{d.stage_before} {d.percent_before}% -> {d.stage_after} {d.percent_after}%")
         for r in d.reasons:
             click.echo(f"    - {r}")
+
+
+@cli.command()
+@click.option("--model", required=True)
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def rollback(model: str, reason: str, as_json: bool) -> None:
+    """Roll a model back at once: the candidate to 0%, or after promotion the previous stable back to 100%.
+
+    Works within the retention window, while the previous stable variant is
+    still deployable; after its teardown it explains why it cannot.
+    """
+    from rollout_pipeline.defs.assets import decision_output
+    from rollout_pipeline.domain.routing import InvalidName
+    from rollout_pipeline.store.rollback import rollback as do_rollback
+    from rollout_pipeline.store.rollouts import RolloutError
+
+    if not reason.strip():
+        raise CliError("--reason must say why (it is kept in the audit trail)")
+    engine = _engine()
+    try:
+        with engine.begin() as conn:
+            record = do_rollback(conn, model, reason, actor="cli", day=dt.datetime.now(dt.UTC).date())
+    except (RolloutError, InvalidName) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+    out = decision_output(record, False)
+    out.update({"model": model, "date": record.day.isoformat(), "applied": True})
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(_describe(out))
+
+
+@cli.command()
+@click.option("--date", "day", default=None, help="The UTC day to apply the retention rules for (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def teardown(day: str | None, as_json: bool) -> None:
+    """Tear down variants inactive for longer than their retention window (the nightly retention job)."""
+    from rollout_pipeline.config import SettingsError
+    from rollout_pipeline.defs.runner import run_retention
+    from rollout_pipeline.store.teardown import teardown_records, verdicts
+
+    the_day = _parse_day(day) if day else dt.datetime.now(dt.UTC).date()
+    try:
+        load_settings()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    started = time.perf_counter()
+    run_id, success = run_retention(the_day)
+    engine = _engine()
+    with engine.connect() as conn:
+        records = [t.as_dict() for t in teardown_records(conn, day=the_day) if t.run_id == run_id]
+        kept = [{"model": m, "variant": v.variant, "reason": v.reason, "days_left": v.days_left}
+                for m, v in verdicts(conn, the_day) if not v.due]
+    engine.dispose()
+    out = {"date": the_day.isoformat(), "run_id": run_id, "success": success,
+           "torn_down": [r for r in records if r["status"] == "done"],
+           "failed": [r for r in records if r["status"] == "failed"],
+           "kept": kept, "seconds": round(time.perf_counter() - started, 2)}
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo(f"retention {the_day}: {len(out['torn_down'])} torn down, {len(out['failed'])} failed, "
+                   f"{len(kept)} kept (run {run_id}, {out['seconds']} s)")
+        for r in out["torn_down"]:
+            click.echo(f"    torn down {r['model']}/{r['variant']} (inactive since {r['inactive_since']}): {r['detail']}")
+        for r in out["failed"]:
+            click.echo(f"    FAILED    {r['model']}/{r['variant']}: {r['detail']}")
+        for k in kept:
+            click.echo(f"    kept      {k['model']}/{k['variant']}: {k['reason']}")
+    if not success:
+        raise CliError(f"the retention run {run_id} failed: "
+                       + ("; ".join(f"{r['model']}/{r['variant']}: {r['detail']}" for r in out["failed"])
+                          or "see the Dagster run's logs"))
+
+
+@cli.command()
+@click.option("--model", required=True)
+@click.option("--date", "day", default=None, help="The decided UTC day, YYYY-MM-DD (default: the latest decided day).")
+def report(model: str, day: str | None) -> None:
+    """Write the HTML review of a model's decision (plots included) to <state>/reports and print its path."""
+    from rollout_pipeline.review.report import NoDecision, report_for
+
+    the_day = _parse_day(day) if day else None
+    engine = _engine()
+    try:
+        with engine.connect() as conn:
+            path = report_for(conn, model, the_day)
+    except NoDecision as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(str(path))
 
 
 @cli.command()

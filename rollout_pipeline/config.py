@@ -12,6 +12,10 @@ from pathlib import Path
 
 ENV_STATE_DIR = "ROLLOUT_STATE_DIR"
 ENV_DATABASE_URL = "ROLLOUT_DATABASE_URL"
+ENV_TEARDOWN_COMMAND = "ROLLOUT_TEARDOWN_COMMAND"
+ENV_TEARDOWN_WEBHOOK = "ROLLOUT_TEARDOWN_WEBHOOK"
+ENV_TEARDOWN_ATTEMPTS = "ROLLOUT_TEARDOWN_ATTEMPTS"
+ENV_LOG_RETENTION_DAYS = "ROLLOUT_LOG_RETENTION_DAYS"
 
 DEFAULT_STATE_DIR = ".state"
 EMBEDDED_DB_FILENAME = "rollout.db"
@@ -23,6 +27,10 @@ class Settings:
 
     state_dir: Path
     database_url: str
+    teardown_command: str | None = None
+    teardown_webhook: str | None = None
+    teardown_attempts: int = 3
+    log_retention_days: int | None = None
 
     @property
     def is_embedded(self) -> bool:
@@ -43,4 +51,28 @@ def embedded_database_url(folder: Path | None = None) -> str:
 def load_settings() -> Settings:
     """Settings from the environment, with the embedded default when no database is named."""
     folder = state_dir()
-    return Settings(state_dir=folder, database_url=os.environ.get(ENV_DATABASE_URL) or embedded_database_url(folder))
+    return Settings(
+        state_dir=folder,
+        database_url=os.environ.get(ENV_DATABASE_URL) or embedded_database_url(folder),
+        teardown_command=os.environ.get(ENV_TEARDOWN_COMMAND) or None,
+        teardown_webhook=os.environ.get(ENV_TEARDOWN_WEBHOOK) or None,
+        teardown_attempts=_int_env(ENV_TEARDOWN_ATTEMPTS, 3, minimum=1),
+        log_retention_days=_int_env(ENV_LOG_RETENTION_DAYS, None, minimum=1),
+    )
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value that cannot be used."""
+
+
+def _int_env(name: str, default: int | None, *, minimum: int) -> int | None:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number >= {minimum}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number >= {minimum}")
+    return value

@@ -99,32 +99,19 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
 
 def _hold_for_failure(result, model, day, actor, failed_checks, dry_run) -> dict:
     """When a blocking check stopped the run, record the policy's hold naming the failures; else raise RunFailed."""
-    from rollout_pipeline.defs.assets import decision_output
+    from rollout_pipeline.defs.holds import blocking_failures, record_blocked_hold
     from rollout_pipeline.defs.resources import StoreResource
-    from rollout_pipeline.domain.decide import Evidence, decide
-    from rollout_pipeline.store import rollouts as repo
 
-    if not any(c.severity.value == "ERROR" for c in failed_checks):
+    failures = blocking_failures(failed_checks)
+    if not failures:
         failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
         error = failure.step_failure_data.error if failure else None
         raise RunFailed(error.message.strip() if error else "the run failed", result.run_id)
-    failures = []
-    for check in failed_checks:
-        md = check.metadata.get("failures")
-        lines = [line.removeprefix("- ") for line in (md.value if md else "").splitlines() if line.strip()]
-        failures.extend(lines or [f"{check.check_name}: failed"])
     engine = StoreResource().engine
-    with engine.begin() as conn:
-        rollout = repo.active_rollout(conn, model) or repo.latest_rollout(conn, model)
-        state = repo.state_before(conn, rollout, day)
-        held = decide(state, Evidence(failures, 0, (), None), rollout.policy)
-        record = repo.record_decision(conn, rollout, day, held, actor=actor,
-                                      metrics={"data_quality_failures": failures, "blocked_run": result.run_id},
-                                      run_id=result.run_id)
-        if dry_run:
-            conn.rollback()
-    engine.dispose()
-    return decision_output(record, dry_run)
+    try:
+        return record_blocked_hold(engine, model, day, result.run_id, failures, actor=actor, dry_run=dry_run)
+    finally:
+        engine.dispose()
 
 
 class RunFailed(RuntimeError):
@@ -133,3 +120,22 @@ class RunFailed(RuntimeError):
     def __init__(self, message: str, run_id: str):
         super().__init__(message)
         self.run_id = run_id
+
+
+def run_retention(day: dt.date, *, actor: str = "cli", instance: dg.DagsterInstance | None = None) -> tuple[str, bool]:
+    """Run the retention job for ``day`` in this process; returns (run id, success)."""
+    from rollout_pipeline.definitions import defs
+    from rollout_pipeline.defs.assets import ACTOR_TAG
+
+    ensure_dagster_home()
+    owned = instance is None
+    instance = instance or dg.DagsterInstance.get()
+    try:
+        result = defs.resolve_job_def("retention").execute_in_process(
+            run_config={"ops": {"retire_inactive_variants": {"config": {"date": day.isoformat()}}},
+                        "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            instance=instance, raise_on_error=False, tags={ACTOR_TAG: actor})
+        return result.run_id, result.success
+    finally:
+        if owned:
+            instance.dispose()

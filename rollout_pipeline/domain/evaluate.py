@@ -186,7 +186,12 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
             add("complaints", "feedback", "pass", s_c, c_c, f"candidate complaint rate {_pct(c_c)} (stable {_pct(s_c)})")
 
     # Accuracy once actual outcomes have arrived.
-    if stable is not None and cand is not None and stable.actuals and cand.actuals:
+    few = min(stable.actuals, cand.actuals) if stable is not None and cand is not None else 0
+    if 0 < few < policy.required_requests:
+        # A difference of means over a few dozen outcomes is noise (the 1% step sees that few).
+        add("accuracy", "quality", "nodata", None, None,
+            f"accuracy not judged: {few} actual outcomes < {policy.required_requests} needed")
+    elif stable is not None and cand is not None and stable.actuals and cand.actuals:
         if stable.abs_error_mean is not None and cand.abs_error_mean is not None:
             worse = cand.abs_error_mean > stable.abs_error_mean * 1.1
             add("accuracy", "quality", "high" if worse else "pass", stable.abs_error_mean, cand.abs_error_mean,

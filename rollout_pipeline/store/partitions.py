@@ -100,3 +100,34 @@ def ensure_day_partitions(engine: sa.Engine, days: Iterable[dt.date], tables: It
 def ensure_partitions_around(engine: sa.Engine, today: dt.date, days_back: int = 1, days_ahead: int = 7) -> list[str]:
     """Create the partitions for ``today - days_back`` .. ``today + days_ahead``."""
     return ensure_day_partitions(engine, (today + dt.timedelta(days=k) for k in range(-days_back, days_ahead + 1)))
+
+
+def drop_day_partitions_before(engine: sa.Engine, cutoff: dt.date, tables: Iterable[str] = LOG_TABLES) -> list[str]:
+    """Drop whole day partitions of the log tables for days before ``cutoff``; returns the names dropped.
+
+    Log retention on PostgreSQL: a partition is dropped as a unit (never
+    row-by-row deletes). Rows caught by the default partition are left alone.
+    On SQLite there are no partitions and nothing is dropped.
+    """
+    if not is_postgres(engine):
+        return []
+    dropped = []
+    for table in tables:
+        with engine.connect() as connection:
+            names = sorted(existing_partitions(connection, table))
+        prefix = f"{table}_p"
+        for name in names:
+            suffix = name[len(prefix):] if name.startswith(prefix) else ""
+            if len(suffix) != 8 or not suffix.isdigit():
+                continue
+            if dt.datetime.strptime(suffix, "%Y%m%d").date() >= cutoff:
+                continue
+            with engine.begin() as connection:
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK_KEY})
+                # The name comes from the catalog and matched table_pYYYYMMDD: safe to interpolate.
+                connection.execute(sa.text(f"ALTER TABLE {table} DETACH PARTITION {name}"))
+                connection.execute(sa.text(f"DROP TABLE {name}"))
+            dropped.append(name)
+    if dropped:
+        log.info("log retention: dropped %d day partitions before %s: %s", len(dropped), cutoff, ", ".join(dropped))
+    return dropped

@@ -182,24 +182,65 @@ def latest_decided_day(connection: sa.Connection, rollout_id: int) -> dt.date | 
 def state_before(connection: sa.Connection, rollout: Rollout, day: dt.date) -> RolloutState:
     """The rollout's state before ``day``'s decision: a re-run starts where the first run started."""
     existing = live_decision(connection, rollout.model_name, day)
+    earlier = [d for d in decision_history(connection, rollout.model_name) if d.rollout_id == rollout.id and d.day < day]
     if existing is not None and existing.rollout_id == rollout.id:
         stage, percent = existing.stage_before, existing.percent_before
+    elif earlier:
+        # The previous day's decision, applied or not yet (the routing sensor may lag behind).
+        stage, percent = earlier[-1].stage_after, earlier[-1].percent_after
     else:
         stage, percent = rollout.stage, rollout.canary_percent
     holds = 0
-    for d in reversed([d for d in decision_history(connection, rollout.model_name)
-                       if d.rollout_id == rollout.id and d.day < day]):
+    for d in reversed(earlier):
         if (d.stage_before, d.percent_before, d.stage_after, d.percent_after) != (stage, percent, stage, percent):
             break
         holds += 1
     return RolloutState(stage, percent, holds)
 
 
+class ConcurrentDecision(RolloutError):
+    """Another run decided the same model while this decision was being made: this one is not recorded."""
+
+
+_UNCHECKED = object()
+_DECISION_LOCK_SPACE = 7_261_002  # first key of the (space, hashtext(model)) advisory lock; partitions use 7_261_001
+
+
 def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, decision: Decision, *, actor: str,
-                    metrics: dict, run_id: str | None, now: dt.datetime | None = None) -> DecisionRecord:
-    """Store ``decision`` for ``day``, superseding the day's earlier decision if there is one."""
+                    metrics: dict, run_id: str | None, now: dt.datetime | None = None,
+                    expected_previous: int | None | object = _UNCHECKED) -> DecisionRecord:
+    """Store ``decision`` for ``day``, superseding the day's earlier decision if there is one.
+
+    On PostgreSQL a transaction-scoped advisory lock on the model serializes the
+    recorders of one model: it is held until the caller's transaction ends (so
+    through an ``apply_decision`` in the same transaction). ``expected_previous``
+    is the id of the day's live decision the caller saw before it computed
+    ``decision`` (None: there was none). If another run recorded a decision for
+    the model and day since, or moved the rollout, ``ConcurrentDecision`` is raised
+    saying so, and nothing is written: two runs at once never both decide.
+    Without ``expected_previous`` the decision supersedes whatever is live.
+    """
     now = now or dt.datetime.now(dt.UTC)
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:model))"),
+                           {"space": _DECISION_LOCK_SPACE, "model": rollout.model_name})
     previous = live_decision(connection, rollout.model_name, day)
+    if expected_previous is not _UNCHECKED:
+        seen = expected_previous
+        if (previous.id if previous else None) != seen:
+            if previous is None:
+                what = f"decision #{seen} of {rollout.model_name} {day} is no longer live"
+            else:
+                what = (f"{rollout.model_name} {day} was decided by another run while this one was deciding "
+                        f"(decision #{previous.id}: {previous.action} by {previous.actor}, run {previous.run_id})")
+            raise ConcurrentDecision(f"{what}; this decision is not recorded. Re-run the day to supersede it.")
+        fresh = _rollout(connection.execute(sa.select(rollouts).where(rollouts.c.id == rollout.id)).one())
+        now_state = state_before(connection, fresh, day)
+        if (now_state.stage, now_state.canary_percent) != (decision.before.stage, decision.before.canary_percent):
+            raise ConcurrentDecision(
+                f"{rollout.model_name} moved from {decision.before.stage} {decision.before.canary_percent}% to "
+                f"{now_state.stage} {now_state.canary_percent}% while {day} was being decided; this decision is "
+                "not recorded. Re-run the day to decide from the new state.")
     if previous is not None:
         # Free the (model, day) slot of the unique index first, then point it at the new row.
         connection.execute(decisions.update().where(decisions.c.id == previous.id).values(superseded_by=-1))
@@ -237,6 +278,15 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
         raise RolloutError(f"decision {decision_id} was superseded by decision {row.superseded_by}; apply that one")
     rollout_row = connection.execute(sa.select(rollouts).where(rollouts.c.id == record.rollout_id)).first()
     rollout = _rollout(rollout_row)
+    later = connection.execute(
+        sa.select(sa.func.count()).select_from(decisions).where(
+            decisions.c.rollout_id == record.rollout_id, decisions.c.day > record.day,
+            decisions.c.superseded_by.is_(None), decisions.c.applied_at.is_not(None))
+    ).scalar_one()
+    if later and not record.forced:
+        # A later day is applied already: this older decision is history now, it must not step the rollout back.
+        connection.execute(decisions.update().where(decisions.c.id == decision_id).values(applied_at=now))
+        return False
     after = RolloutState(record.stage_after, record.percent_after)
     active = after.stage not in ("production", "rolled_back")
     connection.execute(rollouts.update().where(rollouts.c.id == rollout.id).values(
@@ -250,3 +300,14 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
                       decision_id=record.id, now=now)
     connection.execute(decisions.update().where(decisions.c.id == decision_id).values(applied_at=now))
     return True
+
+
+def pending_decisions(connection: sa.Connection) -> list[DecisionRecord]:
+    """Live decisions never applied to the routing, of each model's latest rollout, oldest first."""
+    latest = (sa.select(rollouts.c.model_name, sa.func.max(rollouts.c.id).label("rollout_id"))
+              .group_by(rollouts.c.model_name).subquery())
+    query = (sa.select(decisions)
+             .join(latest, sa.and_(latest.c.rollout_id == decisions.c.rollout_id))
+             .where(decisions.c.superseded_by.is_(None), decisions.c.applied_at.is_(None))
+             .order_by(decisions.c.day, decisions.c.id))
+    return [_decision(r) for r in connection.execute(query)]

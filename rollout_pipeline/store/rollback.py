@@ -1,0 +1,53 @@
+"""Manual rollback: the previous stable variant back to 100% at once, recorded like any decision."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.decide import ForceError, RolloutState, force_decision
+from rollout_pipeline.domain.routing import validate_name
+from rollout_pipeline.store.rollouts import (DecisionRecord, RolloutError, apply_decision, latest_rollout,
+                                             record_decision)
+from rollout_pipeline.store.routing import read_routing
+from rollout_pipeline.store.teardown import last_teardown
+
+
+def rollback(connection: sa.Connection, model: str, reason: str, *, actor: str, day: dt.date,
+             now: dt.datetime | None = None) -> DecisionRecord:
+    """Roll ``model``'s latest rollout back and apply it in this transaction.
+
+    From shadow or canary the candidate goes to 0%; from production the old
+    stable variant, kept inactive during the retention window, serves 100% again.
+    Raises RolloutError saying why when there is nothing to roll back to.
+    """
+    validate_name("model", model)
+    rollout = latest_rollout(connection, model)
+    if rollout is None:
+        raise RolloutError(f"{model} has no rollout to roll back")
+    old = rollout.stable_variant
+    if rollout.stage == "rolled_back":
+        raise RolloutError(f"{model} is already rolled back: {old} serves 100%")
+    if rollout.stage == "production":
+        routing = read_routing(connection, model)
+        route = routing.route(old) if routing else None
+        if route is None or route.role == "retired":
+            torn = last_teardown(connection, model, old)
+            when = f" on {torn.day} (inactive since {torn.inactive_since})" if torn else ""
+            raise RolloutError(
+                f"cannot roll back {model}: the previous stable variant {old} was torn down{when} after the "
+                f"{rollout.policy.retention_days}-day retention window. Deploy {old} again and start a new rollout: "
+                f"rollout-pipeline rollout start --model {model} --stable {rollout.candidate_variant} --candidate {old}"
+            )
+        if route.role != "inactive":
+            raise RolloutError(f"cannot roll back {model}: {old} is {route.role}, not inactive")
+    try:
+        result = force_decision(RolloutState(rollout.stage, rollout.canary_percent), "rollback", reason,
+                                rollout.policy, actor)
+    except ForceError as exc:
+        raise RolloutError(str(exc)) from None
+    record = record_decision(connection, rollout, day, result, actor=actor,
+                             metrics={"manual_rollback": True}, run_id=None, now=now)
+    apply_decision(connection, record.id, actor=actor, now=now)
+    return record
