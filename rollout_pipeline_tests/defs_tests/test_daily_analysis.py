@@ -128,3 +128,40 @@ def test_dry_run_stores_nothing(store, instance):
     with store.connect() as conn:
         assert decision_history(conn, "m") == []
         assert conn.execute(sa.text("SELECT count(*) FROM decisions")).scalar_one() == 0
+
+
+def test_a_scheduled_run_stopped_by_the_blocking_check_is_held_by_the_failure_sensor(store, instance):
+    """The schedule's run has no CLI around it: the run-failure sensor records the hold, once."""
+    from rollout_pipeline.definitions import defs
+    from rollout_pipeline.defs.holds import blocked_day_hold
+    from rollout_pipeline.defs.resources import StoreResource
+    from rollout_pipeline.defs.routing import routing_sensor
+
+    rows = log_day("m", D1, "v1", "v2")
+    rows.append(PredictionRow(None, rows[0].ts, "m", "v2", False, None, -5.0, "exploded", 1.0, None))
+    write_predictions(store, rows)
+    instance.add_dynamic_partitions("models", ["m"])
+    result = defs.resolve_job_def("daily_analysis").execute_in_process(
+        instance=instance, partition_key=f"{D1}|m", tags={"rollout/actor": "schedule"}, raise_on_error=False)
+    assert not result.success
+    with store.connect() as conn:
+        assert decision_history(conn, "m") == []  # nothing recorded by the run itself
+
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    resources = {"store": StoreResource()}
+    for _ in range(2):  # a second evaluation of the same failure records nothing more
+        with dg.build_run_status_sensor_context(
+                sensor_name="blocked_day_hold", dagster_event=failure, dagster_instance=instance, dagster_run=run,
+                resources=resources) as context:
+            blocked_day_hold(context.for_run_failure())
+    with store.connect() as conn:
+        (held,) = decision_history(conn, "m", include_superseded=True)
+    assert (held.action, held.actor, held.run_id, held.applied_at) == ("hold", "schedule", result.run_id, None)
+    assert held.reasons[0].startswith("data quality failed")
+    assert any("correlation id" in r for r in held.reasons)
+
+    # ...and the routing sensor applies that hold like any decision (the routing does not move).
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        requests = routing_sensor(context).run_requests
+    assert [r.run_key for r in requests] == [f"decision-{held.id}"]

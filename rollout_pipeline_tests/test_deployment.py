@@ -1,0 +1,148 @@
+"""The deployment files agree with the project (no Docker engine runs here), and the documented settings exist.
+
+- every environment variable the code, docker/ and dagster.yaml read is in the README's configuration table;
+- docker/: the module the code location loads exists and holds the definitions, ports and paths match;
+- the production instance config (docker/dagster.yaml: PostgreSQL storage) records a real run on PostgreSQL.
+"""
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _documented() -> set[str]:
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([^|]+) \|", section, flags=re.M)
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+
+
+def _code_variables() -> set[str]:
+    found = set()
+    for path in (ROOT / "rollout_pipeline").rglob("*.py"):
+        text = path.read_text()
+        found |= set(re.findall(r'^ENV_[A-Z_]+ = "([A-Z][A-Z0-9_]+)"', text, flags=re.M))
+        found |= set(re.findall(r'os\.environ(?:\.get)?[\(\[]"([A-Z][A-Z0-9_]+)"', text))
+    return found
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+
+
+def _compose_variables() -> set[str]:
+    text = (ROOT / "docker" / "compose.yaml").read_text()
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", text)) | {
+        k for service in _compose()["services"].values() for k in (service.get("environment") or {})
+        if k.startswith(("ROLLOUT_", "DAGSTER_"))}
+
+
+def _instance_variables(path: Path) -> set[str]:
+    return set(re.findall(r"env: ([A-Z][A-Z0-9_]+)", path.read_text()))
+
+
+def test_every_environment_variable_is_documented():
+    used = _code_variables() | _compose_variables() | _instance_variables(ROOT / "docker" / "dagster.yaml")
+    assert {"ROLLOUT_DATABASE_URL", "ROLLOUT_TEARDOWN_COMMAND", "DAGSTER_PG_HOST", "POSTGRES_PASSWORD"} <= used
+    missing = used - _documented() - {"ROLLOUT_MODEL", "ROLLOUT_VARIANT", "ROLLOUT_DAY"}  # set for the action, not read
+    assert not missing, f"not in the README's configuration table: {sorted(missing)}"
+    for passed_to_action in ("ROLLOUT_MODEL", "ROLLOUT_VARIANT", "ROLLOUT_DAY"):
+        assert passed_to_action in README
+
+
+def test_compose_loads_the_code_location_that_exists():
+    compose = _compose()
+    code = compose["services"]["code"]["command"]
+    module = code[code.index("-m") + 1]
+    port = int(code[code.index("-p") + 1])
+    loaded = __import__(module, fromlist=["defs"])
+    assert isinstance(loaded.defs, dg.Definitions)
+    grpc = yaml.safe_load((ROOT / "docker" / "workspace.yaml").read_text())["load_from"][0]["grpc_server"]
+    assert (grpc["host"], grpc["port"]) == ("code", port)
+    local = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"][0]["python_module"]
+    assert local["module_name"] == module
+    assert grpc["location_name"] == local["location_name"]
+
+
+def test_compose_ports_paths_and_bindings_match_the_image():
+    compose = _compose()
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    workdir = re.search(r"^WORKDIR (\S+)", dockerfile, flags=re.M).group(1)
+    exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", dockerfile, flags=re.M) for p in line.split()}
+    web = compose["services"]["webserver"]
+    web_port = int(web["command"][web["command"].index("-p") + 1])
+    code = compose["services"]["code"]["command"]
+    assert {web_port, int(code[code.index("-p") + 1])} <= exposed
+    # The UI is published on the host's loopback only.
+    assert web["ports"] == [f"127.0.0.1:{web_port}:{web_port}"]
+    for name in ("webserver", "daemon"):
+        service = compose["services"][name]
+        workspace = service["command"][service["command"].index("-w") + 1]
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in service.get("volumes", [])}
+        source = mounts[f"{workdir}/{workspace}"]
+        assert (ROOT / "docker" / source).resolve() == (ROOT / "docker" / "workspace.yaml").resolve()
+        assert service["depends_on"] == ["code"]
+    # Every COPY source exists in the repository (the build context is the repository root).
+    for line in re.findall(r"^COPY (.+)$", dockerfile, flags=re.M):
+        for source in shlex.split(line)[:-1]:
+            assert (ROOT / source).exists(), f"Dockerfile copies a missing {source}"
+    home = re.search(r"^ENV DAGSTER_HOME=(\S+)", dockerfile, flags=re.M).group(1)
+    assert f"COPY docker/dagster.yaml {home}/dagster.yaml" in dockerfile
+    assert "-c requirements.lock" in dockerfile
+    # One environment for all three Dagster services: same database, same Dagster storage.
+    envs = [compose["services"][n]["environment"] for n in ("code", "webserver", "daemon")]
+    assert envs[0] == envs[1] == envs[2]
+    assert envs[0]["DAGSTER_PG_HOST"] == "postgres" and "@postgres:5432/" in envs[0]["ROLLOUT_DATABASE_URL"]
+
+
+def test_local_dagster_yaml_and_the_cli_instance_agree():
+    from rollout_pipeline.defs.runner import LOCAL_INSTANCE_YAML
+
+    assert yaml.safe_load((ROOT / "dagster.yaml").read_text()) == yaml.safe_load(LOCAL_INSTANCE_YAML)
+
+
+def test_the_production_instance_records_a_run_in_postgresql(pg_url, empty_pg_url, tmp_path, monkeypatch):
+    """docker/dagster.yaml as shipped, pointed at a test database by its DAGSTER_PG_* variables."""
+    from rollout_pipeline.defs.runner import run_retention
+
+    url = sa.make_url(empty_pg_url)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "docker" / "dagster.yaml", home / "dagster.yaml")
+    for key, value in {"DAGSTER_PG_HOST": url.host, "DAGSTER_PG_PORT": str(url.port or 5432),
+                       "DAGSTER_PG_USER": url.username, "DAGSTER_PG_PASSWORD": url.password or "",
+                       "DAGSTER_PG_DB": url.database}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        run_id, success = run_retention(dg_day(), instance=instance)
+        assert success
+    engine = sa.create_engine(url.set(drivername="postgresql+psycopg2"))
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT pipeline_name, status FROM runs WHERE run_id = :id"),
+                              {"id": run_id}).one()
+        events = conn.execute(sa.text("SELECT count(*) FROM event_logs WHERE run_id = :id"), {"id": run_id}).scalar()
+    engine.dispose()
+    assert tuple(stored) == ("retention", "SUCCESS") and events > 0
+
+
+def dg_day():
+    import datetime as dt
+
+    return dt.date(2026, 7, 1)
+
+
+@pytest.mark.parametrize("path", ["docker/compose.yaml", "docker/dagster.yaml", "docker/workspace.yaml",
+                                  "workspace.yaml", "dagster.yaml"])
+def test_yaml_files_parse(path):
+    assert yaml.safe_load((ROOT / path).read_text())
