@@ -181,6 +181,9 @@ def _caller_values(preds: list | None, labels: list | None) -> list:
     return decoded if preds is None else [{"prediction": p, "label": lbl} for p, lbl in zip(preds, decoded)]
 
 
+SHADOW_PACING = 256  # requests replayed between waits for the shadow mirror
+
+
 def _latency(rng: np.random.Generator, n: int, base: float, knobs: Knobs, faulty: bool) -> np.ndarray:
     sigma = knobs.latency_sigma + (knobs.candidate_latency_sigma if faulty else 0.0)
     latency = base + rng.lognormal(math.log(knobs.median_extra_ms), sigma, size=n)
@@ -293,6 +296,11 @@ def simulate_day(
     complaints = actuals = 0
     try:
         for i, (offset, row, entity) in enumerate(zip(times.tolist(), rows, entity_ids)):
+            if plan_shadows and i % SHADOW_PACING == 0:
+                # A day is replayed in seconds: let the mirror catch up, so that a shadow call's real
+                # wait in the queue (which counts against its timeout) stays far below the timeout
+                # however loaded the machine is. Timeouts then come from the simulated latency only.
+                router.drain()
             ts = day_start + timedelta(microseconds=offset)
             try:
                 answer = router.predict((i, row), entity, ts=ts)

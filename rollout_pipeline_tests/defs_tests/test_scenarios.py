@@ -36,3 +36,62 @@ def test_first_shadow_day_of_each_scenario(db_url, monkeypatch, tmp_path, scenar
         run = run_day("diabetes", DAY, instance=instance)
     assert run.result["action"] == action, run.result["reasons"]
     assert any(words in r for r in run.result["reasons"]), run.result["reasons"]
+
+
+def _at_canary(engine, policy: Policy, percent: int) -> None:
+    from rollout_pipeline.domain.decide import Decision, RolloutState
+    from rollout_pipeline.store.rollouts import apply_decision, record_decision
+
+    with engine.begin() as conn:
+        rollout = start_rollout(conn, "diabetes", "v1", "v2", policy, actor="test")
+        record = record_decision(conn, rollout, DAY - dt.timedelta(days=1),
+                                 Decision("promote", False, ("ok",), RolloutState("shadow", 0), "canary", percent),
+                                 actor="test", metrics={}, run_id=None)
+        apply_decision(conn, record.id, actor="test")
+
+
+def test_shifted_predictions_fail_the_judge_and_roll_back(db_url, monkeypatch, tmp_path):
+    """Prediction shift is a scored (normal) metric by default: with accuracy it sinks the score below 75."""
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        start_rollout(conn, "diabetes", "v1", "v2", Policy(), actor="test")
+    simulate_day(engine, "diabetes", DAY, 4000, "shifted", seed=1, spill_dir=tmp_path / "spill")
+    engine.dispose()
+    with dg.instance_for_test() as instance:
+        run = run_day("diabetes", DAY, instance=instance)
+    reasons = run.result["reasons"]
+    assert run.result["action"] == "rollback", reasons
+    assert "< marginal 75" in reasons[0] and any("predictions shifted up" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("criticality, action, first", [
+    ("normal", "hold", "is marginal"),        # default: one failed metric of the scored ones -> hold
+    ("critical", "rollback", "critical failure:"),  # a policy that makes complaints critical rolls back
+])
+def test_complaints_in_canary_follow_the_policy(db_url, monkeypatch, tmp_path, criticality, action, first):
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
+    engine = make_engine(db_url)
+    _at_canary(engine, Policy(metrics={"complaints": criticality}), 20)
+    simulate_day(engine, "diabetes", DAY, 6000, "complaints", seed=1, spill_dir=tmp_path / "spill")
+    engine.dispose()
+    with dg.instance_for_test() as instance:
+        run = run_day("diabetes", DAY, instance=instance)
+    reasons = run.result["reasons"]
+    assert run.result["action"] == action, reasons
+    assert first in reasons[0], reasons
+    assert any("candidate complaint rate" in r and "> limit" in r for r in reasons), reasons
+    assert run.result["from"] == {"stage": "canary", "canary_percent": 20}
+
+
+def test_complaints_are_invisible_in_shadow(db_url, monkeypatch, tmp_path):
+    """Shadow answers never reach users, so they draw no complaints: the shadow day passes."""
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        start_rollout(conn, "diabetes", "v1", "v2", Policy(), actor="test")
+    simulate_day(engine, "diabetes", DAY, 4000, "complaints", seed=1, spill_dir=tmp_path / "spill")
+    engine.dispose()
+    with dg.instance_for_test() as instance:
+        run = run_day("diabetes", DAY, instance=instance)
+    assert run.result["action"] == "promote", run.result["reasons"]
