@@ -24,12 +24,12 @@ daily_analysis_job = dg.define_asset_job(
 @dg.schedule(job=daily_analysis_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.RUNNING)
 def nightly_analysis(context: dg.ScheduleEvaluationContext, store: StoreResource):
-    """At 02:00 UTC, analyse yesterday for every active rollout."""
-    from rollout_pipeline.store.rollouts import active_models
+    """At 02:00 UTC, analyse yesterday for every active rollout, and every promoted model the old one still shadows."""
+    from rollout_pipeline.store.rollouts import active_models, watched_models
 
     day = (context.scheduled_execution_time.astimezone(dt.UTC) - dt.timedelta(days=1)).date().isoformat()
     with store.engine.connect() as conn:
-        models = active_models(conn)
+        models = sorted(set(active_models(conn)) | set(watched_models(conn)))
     if not models:
         return dg.SkipReason("no active rollout")
     context.instance.add_dynamic_partitions(MODELS.name, models)

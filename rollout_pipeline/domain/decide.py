@@ -93,12 +93,15 @@ class Evidence:
     critical_failures: Sequence[str]
     score: float | None
     score_reasons: Sequence[str] = ()
+    old_variant_deployable: bool = True  # production: the old stable is still inactive (not torn down)
 
 
 def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
     """The day's decision from the evidence, under ``policy``."""
-    if state.stage in ("production", "rolled_back"):
-        return _hold(state, [f"rollout is {state.stage.replace('_', ' ')}: nothing to decide"])
+    if state.stage == "rolled_back":
+        return _hold(state, ["rollout is rolled back: nothing to decide"])
+    if state.stage == "production":
+        return _watch(state, evidence, policy)
     if evidence.data_quality_failures:
         return _hold(state, ["data quality failed, so the day cannot be judged:", *evidence.data_quality_failures])
     needed = policy.required_requests
@@ -124,3 +127,23 @@ def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
     if days < minimum:
         return _hold(state, [f"{summary} >= pass {t.pass_score:.0f}, but day {days} of {minimum} required in this step"])
     return _promote(state, policy, [f"{summary} >= pass {t.pass_score:.0f}", *evidence.score_reasons], forced=False)
+
+
+def _watch(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
+    """After promotion, while the old model shadows the new one: hold, or roll back on the data."""
+    if not evidence.old_variant_deployable:
+        return _hold(state, ["rollout is in production and the old variant is torn down: nothing to decide"])
+    if evidence.data_quality_failures:
+        return _hold(state, ["data quality failed, so the day cannot be judged:", *evidence.data_quality_failures])
+    if evidence.critical_failures and evidence.candidate_requests > 0:
+        return _rollback(state, ["after promotion, critical failure of the new model against the old one:",
+                                 *evidence.critical_failures])
+    if evidence.score is None or evidence.candidate_requests < policy.required_requests:
+        return _hold(state, ["production: too little to compare with the old model "
+                             f"({evidence.candidate_requests} requests; is it still shadowing?)"])
+    summary = f"judge score {evidence.score:.0f}"
+    if evidence.score < policy.judge.marginal_score:
+        return _rollback(state, [f"after promotion, {summary} < marginal {policy.judge.marginal_score:.0f}",
+                                 *evidence.score_reasons])
+    return _hold(state, [f"production: the new model holds up against the old one ({summary})",
+                         *evidence.score_reasons])

@@ -63,6 +63,10 @@ def _num(x: float | None, unit: str = "") -> str:
 
 
 def _sides(summary: DaySummary, stage: str) -> tuple[VariantDay | None, VariantDay | None, str]:
+    if stage == "production":
+        # After promotion the new model serves and the old one shadows it during the retention window.
+        return (summary.get(summary.stable_variant, False), summary.get(summary.candidate_variant, True),
+                "old stable shadow vs new stable (candidate) served")
     stable = summary.get(summary.stable_variant, True)
     if stage == "shadow":
         return stable, summary.get(summary.candidate_variant, False), "stable served vs candidate shadow"
@@ -84,6 +88,7 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
     stable, cand, compared = _sides(summary, stage)
     crit = policy.metrics
     cand_served = stage != "shadow"
+    stable_served = stage != "production"
     checks: list[MetricCheck] = []
 
     def add(name, group, classification, s, c, reason):
@@ -116,7 +121,7 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
         add("error_rate", "errors", "pass", s_err, c_err, f"candidate error rate {_pct(c_err)} (stable {_pct(s_err)})")
 
     # Extremes: candidate outputs outside the bounds (policy's, else 1x the stable range beyond it).
-    s_vals = _sample_values(summary, summary.stable_variant, True, "prediction")
+    s_vals = _sample_values(summary, summary.stable_variant, stable_served, "prediction")
     c_vals = _sample_values(summary, summary.candidate_variant, cand_served, "prediction")
     bounds = policy.prediction_bounds
     if bounds is None and stable and stable.prediction_min is not None:
@@ -154,7 +159,7 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
                 f"predictions shifted {'up' if cls == 'high' else 'down'}: {detail} > {policy.prediction_shift_limit} sd (Mann-Whitney {result.classification})")
 
     # Latency distribution (judge): a regression the p99 alone may not show.
-    s_lat = _sample_values(summary, summary.stable_variant, True, "latency_ms")
+    s_lat = _sample_values(summary, summary.stable_variant, stable_served, "latency_ms")
     c_lat = _sample_values(summary, summary.candidate_variant, cand_served, "latency_ms")
     if s_lat and c_lat:
         # Kayenta's effect-size gate: a shift counts only past the allowed mean-latency ratio.

@@ -101,6 +101,18 @@ def _with_others(current, routes: tuple[VariantRoute, ...]) -> tuple[VariantRout
     )
 
 
+def _keep_inactive_since(current, routes: tuple[VariantRoute, ...]) -> tuple[VariantRoute, ...]:
+    """A variant that was inactive already keeps the day it went inactive: the retention clock never restarts."""
+    if current is None:
+        return routes
+    was = {r.variant: r.inactive_since for r in current.routes if r.role == "inactive" and r.inactive_since}
+    return tuple(
+        VariantRoute(r.variant, r.role, r.traffic_percent, r.shadow, was[r.variant])
+        if r.role == "inactive" and r.variant in was else r
+        for r in routes
+    )
+
+
 def start_rollout(connection: sa.Connection, model: str, stable: str, candidate: str, policy: Policy,
                   actor: str = "cli", now: dt.datetime | None = None) -> Rollout:
     """Register a rollout in stage shadow and route: stable 100%, candidate shadows."""
@@ -287,12 +299,16 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
         # A later day is applied already: this older decision is history now, it must not step the rollout back.
         connection.execute(decisions.update().where(decisions.c.id == decision_id).values(applied_at=now))
         return False
+    if record.action == "rollback" and record.stage_before == "production" and not old_variant_deployable(connection,
+                                                                                                          rollout):
+        raise RolloutError(f"cannot apply decision {decision_id}: {rollout.stable_variant} was torn down, "
+                           "there is nothing to roll back to")
     after = RolloutState(record.stage_after, record.percent_after)
     active = after.stage not in ("production", "rolled_back")
     connection.execute(rollouts.update().where(rollouts.c.id == rollout.id).values(
         stage=after.stage, canary_percent=after.canary_percent, active=active, updated_at=now))
     current = read_routing(connection, rollout.model_name)
-    routes = _with_others(current, routes_for(rollout, after, record.day))
+    routes = _keep_inactive_since(current, _with_others(current, routes_for(rollout, after, record.day)))
     if current is None or set(current.routes) != set(routes):
         write_routing(connection, rollout.model_name, routes,
                       expected_version=current.version if current else None, actor=actor,
@@ -311,3 +327,22 @@ def pending_decisions(connection: sa.Connection) -> list[DecisionRecord]:
              .where(decisions.c.superseded_by.is_(None), decisions.c.applied_at.is_(None))
              .order_by(decisions.c.day, decisions.c.id))
     return [_decision(r) for r in connection.execute(query)]
+
+
+def old_variant_deployable(connection: sa.Connection, rollout: Rollout) -> bool:
+    """True while the rollout's old stable variant is still in the routing and not torn down."""
+    routing = read_routing(connection, rollout.model_name)
+    route = routing.route(rollout.stable_variant) if routing else None
+    return route is not None and route.role in ("stable", "candidate", "inactive")
+
+
+def watched_models(connection: sa.Connection) -> list[str]:
+    """Models in production whose old variant still shadows the new one (the retention window's watch)."""
+    out = []
+    latest = sa.select(sa.func.max(rollouts.c.id)).group_by(rollouts.c.model_name)
+    for row in connection.execute(sa.select(rollouts).where(rollouts.c.id.in_(latest), rollouts.c.stage == "production")):
+        routing = read_routing(connection, row.model_name)
+        route = routing.route(row.stable_variant) if routing else None
+        if route is not None and route.role == "inactive" and route.shadow:
+            out.append(row.model_name)
+    return sorted(out)

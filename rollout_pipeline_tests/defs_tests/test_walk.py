@@ -104,6 +104,15 @@ def test_shadow_to_production_to_retired_through_schedule_and_sensors(pg_url, mo
             assert latest_rollout(conn, MODEL).stage == "production"
             assert all(d.applied_at is not None for d in decision_history(conn, MODEL))
 
+        # The day after promotion the old model shadows the new one, and the analysis goes on.
+        watch_day = production_day + dt.timedelta(days=1)
+        simulate_day(engine, MODEL, watch_day, 3000, "healthy", seed=9, spill_dir=tmp_path / "spill")
+        watched, cursor = _night(instance, engine, watch_day, cursor)
+        assert watched["action"] == "hold", watched["reasons"]
+        assert watched["reasons"][0].startswith("production: the new model holds up against the old one")
+        with engine.connect() as conn:
+            assert read_routing(conn, MODEL).route("v1").inactive_since == production_day  # the clock runs on
+
         # Retention: v1 stays deployable for 3 days after going inactive, and is retired on the 4th.
         for k in range(1, 5):
             day = production_day + dt.timedelta(days=k)
@@ -120,4 +129,33 @@ def test_shadow_to_production_to_retired_through_schedule_and_sensors(pg_url, mo
             "v1", "done", production_day + dt.timedelta(days=4), production_day)
         assert history[-1].reason.startswith("teardown: v1 inactive since")
         assert _routes(engine)["v2"] == ("stable", 100.0, False)
+    engine.dispose()
+
+
+def test_after_promotion_a_failing_new_model_is_rolled_back_on_the_data(pg_url, monkeypatch, tmp_path):
+    """v2 in production, v1 shadowing it: a day where v2 breaks the latency SLO brings v1 back at once."""
+    from rollout_pipeline.domain.decide import Decision, RolloutState
+    from rollout_pipeline.store.logs import write_predictions
+    from rollout_pipeline.store.rollouts import apply_decision, record_decision
+    from rollout_pipeline_tests.factories import log_day
+
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        rollout = start_rollout(conn, MODEL, "v1", "v2", Policy(), actor="test")
+        record = record_decision(conn, rollout, FIRST_DAY, Decision("promote", False, ("ok",), RolloutState("canary", 50),
+                                                                    "production", 100), actor="t", metrics={}, run_id=None)
+        apply_decision(conn, record.id, actor="t")
+    day = FIRST_DAY + dt.timedelta(days=1)
+    # Served answers come from v2 now, shadow answers from v1; v2's latency went up tenfold.
+    rows = [r._replace(latency_ms=r.latency_ms * 20) if r.variant == "v2" else r
+            for r in log_day(MODEL, day, "v2", "v1", requests=1500)]
+    write_predictions(engine, rows)
+    with dg.instance_for_test() as instance:
+        decided, _ = _night(instance, engine, day, None)
+    assert decided["action"] == "rollback", decided["reasons"]
+    assert decided["reasons"][0].startswith("after promotion, critical failure")
+    assert any("SLO" in r for r in decided["reasons"])
+    assert decided["from"] == {"stage": "production", "canary_percent": 100}
+    assert _routes(engine) == {"v1": ("stable", 100.0, False), "v2": ("inactive", 0.0, False)}
     engine.dispose()

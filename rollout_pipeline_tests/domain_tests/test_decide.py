@@ -29,7 +29,17 @@ GOOD = Evidence(data_quality_failures=(), candidate_requests=1000, critical_fail
         (RolloutState("canary", 20), Evidence((), 1000, (), 80.0), "hold", ("canary", 20)),
         (RolloutState("canary", 20), Evidence((), 1000, (), 50.0), "rollback", ("rolled_back", 0)),
         (RolloutState("canary", 20), Evidence((), 1000, (), None), "hold", ("canary", 20)),
+        # After promotion, while the old model shadows: hold when the new one holds up, roll back when it fails.
         (RolloutState("production", 100), GOOD, "hold", ("production", 100)),
+        (RolloutState("production", 100), Evidence((), 1000, ("candidate p99 412 ms > SLO 250 ms",), 0.0),
+         "rollback", ("rolled_back", 0)),
+        (RolloutState("production", 100), Evidence((), 1000, (), 50.0), "rollback", ("rolled_back", 0)),
+        (RolloutState("production", 100), Evidence(("log_quality: x",), 1000, ("p99",), 0.0), "hold",
+         ("production", 100)),
+        # ...but never to a variant that was torn down.
+        (RolloutState("production", 100), Evidence((), 1000, ("p99",), 0.0, old_variant_deployable=False), "hold",
+         ("production", 100)),
+        (RolloutState("rolled_back", 0), GOOD, "hold", ("rolled_back", 0)),
     ],
 )
 def test_decisions(state, evidence, action, after):
