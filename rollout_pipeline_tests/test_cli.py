@@ -28,7 +28,7 @@ def _run(*args):
 def test_help_lists_the_commands():
     out = _run("--help")
     assert out.exit_code == 0
-    for command in ("init-db", "rollout", "decide", "status", "history", "demo", "policy"):
+    for command in ("init-db", "rollout", "decide", "status", "history", "demo", "policy", "rollback", "teardown"):
         assert command in out.output
 
 

@@ -190,7 +190,11 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
         else:
             add("complaints", "feedback", "pass", s_c, c_c, f"candidate complaint rate {_pct(c_c)} (stable {_pct(s_c)})")
 
-    # Accuracy once actual outcomes have arrived.
+    # Accuracy once actual outcomes have arrived. Paired answers (shadow, and the old model shadowing
+    # after promotion) share their requests and outcomes; in canary each side serves different users
+    # (sticky buckets), so a gap in accuracy says as much about the users as about the model: shown there,
+    # not scored.
+    accuracy_start = len(checks)
     few = min(stable.actuals, cand.actuals) if stable is not None and cand is not None else 0
     if 0 < few < policy.required_requests:
         # A difference of means over a few dozen outcomes is noise (the 1% step sees that few).
@@ -206,6 +210,13 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
             worse = cand.label_accuracy < stable.label_accuracy - 0.02
             add("accuracy", "quality", "low" if worse else "pass", stable.label_accuracy, cand.label_accuracy,
                 f"accuracy {_pct(cand.label_accuracy)} vs stable {_pct(stable.label_accuracy)}" + (" (< -2 points)" if worse else ""))
+
+    if stage == "canary":
+        checks[accuracy_start:] = [
+            MetricCheck(c.name, c.group, "report-only", c.classification, c.stable, c.candidate,
+                        c.reason + " (canary: different users on each side; shown, not scored)")
+            for c in checks[accuracy_start:]
+        ]
 
     scored = [c for c in checks if c.criticality != "report-only"]
     score = None
