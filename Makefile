@@ -20,6 +20,7 @@ demo: install
 
 test: install
 	scripts/ensure-postgres-binaries
+	scripts/ensure-browser
 	$(BIN)/pytest
 
 # The Dagster UI on the demo's state, bound to localhost only.
@@ -31,6 +32,17 @@ ui: install
 bench: install
 	scripts/ensure-postgres-binaries
 	$(BIN)/python benchmarks/bench_bulk_write.py
+
+# A day's analysis at 2M and 10M rows against one aggregate scan and pandas (issue #7; ~10 min).
+.PHONY: bench-analysis bench-nightly
+bench-analysis: install
+	scripts/ensure-postgres-binaries
+	$(BIN)/python benchmarks/bench_analysis.py
+
+# Where a nightly run's time goes, for 1 and 20 models (imports, executor, steps).
+bench-nightly: install
+	scripts/ensure-postgres-binaries
+	$(BIN)/python benchmarks/bench_nightly.py
 
 clean:
 	rm -rf $(VENV) .state

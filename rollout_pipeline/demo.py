@@ -72,7 +72,24 @@ def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]
             for reason in out["reasons"][:6]:
                 echo(f"      - {reason}")
     engine.dispose()
-    echo("\nReview it in the Dagster UI:  make ui   (then open http://127.0.0.1:3000)")
-    echo("  Assets > daily_analysis > decision: pick a partition (date | model) to see the action, reasons and metrics.")
-    echo("  CLI:  ROLLOUT_STATE_DIR=" + str(folder) + " rollout-pipeline status   |   ... history --model diabetes")
+    _echo_review_hints(echo, folder, outcomes)
     return outcomes
+
+
+def _echo_review_hints(echo, folder: Path, outcomes: list[dict]) -> None:
+    """How to open the review of what the demo decided, and what to look at."""
+    from urllib.parse import quote
+
+    last = next((o for o in reversed(outcomes) if o["model"] == GOOD[0]), None)
+    day = last["date"] if last else "<day>"
+    env = f"ROLLOUT_STATE_DIR={folder}"
+    echo("\nThe morning review, in the Dagster UI:  make ui   then open http://127.0.0.1:3000  (Ctrl-C stops it)")
+    echo(f"  1. The decision of {GOOD[0]} on {day}:"
+         f" http://127.0.0.1:3000/assets/decision?view=partitions&partition={quote(f'{day}|{GOOD[0]}')}")
+    echo("     (or Catalog > decision > Partitions, then a day and a model): the action and why, stage and share")
+    echo("     before -> after, stable vs candidate with each metric's verdict and the judge score, the validation")
+    echo("     results, the extreme predictions with their correlation ids; `plots` > Show Markdown opens the plots.")
+    echo(f"  2. {BAD[0]}: the slow candidate's rollback, and its p99 against the limit in the reasons.")
+    echo("  3. Catalog > day_summary > Checks: the day's validation suites; Runs: one daily_analysis run per day.")
+    echo(f"  The same as an HTML page: {folder / 'reports' / f'{GOOD[0]}-{day}.html'}")
+    echo(f"  From a terminal:  {env} rollout-pipeline status | history --model {GOOD[0]} | report --model {GOOD[0]}")

@@ -19,6 +19,15 @@ from rollout_pipeline_tests import postgres
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _local_state(tmp_path_factory):
+    """Local state a test leaves (reports, spill files) goes to a temporary folder, never to ./.state;
+    tests that need their own set ROLLOUT_STATE_DIR themselves."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROLLOUT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """URL of a PostgreSQL server's maintenance database for the whole session."""

@@ -91,8 +91,12 @@ class DecisionConfig(dg.Config):
 
 
 @dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"})
-def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, judgement: dict) -> dict:
+def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, judgement: dict,
+             day_summary: DaySummary) -> dict:
     """The day's decision (promote / hold / rollback) with its reasons, stored in the audit table."""
+    from rollout_pipeline.review.content import build_review, review_from_record
+    from rollout_pipeline.review.report import rollout_history
+
     day, model = _partition(context)
     evaluation: Evaluation = judgement["evaluation"]
     actor = config.operator or context.run.tags.get(ACTOR_TAG) or "dagster-ui"
@@ -104,6 +108,7 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
                 f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
                 "in time; force an action with a reason to override"
             )
+        seen = repo.live_decision(conn, model, day)  # a run deciding this day meanwhile makes ours fail, not double
         state = repo.state_before(conn, rollout, day)
         if config.force:
             try:
@@ -119,6 +124,7 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
                 critical_failures=evaluation.critical_failures,
                 score=evaluation.score,
                 score_reasons=evaluation.failures,
+                old_variant_deployable=repo.old_variant_deployable(conn, rollout),
             )
             result = decide(state, evidence, rollout.policy)
         metrics = {
@@ -133,21 +139,58 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
             ],
             "data_quality_failures": list(judgement["data_quality_failures"]),
         }
-        record = repo.record_decision(conn, rollout, day, result, actor=actor, metrics=metrics, run_id=context.run.run_id)
+        # The review's numbers go with the decision, so `rollout-pipeline report` needs no Dagster run.
+        metrics["review"] = build_review(
+            model, day.isoformat(), result, actor, evaluation=evaluation, summary=day_summary,
+            validations=_run_validations(context), data_quality_failures=judgement["data_quality_failures"],
+        ).to_json()
+        try:
+            record = repo.record_decision(conn, rollout, day, result, actor=actor, metrics=metrics,
+                                          run_id=context.run.run_id, expected_previous=seen.id if seen else None)
+        except repo.ConcurrentDecision as exc:
+            raise _refuse(str(exc)) from None
+        history = rollout_history(repo.decision_history(conn, model), record)
         if config.dry_run:
             conn.rollback()  # computed and shown, never stored nor applied
     context.log.info("%s %s: %s (%s)", model, day, record.action, "; ".join(record.reasons))
+    review = _review_metadata(review_from_record(record), history, write_report=not config.dry_run)
     context.add_output_metadata({
         "action": record.action,
-        "forced": record.forced,
-        "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in record.reasons)),
+        "reasons": review.pop("reasons"),
         "before": f"{record.stage_before} {record.percent_before}%",
         "after": f"{record.stage_after} {record.percent_after}%",
-        "decision_id": record.id if not config.dry_run else "dry run: not stored",
+        "forced": record.forced,
         "score": evaluation.score if evaluation.score is not None else "n/a",
-        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
+        "decision_id": record.id if not config.dry_run else "dry run: not stored",
+        **review,
     })
     return decision_output(record, config.dry_run)
+
+
+def _run_validations(context) -> tuple:
+    """The validation suites (asset checks) evaluated in this run; none when the decision runs alone."""
+    from rollout_pipeline.review.content import Validation
+
+    out = []
+    for entry in context.instance.all_logs(context.run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        data = entry.dagster_event.asset_check_evaluation_data
+        failures = data.metadata.get("failures")
+        lines = [x.removeprefix("- ") for x in (failures.value if failures else "").splitlines()
+                 if x.strip() and x.strip() != "none"]
+        out.append(Validation(data.check_name, bool(data.passed), data.severity.value, tuple(lines)))
+    return tuple(out)
+
+
+def _review_metadata(review, history, *, write_report: bool) -> dict:
+    """The review as metadata entries (markdown with plots), and the path of its HTML report."""
+    from rollout_pipeline.review.plots import review_plots
+    from rollout_pipeline.review.render import markdown_sections
+    from rollout_pipeline.review.report import write_report as write
+
+    plots = review_plots(review, history)
+    meta = {key: dg.MetadataValue.md(text) for key, text in markdown_sections(review, history, plots).items()}
+    meta["report"] = dg.MetadataValue.path(str(write(review, history, plots))) if write_report else "dry run: not written"
+    return meta
 
 
 def decision_output(record: repo.DecisionRecord, dry_run: bool) -> dict:

@@ -1,0 +1,1 @@
+"""The morning review of a decision: its content built once, rendered as Dagster markdown and as HTML."""
