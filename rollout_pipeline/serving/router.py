@@ -98,6 +98,7 @@ class Router:
         spill_dir: str | os.PathLike | None = None,
         refresh_seconds: float | None = 5.0,
         shadow_timeout_ms: float = 1_000.0,
+        shadow_deadline_ms: float | None = None,
         shadow_workers: int = 4,
         max_pending_shadow: int = 10_000,
         clock: Callable[[], dt.datetime] = _utcnow,
@@ -131,7 +132,8 @@ class Router:
         self.writer = writer
         self._submit = writer.submit
         self.mirror = ShadowMirror(model_name, writer.submit, timeout_ms=shadow_timeout_ms,
-                                   workers=shadow_workers, max_pending=max_pending_shadow)
+                                   workers=shadow_workers, max_pending=max_pending_shadow,
+                                   deadline_ms=shadow_deadline_ms)
         self._refresher: threading.Thread | None = None
         if refresh_seconds:
             self._refresher = threading.Thread(target=self._refresh_loop, name=f"routing-{model_name}", daemon=True)

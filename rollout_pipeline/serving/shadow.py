@@ -55,9 +55,13 @@ class ShadowMirror:
         timeout_ms: float = 1_000.0,
         workers: int = 4,
         max_pending: int = 10_000,
+        deadline_ms: float | None = None,
     ):
         self.model_name = model_name
         self.timeout_ms = float(timeout_ms)
+        # Wall-clock deadline of a call (default: the timeout). A replay that reports simulated
+        # latencies sets it far above the timeout, so that only the reported latency decides.
+        self.deadline_ms = float(deadline_ms) if deadline_ms is not None else self.timeout_ms
         self.max_pending = max_pending
         self._log_row = log_row
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"shadow-{model_name}")
@@ -73,7 +77,7 @@ class ShadowMirror:
                ts: dt.datetime, entity_id: str | None) -> None:
         """Mirror one request to ``model``; returns without waiting for it."""
         now = _perf()
-        call = _Call(variant, model, features, correlation_id, ts, entity_id, now, now + self.timeout_ms / 1000.0)
+        call = _Call(variant, model, features, correlation_id, ts, entity_id, now, now + self.deadline_ms / 1000.0)
         with self._pending_lock:
             self._pending += 1
             saturated = self._pending > self.max_pending
@@ -119,7 +123,7 @@ class ShadowMirror:
                     self._pending_lock.notify_all()
 
     def _watch(self) -> None:
-        poll = min(0.05, max(self.timeout_ms / 10_000.0, 0.001))
+        poll = min(0.05, max(self.deadline_ms / 10_000.0, 0.001))
         deadlines = self._deadlines
         while True:
             now = _perf()
@@ -148,7 +152,7 @@ class ShadowMirror:
 
     def close(self, timeout: float | None = None) -> None:
         """Log every outstanding call (waiting at most its timeout), then stop the threads."""
-        self.drain(timeout if timeout is not None else self.timeout_ms / 1000.0 + 1.0)
+        self.drain(timeout if timeout is not None else self.deadline_ms / 1000.0 + 1.0)
         self._stop.set()
-        self._watcher.join(timeout=self.timeout_ms / 1000.0 + 1.0)
+        self._watcher.join(timeout=self.deadline_ms / 1000.0 + 1.0)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -182,6 +182,7 @@ def _caller_values(preds: list | None, labels: list | None) -> list:
 
 
 SHADOW_PACING = 256  # requests replayed between waits for the shadow mirror
+SHADOW_REAL_DEADLINE_MS = 120_000.0
 
 
 def _latency(rng: np.random.Generator, n: int, base: float, knobs: Knobs, faulty: bool) -> np.ndarray:
@@ -275,6 +276,9 @@ def simulate_day(
     )
     router = Router(engine, model, variants, writer=own_writer, refresh_seconds=None,
                     shadow_timeout_ms=settings.shadow_timeout_ms, shadow_workers=2,
+                    # Latencies are simulated: a shadow call times out when its simulated latency
+                    # exceeds the timeout, never because the machine replaying the day is busy.
+                    shadow_deadline_ms=SHADOW_REAL_DEADLINE_MS,
                     max_pending_shadow=max(10_000, n), seed=seed)
     plan_shadows = router.shadow_variants
 
