@@ -413,6 +413,16 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        # The database unreachable or gone mid-command: one line naming it (password redacted), no traceback.
+        sa_exc = sys.modules.get("sqlalchemy.exc")
+        if sa_exc is None or not isinstance(exc, sa_exc.OperationalError):
+            raise
+        from rollout_pipeline.store.engine import redact
+
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        click.echo(f"Error: database unavailable ({redact(load_settings().database_url)}): {reason}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

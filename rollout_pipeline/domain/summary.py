@@ -10,6 +10,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
+# A latency or prediction at or beyond this magnitude is absurd: the log-quality suite flags it like a
+# non-finite value, and the day's sums leave it out (in PostgreSQL the square of 1e200 overflows float8).
+ABSURD_VALUE = 1e15
 LATENCY_BINS_PER_E = 50  # latency histogram: bucket k holds exp(k/50)-1 <= ms < exp((k+1)/50)-1 (2% wide)
 PREDICTION_BINS = 40
 
@@ -130,6 +133,7 @@ class DaySummary:
     sample: tuple[SampleRow, ...]
     unknown_variants: tuple[str, ...] = ()
     collect_seconds: float = 0.0
+    duplicate_served_ids: int = 0  # served rows of the sample whose correlation id another served row has too
 
     def get(self, variant: str, served: bool) -> VariantDay | None:
         """The stats of ``variant``'s served (or shadow) answers, if any were logged."""

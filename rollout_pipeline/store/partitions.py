@@ -89,9 +89,19 @@ def ensure_day_partitions(engine: sa.Engine, days: Iterable[dt.date], tables: It
     missing = [(t, d) for t in tables for d in days if partition_name(t, d) not in existing[t]]
     created = []
     for table, day in missing:
-        with engine.begin() as connection:
-            if _create_one(connection, table, day):
-                created.append(partition_name(table, day))
+        try:
+            with engine.begin() as connection:
+                if _create_one(connection, table, day):
+                    created.append(partition_name(table, day))
+        except sa.exc.ProgrammingError as exc:
+            if getattr(exc.orig, "pgcode", None) != "42501":  # insufficient_privilege
+                raise
+            # A least-privilege role (the serving side, docs/reliability.md) may not do partition DDL:
+            # its rows go to the default partition; the owner's init-db moves them into the day's partition.
+            log.warning("no privilege to create day partitions (%s): rows of %s go to the default partition "
+                        "until the tables' owner runs `rollout-pipeline init-db`",
+                        exc.orig.diag.message_primary, ", ".join(sorted({str(d) for _, d in missing})))
+            break
     if created:
         log.info("created %d day partitions: %s", len(created), ", ".join(created))
     return created

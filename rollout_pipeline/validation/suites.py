@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.records import STATUSES
-from rollout_pipeline.domain.summary import DaySummary
+from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary
 
 LOG_QUALITY, LATENCY, PREDICTIONS = "log_quality", "latency_slo", "prediction_distribution"
 
@@ -159,8 +159,8 @@ def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> 
         ("the day has logged requests", E.ExpectTableRowCountToBeBetween(min_value=1)),
         ("every row has a correlation id", zero("missing_correlation_id")),
         (f"every status is one of {', '.join(STATUSES)}", zero("unknown_status")),
-        ("every latency is a finite number >= 0", zero("invalid_latency")),
-        ("every prediction is finite", zero("nonfinite_predictions")),
+        (f"every latency is a finite number >= 0 and < {ABSURD_VALUE:.0e} ms", zero("invalid_latency")),
+        (f"every prediction is a finite number, |x| < {ABSURD_VALUE:.0e}", zero("nonfinite_predictions")),
         (f"only the rollout's variants ({stable}, {cand}) log",
          E.ExpectColumnValuesToBeInSet(column="variant", value_set=[stable, cand])),
     ]).outcomes
@@ -178,6 +178,13 @@ def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> 
             (f"shadow answers have a served twin (unmatched <= {policy.max_unmatched_shadow_share:.0%})",
              E.ExpectColumnValuesToBeBetween(column="unmatched_shadow_share", min_value=0.0,
                                              max_value=float(policy.max_unmatched_shadow_share))),
+            ("no correlation id is served twice", E.ExpectColumnValuesToBeBetween(
+                column="duplicate_correlation_ids", min_value=0, max_value=0)),
+        ]).outcomes
+    else:
+        # Canary and later: pairing is not measured, but a request answered (served) twice is still a breach.
+        served = pd.DataFrame([{"duplicate_correlation_ids": summary.duplicate_served_ids}])
+        outcomes += run_suite(LOG_QUALITY, True, served, [
             ("no correlation id is served twice", E.ExpectColumnValuesToBeBetween(
                 column="duplicate_correlation_ids", min_value=0, max_value=0)),
         ]).outcomes

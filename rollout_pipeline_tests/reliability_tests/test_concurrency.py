@@ -1,0 +1,187 @@
+"""Two decision runs for one model and day at once: exactly one is recorded and applied, the other
+fails saying why, and the canary never advances twice (PostgreSQL: advisory lock + check in
+``record_decision``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.decide import Evidence, decide
+from rollout_pipeline.domain.policy import Policy
+from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.engine import make_engine
+from rollout_pipeline.store.routing import read_routing
+from rollout_pipeline.store.tables import decisions
+from rollout_pipeline_tests.factories import log_day
+
+DAY = dt.date(2026, 11, 28)
+PASSING = Evidence(data_quality_failures=(), candidate_requests=1_000_000, critical_failures=(), score=100.0)
+ROUNDS = 100
+CLI = str(Path(sys.executable).with_name("rollout-pipeline"))
+
+
+def _decide_and_apply(engine, model: str, barrier: threading.Barrier, outcome: dict, key: str) -> None:
+    """The store-level decision path in one transaction (as the decision asset + apply do), with both
+    runs' reads done before either records: the two really decide at once."""
+    try:
+        with engine.begin() as conn:
+            rollout = repo.active_rollout(conn, model)
+            seen = repo.live_decision(conn, model, DAY)
+            state = repo.state_before(conn, rollout, DAY)
+            result = decide(state, PASSING, rollout.policy)
+            barrier.wait(timeout=30)
+            record = repo.record_decision(conn, rollout, DAY, result, actor=key, metrics={}, run_id=key,
+                                          expected_previous=seen.id if seen else None)
+            applied = repo.apply_decision(conn, record.id, actor=key)
+        outcome[key] = ("ok", record.id, applied)
+    except repo.ConcurrentDecision as exc:
+        outcome[key] = ("refused", str(exc), None)
+    except Exception as exc:  # noqa: BLE001 - anything else is a failure of the test, reported below
+        outcome[key] = ("error", repr(exc), None)
+
+
+def test_two_decisions_at_once_never_double_advance_100_rounds(pg_url):
+    engine = make_engine(pg_url, pool_size=4)
+    policy = Policy(min_shadow_days=0)
+    try:
+        for n in range(ROUNDS):
+            model = f"m{n}"
+            rerun = n % 2 == 1  # odd rounds: the day already has a live, applied decision (both re-run it)
+            with engine.begin() as conn:
+                rollout = repo.start_rollout(conn, model, "v1", "v2", policy, actor="test")
+                if rerun:
+                    held = decide(repo.state_before(conn, rollout, DAY),
+                                  Evidence(["log_quality: forced failure"], 0, (), None), policy)
+                    first = repo.record_decision(conn, rollout, DAY, held, actor="first", metrics={}, run_id="first")
+                    repo.apply_decision(conn, first.id, actor="first")
+                version_before = read_routing(conn, model).version
+            barrier = threading.Barrier(2)
+            outcome: dict = {}
+            threads = [threading.Thread(target=_decide_and_apply, args=(engine, model, barrier, outcome, k))
+                       for k in ("a", "b")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            kinds = sorted(v[0] for v in outcome.values())
+            assert kinds == ["ok", "refused"], (n, outcome)
+            winner = next(k for k, v in outcome.items() if v[0] == "ok")
+            loser_message = next(v[1] for v in outcome.values() if v[0] == "refused")
+            assert "decided by another run while this one was deciding" in loser_message
+            assert f"run {winner}" in loser_message and "not recorded" in loser_message
+            with engine.connect() as conn:
+                rollout = repo.latest_rollout(conn, model)
+                # One step, not two: shadow -> canary 1%.
+                assert (rollout.stage, rollout.canary_percent) == ("canary", 1), n
+                assert read_routing(conn, model).version == version_before + 1, n
+                rows = conn.execute(sa.select(decisions).where(decisions.c.model_name == model)).all()
+                live = [r for r in rows if r.superseded_by is None]
+                assert len(live) == 1 and live[0].actor == winner and live[0].applied_at is not None, n
+                assert len(rows) == (2 if rerun else 1), n
+                promoted = [r for r in rows if r.action == "promote"]
+                assert len(promoted) == 1, n
+    finally:
+        engine.dispose()
+
+
+def test_a_later_rerun_still_supersedes(pg_url):
+    """The check refuses only a concurrent decision: re-running a decided day afterwards supersedes it."""
+    engine = make_engine(pg_url)
+    policy = Policy(min_shadow_days=0)
+    for who in ("first", "second"):
+        outcome: dict = {}
+        if who == "first":
+            with engine.begin() as conn:
+                repo.start_rollout(conn, "m", "v1", "v2", policy, actor="test")
+        _decide_and_apply(engine, "m", threading.Barrier(1), outcome, who)
+        assert outcome[who][0] == "ok", outcome
+    with engine.connect() as conn:
+        history = repo.decision_history(conn, "m", include_superseded=True)
+        assert [(d.actor, d.action, d.stage_after, d.percent_after) for d in history] == [
+            ("first", "promote", "canary", 1), ("second", "promote", "canary", 1)]
+        assert repo.latest_rollout(conn, "m").canary_percent == 1  # the re-run did not advance again
+    engine.dispose()
+
+
+def test_a_decision_for_another_day_that_moved_the_rollout_meanwhile_is_refused(pg_url):
+    """Day 2 computed from shadow while day 1's promote was applied: day 2 is refused, not applied on top."""
+    engine = make_engine(pg_url)
+    policy = Policy(min_shadow_days=0)
+    day1, day2 = DAY, DAY + dt.timedelta(days=1)
+    with engine.begin() as conn:
+        rollout = repo.start_rollout(conn, "m", "v1", "v2", policy, actor="test")
+    with engine.begin() as late:
+        stale = repo.active_rollout(late, "m")
+        state2 = repo.state_before(late, stale, day2)
+        result2 = decide(state2, PASSING, policy)
+        with engine.begin() as conn:  # day 1 is decided and applied meanwhile
+            r1 = repo.record_decision(conn, rollout, day1, decide(repo.state_before(conn, rollout, day1), PASSING, policy),
+                                      actor="day1", metrics={}, run_id="day1", expected_previous=None)
+            repo.apply_decision(conn, r1.id, actor="day1")
+        with pytest.raises(repo.ConcurrentDecision, match=r"moved from shadow 0% to canary 1%"):
+            repo.record_decision(late, stale, day2, result2, actor="day2", metrics={}, run_id="day2",
+                                 expected_previous=None)
+    with engine.connect() as conn:
+        assert repo.latest_rollout(conn, "m").canary_percent == 1
+        assert [d.day for d in repo.decision_history(conn, "m")] == [day1]
+    engine.dispose()
+
+
+def test_two_cli_decides_of_one_day_at_once(pg_url, tmp_path):
+    """The real path twice at once: two `rollout-pipeline decide` processes (the daily job in-process, then
+    apply). The test holds the model's decision lock until both have computed their decision and wait
+    for it; then one records and applies, the other fails saying why; the rollout advances once.
+    (Two Dagster runs in threads of one process deadlock in Python's logging setup: processes it is.)"""
+    from rollout_pipeline.store.logs import write_predictions
+
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        repo.start_rollout(conn, "m", "v1", "v2", Policy(), actor="test")
+    write_predictions(engine, log_day("m", DAY, "v1", "v2"))
+
+    holder = engine.connect()
+    holder.execute(sa.text("SELECT pg_advisory_lock(:s, hashtext('m'))"), {"s": repo._DECISION_LOCK_SPACE})
+    procs = []
+    for key in ("a", "b"):
+        env = {**os.environ, "ROLLOUT_DATABASE_URL": pg_url, "DAGSTER_HOME": str(tmp_path / key),
+               "ROLLOUT_STATE_DIR": str(tmp_path / f"state-{key}")}
+        procs.append(subprocess.Popen([CLI, "decide", "--model", "m", "--date", DAY.isoformat(), "--json"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.monotonic() + 120
+        while _lock_waiters(engine) < 2:
+            assert time.monotonic() < deadline, "the two runs never both reached record_decision"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.2)
+    finally:
+        holder.execute(sa.text("SELECT pg_advisory_unlock(:s, hashtext('m'))"), {"s": repo._DECISION_LOCK_SPACE})
+        holder.close()
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    ok = [json.loads(out) for out, _err, rc in results if rc == 0]
+    failed = [err for _out, err, rc in results if rc != 0]
+    assert len(ok) == 1 and len(failed) == 1, results
+    assert ok[0]["action"] == "promote" and ok[0]["applied"] is True
+    assert "decided by another run while this one was deciding" in failed[0], failed[0]
+    assert "Traceback" not in failed[0]
+    with engine.connect() as conn:
+        rollout = repo.latest_rollout(conn, "m")
+        assert (rollout.stage, rollout.canary_percent) == ("canary", 1)
+        assert len(repo.decision_history(conn, "m", include_superseded=True)) == 1
+    engine.dispose()
+
+
+def _lock_waiters(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = :s"
+        ), {"s": repo._DECISION_LOCK_SPACE}).scalar_one()
