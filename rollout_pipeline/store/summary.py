@@ -182,7 +182,6 @@ def _collect_day(connection, model_name, day, stable_variant, candidate_variant,
     in_day = sa.and_(p.model_name == model_name, p.ts >= lo, p.ts < hi)
     valid_latency = _valid_latency(p.latency_ms, dialect)
     finite_prediction = _finite(p.prediction, dialect)
-    prediction_ok = sa.case((_finite_fast(p.prediction, dialect), p.prediction))
 
     # 1. One scan for the day-wide aggregates AND the latency histogram: grouped by variant,
     #    served and latency bucket, with only decomposable aggregates (counts, sums, min,
@@ -202,13 +201,13 @@ def _collect_day(connection, model_name, day, stable_variant, candidate_variant,
                 sa.func.count().filter(p.status == "timeout").label("timeouts"),
                 sa.func.count().filter(sa.or_(p.correlation_id.is_(None), p.correlation_id == "")).label("missing_cid"),
                 sa.func.count(p.label).label("labels"),
-                sa.func.sum(sa.case((valid_latency, p.latency_ms))).label("lat_sum"),  # 2 x 1e308 overflows
+                sa.func.sum(p.latency_ms).filter(valid_latency).label("lat_sum"),  # 2 x 1e308 overflows
                 sa.func.max(p.latency_ms).label("lat_max"),
                 sa.func.count(p.prediction).label("pred_n"),
                 sa.func.count().filter(_nonfinite(p.prediction, dialect)).label("nonfinite"),
                 # Sums of the finite, not absurd predictions only: in PostgreSQL 1e200 * 1e200 is an error.
-                sa.func.sum(prediction_ok).label("pred_sum"),
-                sa.func.sum(prediction_ok * prediction_ok).label("pred_sq"),
+                sa.func.sum(p.prediction).filter(_finite_fast(p.prediction, dialect)).label("pred_sum"),
+                sa.func.sum(p.prediction * p.prediction).filter(_finite_fast(p.prediction, dialect)).label("pred_sq"),
                 sa.func.min(p.prediction).label("pred_min"),
                 sa.func.max(p.prediction).label("pred_max"),
             )
