@@ -92,4 +92,18 @@ def _echo_review_hints(echo, folder: Path, outcomes: list[dict]) -> None:
     echo(f"  2. {BAD[0]}: the slow candidate's rollback, and its p99 against the limit in the reasons.")
     echo("  3. Catalog > day_summary > Checks: the day's validation suites; Runs: one daily_analysis run per day.")
     echo(f"  The same as an HTML page: {folder / 'reports' / f'{GOOD[0]}-{day}.html'}")
-    echo(f"  From a terminal:  {env} rollout-pipeline status | history --model {GOOD[0]} | report --model {GOOD[0]}")
+    echo(f"  From a terminal:  {env} {_command()} status | history --model {GOOD[0]} | report --model {GOOD[0]}")
+
+
+def _command() -> str:
+    """How to call the CLI from here: its name when it is on PATH, else its path (e.g. .venv/bin/rollout-pipeline)."""
+    import shutil
+    import sys
+
+    if shutil.which("rollout-pipeline"):
+        return "rollout-pipeline"
+    script = Path(sys.executable).parent / "rollout-pipeline"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
