@@ -342,8 +342,7 @@ def teardown(day: str | None, as_json: bool) -> None:
     engine = _engine()
     with engine.connect() as conn:
         records = [t.as_dict() for t in teardown_records(conn, day=the_day) if t.run_id == run_id]
-        kept = [{"model": m, "variant": v.variant, "reason": v.reason, "days_left": v.days_left}
-                for m, v in verdicts(conn, the_day) if not v.due]
+        kept = [v.as_dict(m) for m, v in verdicts(conn, the_day) if not v.due]
     engine.dispose()
     out = {"date": the_day.isoformat(), "run_id": run_id, "success": success,
            "torn_down": [r for r in records if r["status"] == "done"],

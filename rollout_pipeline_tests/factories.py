@@ -35,3 +35,14 @@ def log_day(model: str, day: dt.date, stable: str, candidate: str, *, requests: 
         else:
             rows.append(stable_row)
     return rows
+
+
+def promoted(conn, rollout, day: dt.date, before: tuple[str, int], after: tuple[str, int]):
+    """Record and apply a promotion of ``rollout`` on ``day`` (``before`` and ``after``: stage, share)."""
+    from rollout_pipeline.domain.decide import Decision, RolloutState
+    from rollout_pipeline.store.rollouts import apply_decision, record_decision
+
+    record = record_decision(conn, rollout, day, Decision("promote", False, ("ok",), RolloutState(*before), *after),
+                             actor="test", metrics={}, run_id=None)
+    apply_decision(conn, record.id, actor="test")
+    return record

@@ -169,16 +169,11 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
 
 def _run_validations(context) -> tuple:
     """The validation suites (asset checks) evaluated in this run; none when the decision runs alone."""
+    from rollout_pipeline.defs.checks import check_evaluations, failure_lines
     from rollout_pipeline.review.content import Validation
 
-    out = []
-    for entry in context.instance.all_logs(context.run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        data = entry.dagster_event.asset_check_evaluation_data
-        failures = data.metadata.get("failures")
-        lines = [x.removeprefix("- ") for x in (failures.value if failures else "").splitlines()
-                 if x.strip() and x.strip() != "none"]
-        out.append(Validation(data.check_name, bool(data.passed), data.severity.value, tuple(lines)))
-    return tuple(out)
+    return tuple(Validation(data.check_name, bool(data.passed), data.severity.value, tuple(failure_lines(data)))
+                 for data in check_evaluations(context.instance, context.run.run_id))
 
 
 def _review_metadata(review, history, *, write_report: bool) -> dict:

@@ -52,3 +52,16 @@ def prediction_distribution(context, store: StoreResource, day_summary: DaySumma
 
 
 CHECKS = [log_quality, latency_slo, prediction_distribution]
+
+
+def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetCheckEvaluation]:
+    """The asset check evaluations a run recorded, in order."""
+    entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    return [e.dagster_event.asset_check_evaluation_data for e in entries if e.dagster_event]
+
+
+def failure_lines(evaluation: dg.AssetCheckEvaluation) -> list[str]:
+    """The failed expectations of an evaluation, as its ``failures`` metadata lists them (see ``_run``)."""
+    md = evaluation.metadata.get("failures")
+    return [line.removeprefix("- ") for line in (md.value if md else "").splitlines()
+            if line.strip() and line.strip() != "none"]

@@ -14,6 +14,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from rollout_pipeline.defs.assets import ACTOR_TAG, decision_output
+from rollout_pipeline.defs.checks import check_evaluations, failure_lines
 from rollout_pipeline.defs.jobs import daily_analysis_job
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.decide import Evidence, decide
@@ -24,11 +25,8 @@ def blocking_failures(evaluations: Sequence) -> list[str]:
     """The failure lines of the failed blocking (ERROR) check evaluations; empty if none blocked."""
     failures = []
     for check in evaluations:
-        if check.passed or check.severity.value != "ERROR":
-            continue
-        md = check.metadata.get("failures")
-        lines = [line.removeprefix("- ") for line in (md.value if md else "").splitlines() if line.strip()]
-        failures.extend(lines or [f"{check.check_name}: failed"])
+        if not check.passed and check.severity.value == "ERROR":
+            failures.extend(failure_lines(check) or [f"{check.check_name}: failed"])
     return failures
 
 
@@ -50,11 +48,6 @@ def record_blocked_hold(engine: sa.Engine, model: str, day: dt.date, run_id: str
     return decision_output(record, dry_run)
 
 
-def _check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list:
-    entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-    return [e.dagster_event.asset_check_evaluation_data for e in entries if e.dagster_event]
-
-
 @dg.run_failure_sensor(monitored_jobs=[daily_analysis_job], default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
                        description="Records the hold of a day whose blocking log-quality check failed.")
 def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource):
@@ -64,7 +57,7 @@ def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource):
     config = (run.run_config or {}).get("ops", {}).get("decision", {}).get("config", {}) or {}
     if config.get("dry_run"):
         return dg.SkipReason("a dry run records nothing")
-    failures = blocking_failures(_check_evaluations(context.instance, run.run_id))
+    failures = blocking_failures(check_evaluations(context.instance, run.run_id))
     if not failures:
         return dg.SkipReason(f"run {run.run_id} failed for another reason than its blocking checks")
     day = dt.date.fromisoformat(run.tags["dagster/partition/date"])

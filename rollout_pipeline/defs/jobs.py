@@ -7,7 +7,7 @@ import dagster as dg
 
 from rollout_pipeline.defs.assets import ACTOR_TAG, day_summary, decision, judgement
 from rollout_pipeline.defs.checks import CHECKS
-from rollout_pipeline.defs.partitions import DAY_MODEL, MODELS, partition_key
+from rollout_pipeline.defs.partitions import MODELS, partition_key
 from rollout_pipeline.defs.resources import StoreResource
 
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}

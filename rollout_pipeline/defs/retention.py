@@ -45,8 +45,7 @@ def retire_inactive_variants(context: dg.OpExecutionContext, config: TeardownCon
     torn, failed, kept = [], [], []
     for model, verdict in verdicts:
         if not verdict.due:
-            kept.append({"model": model, "variant": verdict.variant, "reason": verdict.reason,
-                         "days_left": verdict.days_left})
+            kept.append(verdict.as_dict(model))
             continue
         context.log.info("%s/%s: %s; running the teardown action", model, verdict.variant, verdict.reason)
         result = run_teardown_action(model, verdict.variant, day, command=settings.teardown_command,

@@ -1,10 +1,12 @@
-"""Decisions change the routing: a sensor on the decision asset launches the routing job.
+"""Decisions change the routing: a sensor launches the routing job for each decision.
 
-The sensor reads the decision materializations after its cursor, plus every
-stored decision that was never applied (a crash between the decision and the
-routing update is healed on the next tick), and asks for one routing run per
-decision (``run_key`` = the decision id). Applying is idempotent in the store,
-so a decision applied twice changes nothing.
+Every decision the decision asset materializes is a row in the decisions table,
+and the store knows which of them were never applied. The sensor asks for one
+routing run per unapplied decision (``run_key`` = the decision id) and remembers
+in its cursor which ones it asked for; a decision still unapplied after all its
+routing runs failed, or one whose materialization never reached Dagster (a crash
+after the row was committed), is asked for again on the next tick. Applying is
+idempotent in the store, so a decision applied twice changes nothing.
 """
 
 
@@ -12,7 +14,7 @@ import json
 
 import dagster as dg
 
-from rollout_pipeline.defs.assets import ACTOR_TAG, decision
+from rollout_pipeline.defs.assets import ACTOR_TAG
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
@@ -73,11 +75,9 @@ def apply_routing():
     apply_decision_to_routing()
 
 
-def _cursor(raw: str | None) -> dict:
-    if not raw:
-        return {"after": None, "seen": []}
-    data = json.loads(raw)
-    return {"after": data.get("after"), "seen": list(data.get("seen", []))}
+def _seen(cursor: str | None) -> set[int]:
+    """The unapplied decisions the sensor already asked a routing run for."""
+    return set(json.loads(cursor)["seen"]) if cursor else set()
 
 
 def _runs_for(instance: dg.DagsterInstance, decision_id: int) -> list[dg.DagsterRun]:
@@ -88,14 +88,9 @@ def _runs_for(instance: dg.DagsterInstance, decision_id: int) -> list[dg.Dagster
 @dg.sensor(job=apply_routing, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Applies each new decision to the routing config; re-applies decisions left unapplied.")
 def routing_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
-    cursor = _cursor(context.cursor)
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=decision.key, after_storage_id=cursor["after"]), limit=1000, ascending=True
-    ).records
-    after = max([r.storage_id for r in records], default=cursor["after"])
     with store.engine.connect() as conn:
         pending = {d.id: d for d in repo.pending_decisions(conn)}
-    seen = set(cursor["seen"])
+    seen = _seen(context.cursor)
     requests = []
     for decision_id, record in sorted(pending.items()):
         attempt = 0
@@ -113,8 +108,8 @@ def routing_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
                   "rollout/model": record.model_name, "rollout/day": record.day.isoformat()},
         ))
     # Remember what is still pending (applied decisions drop out, so the cursor stays small).
-    new_cursor = json.dumps({"after": after, "seen": sorted(set(pending) & (seen | {int(r.tags[DECISION_TAG])
-                                                                                    for r in requests}))})
+    asked = {int(r.tags[DECISION_TAG]) for r in requests}
+    new_cursor = json.dumps({"seen": sorted(set(pending) & (seen | asked))})
     if not requests:
         return dg.SensorResult(skip_reason=dg.SkipReason("no unapplied decision"), cursor=new_cursor)
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)

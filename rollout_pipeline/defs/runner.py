@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
@@ -60,21 +62,18 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
     """
     from rollout_pipeline.definitions import defs
     from rollout_pipeline.defs.assets import ACTOR_TAG, decision
+    from rollout_pipeline.defs.checks import check_evaluations
     from rollout_pipeline.defs.partitions import MODELS, partition_key
 
     started = time.perf_counter()
-    ensure_dagster_home()
-    owned = instance is None
-    instance = instance or dg.DagsterInstance.get()
-    try:
+    with _instance(instance) as instance:
         instance.add_dynamic_partitions(MODELS.name, [model])
         job = defs.resolve_job_def("daily_analysis")
         config = {"force": force, "reason": reason, "dry_run": dry_run, "operator": None}
         run_config = {
             "ops": {"decision": {"config": config}},
             "execution": {"config": {"in_process": {}}},
-            # Step events are DEBUG; the CLI shows Dagster's INFO and up, and our own progress lines.
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            "loggers": CONSOLE_INFO,
         }
         result = job.execute_in_process(
             run_config=run_config,
@@ -84,17 +83,31 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
             asset_selection=[decision.key] if force else None,
             tags={ACTOR_TAG: actor},
         )
-        failed = [e.asset_check_evaluation_data for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]
+        failed = [c for c in check_evaluations(instance, result.run_id) if not c.passed]
         if result.success:
             output = result.output_for_node("decision")
         else:
             output = _hold_for_failure(result, model, day, actor, failed, dry_run)
         failed_checks = tuple(c.check_name for c in failed)
         return DayRun(result.run_id, result.success, output, failed_checks, time.perf_counter() - started)
+
+
+# Step events are DEBUG; the CLI shows Dagster's INFO and up, and our own progress lines.
+CONSOLE_INFO = {"console": {"config": {"log_level": "INFO"}}}
+
+
+@contextlib.contextmanager
+def _instance(instance: dg.DagsterInstance | None) -> Iterator[dg.DagsterInstance]:
+    """The caller's instance, or the one of DAGSTER_HOME (default <state>/dagster), disposed afterwards."""
+    ensure_dagster_home()
+    if instance is not None:
+        yield instance
+        return
+    instance = dg.DagsterInstance.get()
+    try:
+        yield instance
     finally:
-        if owned:
-            instance.dispose()
+        instance.dispose()
 
 
 def _hold_for_failure(result, model, day, actor, failed_checks, dry_run) -> dict:
@@ -127,15 +140,9 @@ def run_retention(day: dt.date, *, actor: str = "cli", instance: dg.DagsterInsta
     from rollout_pipeline.definitions import defs
     from rollout_pipeline.defs.assets import ACTOR_TAG
 
-    ensure_dagster_home()
-    owned = instance is None
-    instance = instance or dg.DagsterInstance.get()
-    try:
+    with _instance(instance) as instance:
         result = defs.resolve_job_def("retention").execute_in_process(
             run_config={"ops": {"retire_inactive_variants": {"config": {"date": day.isoformat()}}},
-                        "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                        "loggers": CONSOLE_INFO},
             instance=instance, raise_on_error=False, tags={ACTOR_TAG: actor})
         return result.run_id, result.success
-    finally:
-        if owned:
-            instance.dispose()

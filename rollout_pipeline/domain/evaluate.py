@@ -62,7 +62,7 @@ def _num(x: float | None, unit: str = "") -> str:
     return "n/a" if x is None else f"{x:,.4g}{unit}"
 
 
-def _sides(summary: DaySummary, stage: str) -> tuple[VariantDay | None, VariantDay | None, str]:
+def compared_sides(summary: DaySummary, stage: str) -> tuple[VariantDay | None, VariantDay | None, str]:
     if stage == "production":
         # After promotion the new model serves and the old one shadows it during the retention window.
         return (summary.get(summary.stable_variant, False), summary.get(summary.candidate_variant, True),
@@ -73,7 +73,8 @@ def _sides(summary: DaySummary, stage: str) -> tuple[VariantDay | None, VariantD
     return stable, summary.get(summary.candidate_variant, True), "stable served vs candidate served"
 
 
-def _sample_values(summary: DaySummary, variant: str, served: bool, field: str) -> list[float]:
+def sample_values(summary: DaySummary, variant: str, served: bool, field: str) -> list[float]:
+    """The finite values of ``field`` in the day's sample for one side (answered ``ok``; latencies >= 0)."""
     out = []
     for row in summary.sample:
         if row.variant == variant and row.served == served and row.status == "ok":
@@ -85,7 +86,7 @@ def _sample_values(summary: DaySummary, variant: str, served: bool, field: str) 
 
 def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
     """Judge the candidate against the stable model on ``summary`` for a rollout in ``stage``."""
-    stable, cand, compared = _sides(summary, stage)
+    stable, cand, compared = compared_sides(summary, stage)
     crit = policy.metrics
     cand_served = stage != "shadow"
     stable_served = stage != "production"
@@ -121,8 +122,8 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
         add("error_rate", "errors", "pass", s_err, c_err, f"candidate error rate {_pct(c_err)} (stable {_pct(s_err)})")
 
     # Extremes: candidate outputs outside the bounds (policy's, else 1x the stable range beyond it).
-    s_vals = _sample_values(summary, summary.stable_variant, stable_served, "prediction")
-    c_vals = _sample_values(summary, summary.candidate_variant, cand_served, "prediction")
+    s_vals = sample_values(summary, summary.stable_variant, stable_served, "prediction")
+    c_vals = sample_values(summary, summary.candidate_variant, cand_served, "prediction")
     bounds = policy.prediction_bounds
     if bounds is None and stable and stable.prediction_min is not None:
         spread = max(stable.prediction_max - stable.prediction_min, abs(stable.prediction_max) * 0.1, 1e-9)
@@ -159,8 +160,8 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
                 f"predictions shifted {'up' if cls == 'high' else 'down'}: {detail} > {policy.prediction_shift_limit} sd (Mann-Whitney {result.classification})")
 
     # Latency distribution (judge): a regression the p99 alone may not show.
-    s_lat = _sample_values(summary, summary.stable_variant, stable_served, "latency_ms")
-    c_lat = _sample_values(summary, summary.candidate_variant, cand_served, "latency_ms")
+    s_lat = sample_values(summary, summary.stable_variant, stable_served, "latency_ms")
+    c_lat = sample_values(summary, summary.candidate_variant, cand_served, "latency_ms")
     if s_lat and c_lat:
         # Kayenta's effect-size gate: a shift counts only past the allowed mean-latency ratio.
         result = classify_metric(s_lat, c_lat, direction="increase",
@@ -194,29 +195,28 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
     # after promotion) share their requests and outcomes; in canary each side serves different users
     # (sticky buckets), so a gap in accuracy says as much about the users as about the model: shown there,
     # not scored.
-    accuracy_start = len(checks)
+    def add_accuracy(classification, s, c, reason):
+        if stage == "canary":
+            checks.append(MetricCheck("accuracy", "quality", "report-only", classification, s, c,
+                                      reason + " (canary: different users on each side; shown, not scored)"))
+        else:
+            add("accuracy", "quality", classification, s, c, reason)
+
     few = min(stable.actuals, cand.actuals) if stable is not None and cand is not None else 0
     if 0 < few < policy.required_requests:
         # A difference of means over a few dozen outcomes is noise (the 1% step sees that few).
-        add("accuracy", "quality", "nodata", None, None,
+        add_accuracy("nodata", None, None,
             f"accuracy not judged: {few} actual outcomes < {policy.required_requests} needed")
     elif stable is not None and cand is not None and stable.actuals and cand.actuals:
         if stable.abs_error_mean is not None and cand.abs_error_mean is not None:
             worse = cand.abs_error_mean > stable.abs_error_mean * 1.1
-            add("accuracy", "quality", "high" if worse else "pass", stable.abs_error_mean, cand.abs_error_mean,
+            add_accuracy("high" if worse else "pass", stable.abs_error_mean, cand.abs_error_mean,
                 f"mean absolute error {cand.abs_error_mean:.4g} vs stable {stable.abs_error_mean:.4g}"
                 + (" (> +10%)" if worse else ""))
         elif stable.label_accuracy is not None and cand.label_accuracy is not None:
             worse = cand.label_accuracy < stable.label_accuracy - 0.02
-            add("accuracy", "quality", "low" if worse else "pass", stable.label_accuracy, cand.label_accuracy,
+            add_accuracy("low" if worse else "pass", stable.label_accuracy, cand.label_accuracy,
                 f"accuracy {_pct(cand.label_accuracy)} vs stable {_pct(stable.label_accuracy)}" + (" (< -2 points)" if worse else ""))
-
-    if stage == "canary":
-        checks[accuracy_start:] = [
-            MetricCheck(c.name, c.group, "report-only", c.classification, c.stable, c.candidate,
-                        c.reason + " (canary: different users on each side; shown, not scored)")
-            for c in checks[accuracy_start:]
-        ]
 
     scored = [c for c in checks if c.criticality != "report-only"]
     score = None

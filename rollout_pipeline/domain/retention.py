@@ -27,6 +27,10 @@ class RetentionVerdict:
         """Days the variant is still kept (0 when it is due)."""
         return 0 if self.due else self.retention_days + 1 - self.days_inactive
 
+    def as_dict(self, model: str) -> dict:
+        """The verdict as the retention job and ``teardown --json`` report a kept variant."""
+        return {"model": model, "variant": self.variant, "reason": self.reason, "days_left": self.days_left}
+
     @property
     def reason(self) -> str:
         since = self.inactive_since.isoformat() if self.inactive_since else "an unknown day"

@@ -12,7 +12,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from rollout_pipeline.domain.evaluate import _sides as judged_sides  # the sides the judge compared, per stage
+from rollout_pipeline.domain.evaluate import compared_sides as judged_sides  # the sides the judge compared
+from rollout_pipeline.domain.evaluate import sample_values
 from rollout_pipeline.domain.summary import DaySummary, VariantDay
 
 HIST_BINS = 30
@@ -195,11 +196,6 @@ def _log_edges(lo: float, hi: float, bins: int = HIST_BINS) -> list[float]:
     return [math.expm1(x) for x in _linear_edges(lo, hi, bins)]
 
 
-def _sample(summary: DaySummary, variant: str, served: bool, field: str) -> list[float]:
-    return [getattr(r, field) for r in summary.sample
-            if r.variant == variant and r.served == served and r.status == "ok" and _finite(getattr(r, field))]
-
-
 def _histograms(summary: DaySummary, stable: Side | None, cand: Side | None) -> tuple[Histogram, ...]:
     out = []
     sv = summary.get(stable.variant, stable.served) if stable else None
@@ -212,8 +208,8 @@ def _histograms(summary: DaySummary, stable: Side | None, cand: Side | None) -> 
                        if v is not None and v.prediction_histogram)
         out.append(Histogram("Predictions (whole day)", "", tuple(summary.prediction_edges), series))
     # Latency: the sample, on shared log-spaced edges.
-    lat = {role: _sample(summary, s.variant, s.served, "latency_ms") for role, s in (("stable", stable), ("candidate", cand)) if s}
-    lat = {k: [x for x in v if x >= 0] for k, v in lat.items()}
+    lat = {role: sample_values(summary, s.variant, s.served, "latency_ms")
+           for role, s in (("stable", stable), ("candidate", cand)) if s}
     values = [x for v in lat.values() for x in v]
     if values:
         edges = _log_edges(min(values), max(values))

@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from rollout_pipeline.domain.decide import ForceError, RolloutState, force_decision
 from rollout_pipeline.domain.routing import validate_name
 from rollout_pipeline.store.rollouts import (DecisionRecord, RolloutError, apply_decision, latest_rollout,
-                                             record_decision)
-from rollout_pipeline.store.routing import read_routing
+                                             old_stable_route, record_decision)
 from rollout_pipeline.store.teardown import last_teardown
 
 
@@ -30,8 +29,7 @@ def rollback(connection: sa.Connection, model: str, reason: str, *, actor: str, 
     if rollout.stage == "rolled_back":
         raise RolloutError(f"{model} is already rolled back: {old} serves 100%")
     if rollout.stage == "production":
-        routing = read_routing(connection, model)
-        route = routing.route(old) if routing else None
+        route = old_stable_route(connection, rollout)
         if route is None or route.role == "retired":
             torn = last_teardown(connection, model, old)
             when = f" on {torn.day} (inactive since {torn.inactive_since})" if torn else ""

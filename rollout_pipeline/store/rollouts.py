@@ -318,31 +318,38 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
     return True
 
 
+def _latest_rollout_ids() -> sa.Select:
+    """The id of each model's latest rollout."""
+    return sa.select(sa.func.max(rollouts.c.id)).group_by(rollouts.c.model_name)
+
+
 def pending_decisions(connection: sa.Connection) -> list[DecisionRecord]:
     """Live decisions never applied to the routing, of each model's latest rollout, oldest first."""
-    latest = (sa.select(rollouts.c.model_name, sa.func.max(rollouts.c.id).label("rollout_id"))
-              .group_by(rollouts.c.model_name).subquery())
     query = (sa.select(decisions)
-             .join(latest, sa.and_(latest.c.rollout_id == decisions.c.rollout_id))
-             .where(decisions.c.superseded_by.is_(None), decisions.c.applied_at.is_(None))
+             .where(decisions.c.rollout_id.in_(_latest_rollout_ids()), decisions.c.superseded_by.is_(None),
+                    decisions.c.applied_at.is_(None))
              .order_by(decisions.c.day, decisions.c.id))
     return [_decision(r) for r in connection.execute(query)]
 
 
+def old_stable_route(connection: sa.Connection, rollout: Rollout) -> VariantRoute | None:
+    """Where the rollout's old stable variant stands in the model's routing now (None: not in it)."""
+    routing = read_routing(connection, rollout.model_name)
+    return routing.route(rollout.stable_variant) if routing else None
+
+
 def old_variant_deployable(connection: sa.Connection, rollout: Rollout) -> bool:
     """True while the rollout's old stable variant is still in the routing and not torn down."""
-    routing = read_routing(connection, rollout.model_name)
-    route = routing.route(rollout.stable_variant) if routing else None
+    route = old_stable_route(connection, rollout)
     return route is not None and route.role in ("stable", "candidate", "inactive")
 
 
 def watched_models(connection: sa.Connection) -> list[str]:
     """Models in production whose old variant still shadows the new one (the retention window's watch)."""
+    query = sa.select(rollouts).where(rollouts.c.id.in_(_latest_rollout_ids()), rollouts.c.stage == "production")
     out = []
-    latest = sa.select(sa.func.max(rollouts.c.id)).group_by(rollouts.c.model_name)
-    for row in connection.execute(sa.select(rollouts).where(rollouts.c.id.in_(latest), rollouts.c.stage == "production")):
-        routing = read_routing(connection, row.model_name)
-        route = routing.route(row.stable_variant) if routing else None
+    for rollout in map(_rollout, connection.execute(query)):
+        route = old_stable_route(connection, rollout)
         if route is not None and route.role == "inactive" and route.shadow:
-            out.append(row.model_name)
+            out.append(rollout.model_name)
     return sorted(out)

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from rollout_pipeline.domain.records import STATUSES
 from rollout_pipeline.domain.summary import (
     ABSURD_VALUE,
     LATENCY_BINS_PER_E,

@@ -12,15 +12,15 @@ from click.testing import CliRunner
 
 from rollout_pipeline.actions import run_teardown_action
 from rollout_pipeline.cli import cli
-from rollout_pipeline.domain.decide import Decision, RolloutState
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline.store.partitions import ensure_day_partitions, existing_partitions
-from rollout_pipeline.store.rollouts import apply_decision, decision_history, latest_rollout, record_decision, start_rollout
+from rollout_pipeline.store.rollouts import decision_history, latest_rollout, start_rollout
 from rollout_pipeline.store.routing import read_routing
 from rollout_pipeline.store.teardown import teardown_records
 from rollout_pipeline_tests.factories import log_day
+from rollout_pipeline_tests.factories import promoted as promote
 
 PROMOTED = dt.date(2026, 7, 4)  # v2 reached production, v1 went inactive
 
@@ -46,12 +46,8 @@ def promoted(db_url, tmp_path, monkeypatch):
     engine = make_engine(db_url)
     with engine.begin() as conn:
         rollout = start_rollout(conn, "churn", "v1", "v2", Policy(retention_days=3), actor="test")
-        steps = [("shadow", 0, "canary", 50), ("canary", 50, "production", 100)]
-        for k, (s0, p0, s1, p1) in enumerate(steps):
-            day = PROMOTED - dt.timedelta(days=len(steps) - 1 - k)
-            record = record_decision(conn, rollout, day, Decision("promote", False, ("ok",), RolloutState(s0, p0), s1, p1),
-                                     actor="test", metrics={}, run_id=None)
-            apply_decision(conn, record.id, actor="test")
+        promote(conn, rollout, PROMOTED - dt.timedelta(days=1), ("shadow", 0), ("canary", 50))
+        promote(conn, rollout, PROMOTED, ("canary", 50), ("production", 100))
     assert _routes(engine) == {"v2": ("stable", 100.0), "v1": ("inactive", 0.0)}
     yield engine
     engine.dispose()
@@ -159,9 +155,7 @@ def test_rollback_from_canary_sends_the_candidate_to_zero(db_url, tmp_path, monk
     engine = make_engine(db_url)
     with engine.begin() as conn:
         rollout = start_rollout(conn, "churn", "v1", "v2", Policy(), actor="test")
-        record = record_decision(conn, rollout, PROMOTED, Decision("promote", False, ("ok",), RolloutState("shadow", 0),
-                                                                   "canary", 20), actor="t", metrics={}, run_id=None)
-        apply_decision(conn, record.id, actor="t")
+        promote(conn, rollout, PROMOTED, ("shadow", 0), ("canary", 20))
     assert _run("rollback", "--model", "churn", "--reason", "").exit_code != 0
     out = _run("rollback", "--model", "churn", "--reason", "pager went off")
     assert out.exit_code == 0, out.output

@@ -10,6 +10,7 @@ from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.simulate.day import simulate_day
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.rollouts import start_rollout
+from rollout_pipeline_tests.factories import promoted
 
 DAY = dt.date(2026, 7, 1)
 
@@ -26,42 +27,31 @@ DAY = dt.date(2026, 7, 1)
     ],
 )
 def test_first_shadow_day_of_each_scenario(db_url, monkeypatch, tmp_path, scenario, action, words):
+    result = _decide_a_day(db_url, monkeypatch, tmp_path, scenario, 4000)
+    assert result["action"] == action, result["reasons"]
+    assert any(words in r for r in result["reasons"]), result["reasons"]
+
+
+def _decide_a_day(db_url, monkeypatch, tmp_path, scenario: str, requests: int, *, policy: Policy | None = None,
+                  canary_percent: int | None = None) -> dict:
+    """Start a rollout (in shadow, or moved to a canary share the day before), simulate DAY, decide it."""
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
     engine = make_engine(db_url)
     with engine.begin() as conn:
-        start_rollout(conn, "diabetes", "v1", "v2", Policy(), actor="test")
-    simulate_day(engine, "diabetes", DAY, 4000, scenario, seed=1, spill_dir=tmp_path / "spill")
+        rollout = start_rollout(conn, "diabetes", "v1", "v2", policy or Policy(), actor="test")
+        if canary_percent is not None:
+            promoted(conn, rollout, DAY - dt.timedelta(days=1), ("shadow", 0), ("canary", canary_percent))
+    simulate_day(engine, "diabetes", DAY, requests, scenario, seed=1, spill_dir=tmp_path / "spill")
     engine.dispose()
     with dg.instance_for_test() as instance:
-        run = run_day("diabetes", DAY, instance=instance)
-    assert run.result["action"] == action, run.result["reasons"]
-    assert any(words in r for r in run.result["reasons"]), run.result["reasons"]
-
-
-def _at_canary(engine, policy: Policy, percent: int) -> None:
-    from rollout_pipeline.domain.decide import Decision, RolloutState
-    from rollout_pipeline.store.rollouts import apply_decision, record_decision
-
-    with engine.begin() as conn:
-        rollout = start_rollout(conn, "diabetes", "v1", "v2", policy, actor="test")
-        record = record_decision(conn, rollout, DAY - dt.timedelta(days=1),
-                                 Decision("promote", False, ("ok",), RolloutState("shadow", 0), "canary", percent),
-                                 actor="test", metrics={}, run_id=None)
-        apply_decision(conn, record.id, actor="test")
+        return run_day("diabetes", DAY, instance=instance).result
 
 
 def test_shifted_predictions_fail_the_judge_and_roll_back(db_url, monkeypatch, tmp_path):
     """Prediction shift is a scored (normal) metric by default: with accuracy it sinks the score below 75."""
-    monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
-    engine = make_engine(db_url)
-    with engine.begin() as conn:
-        start_rollout(conn, "diabetes", "v1", "v2", Policy(), actor="test")
-    simulate_day(engine, "diabetes", DAY, 4000, "shifted", seed=1, spill_dir=tmp_path / "spill")
-    engine.dispose()
-    with dg.instance_for_test() as instance:
-        run = run_day("diabetes", DAY, instance=instance)
-    reasons = run.result["reasons"]
-    assert run.result["action"] == "rollback", reasons
+    result = _decide_a_day(db_url, monkeypatch, tmp_path, "shifted", 4000)
+    reasons = result["reasons"]
+    assert result["action"] == "rollback", reasons
     assert "< marginal 75" in reasons[0] and any("predictions shifted up" in r for r in reasons), reasons
 
 
@@ -70,31 +60,19 @@ def test_shifted_predictions_fail_the_judge_and_roll_back(db_url, monkeypatch, t
     ("critical", "rollback", "critical failure:"),  # a policy that makes complaints critical rolls back
 ])
 def test_complaints_in_canary_follow_the_policy(db_url, monkeypatch, tmp_path, criticality, action, first):
-    monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
-    engine = make_engine(db_url)
-    _at_canary(engine, Policy(metrics={"complaints": criticality}), 20)
-    simulate_day(engine, "diabetes", DAY, 6000, "complaints", seed=1, spill_dir=tmp_path / "spill")
-    engine.dispose()
-    with dg.instance_for_test() as instance:
-        run = run_day("diabetes", DAY, instance=instance)
-    reasons = run.result["reasons"]
-    assert run.result["action"] == action, reasons
+    result = _decide_a_day(db_url, monkeypatch, tmp_path, "complaints", 6000,
+                           policy=Policy(metrics={"complaints": criticality}), canary_percent=20)
+    reasons = result["reasons"]
+    assert result["action"] == action, reasons
     assert first in reasons[0], reasons
     assert any("candidate complaint rate" in r and "> limit" in r for r in reasons), reasons
-    assert run.result["from"] == {"stage": "canary", "canary_percent": 20}
+    assert result["from"] == {"stage": "canary", "canary_percent": 20}
 
 
 def test_complaints_are_invisible_in_shadow(db_url, monkeypatch, tmp_path):
     """Shadow answers never reach users, so they draw no complaints: the shadow day passes."""
-    monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
-    engine = make_engine(db_url)
-    with engine.begin() as conn:
-        start_rollout(conn, "diabetes", "v1", "v2", Policy(), actor="test")
-    simulate_day(engine, "diabetes", DAY, 4000, "complaints", seed=1, spill_dir=tmp_path / "spill")
-    engine.dispose()
-    with dg.instance_for_test() as instance:
-        run = run_day("diabetes", DAY, instance=instance)
-    assert run.result["action"] == "promote", run.result["reasons"]
+    result = _decide_a_day(db_url, monkeypatch, tmp_path, "complaints", 4000)
+    assert result["action"] == "promote", result["reasons"]
 
 
 def test_the_demo_promotes_healthy_day_by_day_and_rolls_back_slow_on_sqlite(tmp_path, monkeypatch):

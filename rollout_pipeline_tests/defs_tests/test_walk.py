@@ -134,18 +134,14 @@ def test_shadow_to_production_to_retired_through_schedule_and_sensors(pg_url, mo
 
 def test_after_promotion_a_failing_new_model_is_rolled_back_on_the_data(pg_url, monkeypatch, tmp_path):
     """v2 in production, v1 shadowing it: a day where v2 breaks the latency SLO brings v1 back at once."""
-    from rollout_pipeline.domain.decide import Decision, RolloutState
     from rollout_pipeline.store.logs import write_predictions
-    from rollout_pipeline.store.rollouts import apply_decision, record_decision
-    from rollout_pipeline_tests.factories import log_day
+    from rollout_pipeline_tests.factories import log_day, promoted
 
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
     engine = make_engine(pg_url)
     with engine.begin() as conn:
         rollout = start_rollout(conn, MODEL, "v1", "v2", Policy(), actor="test")
-        record = record_decision(conn, rollout, FIRST_DAY, Decision("promote", False, ("ok",), RolloutState("canary", 50),
-                                                                    "production", 100), actor="t", metrics={}, run_id=None)
-        apply_decision(conn, record.id, actor="t")
+        promoted(conn, rollout, FIRST_DAY, ("canary", 50), ("production", 100))
     day = FIRST_DAY + dt.timedelta(days=1)
     # Served answers come from v2 now, shadow answers from v1; v2's latency went up tenfold.
     rows = [r._replace(latency_ms=r.latency_ms * 20) if r.variant == "v2" else r

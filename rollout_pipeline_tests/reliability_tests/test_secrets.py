@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from dagster._serdes import serialize_value
@@ -39,7 +38,7 @@ def test_a_password_in_the_database_url_never_shows(cluster, cluster_url, tmp_pa
     owner = make_engine(cluster_url)
     grant_roles(owner)
     with owner.begin() as conn:
-        conn.exec_driver_sql(f"DROP ROLE IF EXISTS secret_app")
+        conn.exec_driver_sql("DROP ROLE IF EXISTS secret_app")
         conn.exec_driver_sql(f"CREATE ROLE secret_app LOGIN PASSWORD '{secret}' IN ROLE {PIPELINE_ROLE}")
     owner_url = _with_password(cluster_url, "postgres", secret)  # trust: accepted, and still a secret to keep
     app_url = _with_password(cluster_url, "secret_app", secret)
