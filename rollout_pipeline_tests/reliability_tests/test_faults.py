@@ -28,6 +28,7 @@ from rollout_pipeline.store.routing import read_routing, routing_history_rows
 from rollout_pipeline.store.serving_queries import count_rows, duplicate_identities
 from rollout_pipeline_tests.factories import log_day
 from rollout_pipeline_tests.reliability_tests.conftest import wait_until_up
+from rollout_pipeline_tests.timing import assert_rarely_slow
 
 DAY = dt.date(2026, 11, 28)
 
@@ -202,17 +203,17 @@ def test_log_writer_survives_a_30_second_outage_under_load(cluster, cluster_url,
     writer = LogWriter(engine, tmp_path / "spill", batch_rows=500, flush_seconds=0.05, retry_seconds=0.2,
                        max_retry_seconds=2.0)
     t0 = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
-    submitted, slowest = 0, 0.0
+    submitted, durations = 0, []
     stop = threading.Event()
 
     def produce():
-        nonlocal submitted, slowest
+        nonlocal submitted
         while not stop.is_set():
             for i in range(submitted, submitted + 50):
                 started = time.perf_counter()
                 writer.submit(PredictionRow(f"c{i:09d}", t0 + dt.timedelta(milliseconds=i), "m", "v1", True,
                                             f"u{i % 97}", 2.0, "ok", float(i), None))
-                slowest = max(slowest, time.perf_counter() - started)
+                durations.append(time.perf_counter() - started)
             submitted += 50
             time.sleep(0.02)
 
@@ -242,9 +243,8 @@ def test_log_writer_survives_a_30_second_outage_under_load(cluster, cluster_url,
     assert down_for >= 30 and spilled > 30_000, (down_for, spilled)
     assert stored == submitted, (stored, submitted, writer.stats())
     assert dupes == 0
-    # A submit never waits on the database (that would take the 2 s connect timeout, or the 30 s outage);
-    # the bound is loose because CI machines are loaded (a GIL or scheduler stall is not a database wait).
-    assert slowest < 1.0, f"a submit took {slowest * 1000:.1f} ms"
+    # A submit never waits on the database (that would take the 2 s connect timeout, or the 30 s outage).
+    assert_rarely_slow(durations, slow=0.05, allowed=10, waiting_costs=2.0, what="submit")
 
 
 def cluster_is_up(cluster) -> bool:

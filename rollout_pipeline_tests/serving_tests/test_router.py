@@ -16,6 +16,7 @@ from rollout_pipeline.serving.router import NoRouting, PredictionFailed, Router,
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.routing import write_routing
 from rollout_pipeline_tests.serving_tests.conftest import count, duplicates, rows, set_connections, set_routing
+from rollout_pipeline_tests.timing import assert_rarely_slow
 
 UTC = dt.UTC
 
@@ -143,7 +144,8 @@ def test_a_shadow_that_sleeps_or_raises_never_delays_or_changes_the_answer(engin
             answers.append(router.predict(float(k), f"u{k}"))
             times.append(time.perf_counter() - started)
         assert [a.value for a in answers] == [k + 1.0 for k in range(40)]
-        assert max(times) < 0.05, f"slowest request took {max(times) * 1000:.1f} ms"
+        # Waiting on the shadow would cost every sleeper's request its 200 ms timeout (20 of 40).
+        assert_rarely_slow(times, slow=0.05, allowed=2, what="request")
         assert router.drain(timeout=5)
     finally:
         release.set()

@@ -16,6 +16,7 @@ from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline_tests.serving_tests.conftest import count, duplicates, set_connections
+from rollout_pipeline_tests.timing import assert_rarely_slow
 
 T0 = dt.datetime(2026, 3, 14, 8, 0, tzinfo=dt.UTC)
 
@@ -138,15 +139,16 @@ def test_a_slow_database_never_blocks_submit_and_memory_stays_bounded(engine, db
     assert writer.flush(timeout=30)
     lock_engine, lock = _hold_write_lock(db_url)
     try:
-        slowest, peak = 0.0, 0
+        durations, peak = [], 0
         for row in make_rows(20_000, start=10):
             started = time.perf_counter()
             writer.submit(row)
-            slowest = max(slowest, time.perf_counter() - started)
+            durations.append(time.perf_counter() - started)
             peak = max(peak, len(writer._buffer))
         assert writer.counts["overflowed"] > 15_000  # the database is blocked: rows went to disk
         assert peak <= 2 * 2_000 + 1
-        assert slowest < 0.05, f"a submit took {slowest * 1000:.1f} ms"
+        # A submit that waited on the locked table would never return (the lock is held until below).
+        assert_rarely_slow(durations, slow=0.05, allowed=5, what="submit")
     finally:
         lock.rollback()
         lock.close()
@@ -163,16 +165,16 @@ def test_no_row_is_lost_or_duplicated_across_a_postgres_outage(pg_server, pg_url
     writer = LogWriter(engine, tmp_path / "spill", batch_rows=200, flush_seconds=0.02, retry_seconds=0.1,
                        max_retry_seconds=0.5)
     submitted = 0
-    slowest = 0.0
+    durations = []
     stop = threading.Event()
 
     def produce():
-        nonlocal submitted, slowest
+        nonlocal submitted
         while not stop.is_set():
             for row in make_rows(50, start=submitted):
                 started = time.perf_counter()
                 writer.submit(row)
-                slowest = max(slowest, time.perf_counter() - started)
+                durations.append(time.perf_counter() - started)
             submitted += 50
             time.sleep(0.002)
 
@@ -196,7 +198,8 @@ def test_no_row_is_lost_or_duplicated_across_a_postgres_outage(pg_server, pg_url
         set_connections(pg_server, database, True)
     assert writer.wait_replayed(timeout=60), writer.stats()
     writer.close()
-    assert slowest < 0.05, f"a submit took {slowest * 1000:.1f} ms"
+    # Waiting on the database would cost a submit the 2 s connect timeout.
+    assert_rarely_slow(durations, slow=0.05, allowed=5, waiting_costs=2.0, what="submit")
     assert count(engine) == submitted, (count(engine), submitted, writer.stats())
     assert duplicates(engine) == 0
     assert segments(tmp_path / "spill") == []
