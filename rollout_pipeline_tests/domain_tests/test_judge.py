@@ -18,7 +18,7 @@ Ported with the same numbers and expected outcomes (read from ``spinnaker/spinna
   0.0333) differ by less than that tolerance.
 """
 
-import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -376,14 +376,20 @@ def test_estimate_above_the_exact_pairs_limit_is_the_median_of_all_differences()
     assert lower < result.estimate < upper
 
 
-def test_100k_against_100k_is_fast():
+def test_100k_against_100k_never_lists_the_pairs():
+    """10^10 differences would need 80 GB; the selection works in a bounded budget.
+
+    Its speed is measured by ``benchmarks/bench_judge.py`` (target: well under a second).
+    """
     rng = np.random.default_rng(3)
     control, experiment = rng.normal(100.0, 15.0, 100_000), rng.normal(100.5, 15.0, 100_000)
-    start = time.perf_counter()
-    result = classify_metric(control, experiment)
-    elapsed = time.perf_counter() - start
-    # A coarse guard of the order of magnitude (typically 0.2-0.4 s), not a benchmark.
-    assert elapsed < 2.0, f"{elapsed:.2f} s"
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc
+    try:
+        result = classify_metric(control, experiment)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * EXACT_PAIRS * 4, f"peak {peak / 2**20:.0f} MiB"
     assert result.estimate == pytest.approx(0.5, abs=0.3)
     assert result.classification == "high"
 
