@@ -117,6 +117,7 @@ def test_webhook_action_posts_the_variant_and_never_shows_its_token():
                                      backoff_seconds=0)
     finally:
         server.shutdown()
+        server.server_close()  # refused from now on (an open, unserved socket would hang each POST 30 s)
     assert (result.ok, result.attempts, result.detail) == (True, 2, "HTTP 204")
     assert seen == [{"model": "churn", "variant": "v1", "day": "2026-07-04", "action": "teardown"}] * 2
     assert "s3cret" not in result.action and result.action.endswith("/scale")
