@@ -332,20 +332,22 @@ def _collect_day(connection, model_name, day, stable_variant, candidate_variant,
     # 5. Feedback about the day's requests, joined on correlation id.
     f = feedback.c
     fb: dict[tuple[str, bool], dict[str, tuple[int, float | None, float | None]]] = defaultdict(dict)
-    for r in connection.execute(
-        sa.select(
-            p.variant,
-            p.served,
-            f.kind,
-            sa.func.count().label("n"),
-            sa.func.avg(sa.case((sa.and_(finite_prediction, f.value.is_not(None)), sa.func.abs(p.prediction - f.value)))).label("abs_err"),
-            sa.func.avg(sa.case((f.label.is_not(None), sa.case((p.label == f.label, 1.0), else_=0.0)))).label("acc"),
-        )
-        .select_from(feedback.join(prediction_log, p.correlation_id == f.correlation_id))
-        .where(in_day, unindexed(f.model_name) == model_name, unindexed(f.ts) >= lo,
-               unindexed(f.ts) < hi + FEEDBACK_WINDOW)
-        .group_by(p.variant, p.served, f.kind)
-    ):
+    with _settings(connection, **FEEDBACK_JOIN_SETTINGS):
+        feedback_rows = connection.execute(
+            sa.select(
+                p.variant,
+                p.served,
+                f.kind,
+                sa.func.count().label("n"),
+                sa.func.avg(sa.case((sa.and_(finite_prediction, f.value.is_not(None)), sa.func.abs(p.prediction - f.value)))).label("abs_err"),
+                sa.func.avg(sa.case((f.label.is_not(None), sa.case((p.label == f.label, 1.0), else_=0.0)))).label("acc"),
+            )
+            .select_from(feedback.join(prediction_log, p.correlation_id == f.correlation_id))
+            .where(in_day, unindexed(f.model_name) == model_name, unindexed(f.ts) >= lo,
+                   unindexed(f.ts) < hi + FEEDBACK_WINDOW)
+            .group_by(p.variant, p.served, f.kind)
+        ).all()
+    for r in feedback_rows:
         fb[(r.variant, bool(r.served))][r.kind] = (int(r.n), _f(r.abs_err), _f(r.acc))
 
     variants = []
@@ -654,3 +656,11 @@ def _settings(connection: sa.Connection, **settings: str):
 # 80,000 groups; with 4 MB of work_mem it then costs the hash table as spilling and sorts the
 # whole day on disk instead (5x slower at 1M rows). The real hash table holds ~1,000 groups.
 GROUPED_SCAN_SETTINGS = {"work_mem": "64MB"}
+
+# For the feedback join. Day partitions just written have no statistics until autovacuum
+# analyzes them (a minute or more after the load; never, if the pipeline runs first): the
+# planner then expects one row on each side and joins them in a nested loop, rescanning the
+# feedback for every prediction -- 14 s for 8,000 predictions x 2,400 feedback rows, hours
+# for a real day. A whole day's join is always a hash join (0.03 s there); the nested loop is
+# ruled out for this one query, whatever the statistics say.
+FEEDBACK_JOIN_SETTINGS = {"enable_nestloop": "off", "work_mem": "64MB"}

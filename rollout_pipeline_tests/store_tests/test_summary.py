@@ -5,6 +5,7 @@ import math
 import random
 
 import pytest
+import sqlalchemy as sa
 
 from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
 from rollout_pipeline.store.logs import write_feedback, write_predictions
@@ -127,6 +128,38 @@ def test_feedback_rates_and_accuracy(engine):
     assert (v1.complaints, v2.complaints, v2.complaint_rate) == (0, 1, 0.5)
     assert (v1.actuals, v1.abs_error_mean, v1.label_accuracy) == (1, 2.0, 1.0)
     assert (v2.actuals, v2.abs_error_mean, v2.label_accuracy) == (2, 2.5, 0.5)
+
+
+def test_the_feedback_join_never_nests_on_a_day_without_statistics(pg_url):
+    """Freshly written partitions have no statistics; the join must still hash, not rescan per row."""
+    from rollout_pipeline.store.engine import make_engine
+
+    engine = make_engine(pg_url)
+    rows, _, _ = _shadow_day(2000)
+    write_predictions(engine, rows)
+    write_feedback(engine, [FeedbackRow(f"req-{i:06d}", T + dt.timedelta(hours=2), "m", "actual", 0.5)
+                            for i in range(0, 2000, 2)])
+    plans = []
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        if "JOIN prediction_log" in statement and not statement.startswith("EXPLAIN"):
+            with conn.connection.dbapi_connection.cursor() as c:  # same session, same settings
+                c.execute("EXPLAIN " + statement, parameters)
+                plans.append("\n".join(r[0] for r in c.fetchall()))
+
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname LIKE :partitions "
+                "AND last_analyze IS NULL AND last_autoanalyze IS NULL"), {"partitions": "prediction_log_p%"}
+            ).scalar() >= 1
+            s = collect_day(conn, "m", DAY, "v1", "v2")
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", explain)
+        engine.dispose()
+    assert s.get("v1", True).actuals == 1000
+    assert len(plans) == 1 and "Hash Join" in plans[0] and "Nested Loop" not in plans[0], plans
 
 
 def test_an_empty_day(engine):
