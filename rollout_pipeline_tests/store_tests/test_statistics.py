@@ -1,0 +1,98 @@
+"""A day just loaded gets statistics before it is read, so its queries are planned for its real size."""
+
+import datetime as dt
+import logging
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.records import PredictionRow
+from rollout_pipeline.store.engine import make_engine
+from rollout_pipeline.store.logs import write_predictions
+from rollout_pipeline.store.partitions import analyze_stale_day
+from rollout_pipeline.store.summary import collect_day
+
+DAY = dt.date(2030, 1, 15)
+PARTITION = "prediction_log_p20300115"
+
+
+def _write(engine, start: int, n: int) -> None:
+    t0 = dt.datetime(2030, 1, 15, tzinfo=dt.UTC)
+    write_predictions(engine, [
+        PredictionRow(f"c{i:07d}", t0 + dt.timedelta(seconds=i % 86_000), "m", "v1" if i % 2 else "v2", bool(i % 2),
+                      f"u{i % 97}", 1.0 + i % 50, "ok", float(i % 1000), None)
+        for i in range(start, start + n)])
+
+
+def _statistics(engine) -> tuple[float, int]:
+    """What the planner knows of the day: reltuples (-1: never analyzed) and pg_stats columns."""
+    with engine.connect() as conn:
+        reltuples = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:n)"),
+                                 {"n": PARTITION}).scalar_one()
+        columns = conn.execute(sa.text("SELECT count(*) FROM pg_stats WHERE tablename = :n"),
+                               {"n": PARTITION}).scalar_one()
+    return reltuples, columns
+
+
+def test_a_day_just_loaded_is_analyzed_once_and_again_when_it_has_grown(pg_url, caplog):
+    engine = make_engine(pg_url)
+    _write(engine, 0, 4_000)
+    with engine.begin() as conn:  # autovacuum must not do it for us meanwhile (it may be on elsewhere)
+        conn.execute(sa.text(f"ALTER TABLE {PARTITION} SET (autovacuum_enabled = false)"))
+    assert _statistics(engine) == (-1, 0)
+
+    with caplog.at_level(logging.INFO, logger="rollout_pipeline.store.partitions"):
+        outcome = analyze_stale_day(engine, "prediction_log", DAY)
+    assert outcome.startswith(f"analyzed {PARTITION} (no statistics yet) in ")
+    assert outcome in caplog.text
+    reltuples, columns = _statistics(engine)
+    assert reltuples == 4_000 and columns > 5
+
+    assert analyze_stale_day(engine, "prediction_log", DAY) is None  # fresh: not again
+    _write(engine, 4_000, 4_000)
+    assert analyze_stale_day(engine, "prediction_log", DAY) is None  # grown 2x: not yet stale
+    _write(engine, 8_000, 8_000)
+    outcome = analyze_stale_day(engine, "prediction_log", DAY)
+    assert outcome and "statistics taken at" in outcome
+    assert _statistics(engine)[0] == 16_000
+
+    assert analyze_stale_day(engine, "prediction_log", DAY + dt.timedelta(days=400)) is None  # no such partition
+    engine.dispose()
+
+
+def test_collect_analyzes_the_day_it_reads(pg_url):
+    engine = make_engine(pg_url)
+    _write(engine, 0, 2_000)
+    assert _statistics(engine)[0] == -1
+    with engine.connect() as conn:
+        summary = collect_day(conn, "m", DAY, "v1", "v2")
+    assert summary.total_rows == 2_000
+    assert _statistics(engine)[0] == 2_000
+    engine.dispose()
+
+
+def test_a_role_that_does_not_own_the_day_says_so_and_reads_it_anyway(pg_url, caplog):
+    engine = make_engine(pg_url)
+    _write(engine, 0, 1_000)
+    reader = "rp_stats_reader"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP ROLE IF EXISTS {reader}"))
+        conn.execute(sa.text(f"CREATE ROLE {reader}"))
+        conn.execute(sa.text(f"GRANT SELECT ON prediction_log, feedback TO {reader}"))
+    as_reader = make_engine(pg_url, connect_args={"options": f"-c role={reader}"})
+    try:
+        with caplog.at_level(logging.WARNING, logger="rollout_pipeline.store.partitions"):
+            outcome = analyze_stale_day(as_reader, "prediction_log", DAY)
+            with as_reader.connect() as conn:
+                assert conn.execute(sa.text("SELECT current_user")).scalar_one() == reader
+                summary = collect_day(conn, "m", DAY, "v1", "v2")
+        assert outcome == (f"{PARTITION} has no statistics yet and this role does not own it: "
+                           "the day is read without fresh statistics")
+        assert outcome in caplog.text
+        assert summary.total_rows == 1_000
+        assert _statistics(engine)[0] == -1
+    finally:
+        as_reader.dispose()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"REVOKE ALL ON prediction_log, feedback FROM {reader}"))
+            conn.execute(sa.text(f"DROP ROLE {reader}"))
+        engine.dispose()
