@@ -14,7 +14,9 @@ shadowing every request with the same correlation id) it:
    ``prediction_log`` of a throwaway PostgreSQL database (generation and ingest
    are timed apart);
 2. runs ``VACUUM ANALYZE`` on the day's partition (what autovacuum does after a
-   bulk load; without it the first scan of fresh rows also writes hint bits);
+   bulk load; without it the first scan of fresh rows also writes hint bits) --
+   unless ``--fresh-day``: then the day is measured as loaded, autovacuum kept off
+   its partition, as when a day is decided right after it arrived;
 3. measures the floor: one plain aggregate scan of the day (count, mean and
    stddev of latency and prediction per variant), best of ``--repeat``;
 4. runs the analysis in a fresh Python subprocess (so its peak RSS is this size's
@@ -158,6 +160,20 @@ def day_rows(engine, day: dt.date) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT count(*) FROM prediction_log WHERE {day_filter_sql()}"),
                             day_params(day)).scalar_one()
+
+
+def keep_autovacuum_off(engine, day: dt.date) -> None:
+    """Create the day's partition now and keep autovacuum away from it (for --fresh-day)."""
+    import sqlalchemy as sa
+
+    from rollout_pipeline.store.partitions import ensure_day_partitions, partition_name
+
+    name = partition_name("prediction_log", day)
+    with engine.begin() as conn:  # a day being re-loaded: start from a partition without statistics
+        conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
+    ensure_day_partitions(engine, [day], tables=("prediction_log",))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'ALTER TABLE "{name}" SET (autovacuum_enabled = false)'))
 
 
 def vacuum_day(engine, day: dt.date) -> float:
@@ -341,6 +357,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "0 to skip)")
     parser.add_argument("--no-accuracy", action="store_true",
                         help="skip the exact reference (percentile_cont, full pair join) for the shortcuts' error")
+    parser.add_argument("--fresh-day", action="store_true",
+                        help="decide each day as loaded: no VACUUM ANALYZE, autovacuum off for its partition "
+                             "(the analysis then runs ANALYZE itself on its first run)")
     parser.add_argument("--chunk-requests", type=int, default=250_000, help="requests generated and written per chunk")
     parser.add_argument("--day", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1),
                         help="the first day (in the past: Dagster's daily partitions end today)")
@@ -402,7 +421,7 @@ def main(argv=None) -> int:
                 print(f"\n== {requests:,} requests = {n_rows:,} rows on {day} ==", flush=True)
                 res = {"requests": requests, "rows": n_rows, "day": day.isoformat(), "facts": facts}
                 present = day_rows(engine, day)
-                if present == n_rows:
+                if present == n_rows and not args.fresh_day:
                     print("  reusing the rows already in the database (ingest not measured)", flush=True)
                     res["ingest"] = None
                 else:
@@ -410,8 +429,10 @@ def main(argv=None) -> int:
                         with engine.begin() as conn:
                             conn.execute(sa.text(f"DELETE FROM prediction_log WHERE {day_filter_sql()}"),
                                          day_params(day))
+                    if args.fresh_day:
+                        keep_autovacuum_off(engine, day)
                     res["ingest"] = ingest_day(engine, day, requests, args.chunk_requests, args.seed + requests)
-                res["vacuum_s"] = vacuum_day(engine, day)
+                res["vacuum_s"] = None if args.fresh_day else vacuum_day(engine, day)
                 res["floor_runs"], res["floor_rows"] = measure_floor(engine, day, args.repeat)
                 print(f"  floor: {', '.join(fmt_s(t) for t in res['floor_runs'])}", flush=True)
                 extra = ["--repeat", str(args.repeat)] + (["--no-accuracy"] if args.no_accuracy else [])
@@ -478,7 +499,10 @@ def report(results: list[dict], command: str, load_before, load_after) -> int:
         if r["ingest"]:
             i = r["ingest"]
             print(f"ingest (write_predictions): {i['rows'] / i['ingest_s']:>10,.0f} rows/s ({i['ingest_s']:.1f} s); "
-                  f"generation apart: {i['generate_s']:.1f} s; VACUUM ANALYZE {r['vacuum_s']:.1f} s")
+                  f"generation apart: {i['generate_s']:.1f} s; " + (
+                      f"VACUUM ANALYZE {r['vacuum_s']:.1f} s" if r["vacuum_s"] is not None else
+                      "no VACUUM ANALYZE (--fresh-day: as loaded, autovacuum off; the first analysis run "
+                      "includes its own ANALYZE)"))
         print(f"(a) floor, one aggregate scan:     {floor:7.3f} s  {n / floor:>12,.0f} rows/s")
         print(f"    analysis, best of {len(a['runs'])}:          {best['total']:7.3f} s  {n / best['total']:>12,.0f} rows/s"
               f"  = {best['total'] / floor:.2f}x the floor")
