@@ -169,7 +169,7 @@ def keep_autovacuum_off(engine, day: dt.date) -> None:
     from rollout_pipeline.store.partitions import ensure_day_partitions, partition_name
 
     name = partition_name("prediction_log", day)
-    with engine.begin() as conn:  # a day being re-loaded: start from a partition without statistics
+    with engine.begin() as conn:  # a day loaded before: drop it, rows and statistics with it
         conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
     ensure_day_partitions(engine, [day], tables=("prediction_log",))
     with engine.begin() as conn:
@@ -425,12 +425,12 @@ def main(argv=None) -> int:
                     print("  reusing the rows already in the database (ingest not measured)", flush=True)
                     res["ingest"] = None
                 else:
-                    if present:
+                    if args.fresh_day:
+                        keep_autovacuum_off(engine, day)  # a new partition: the day's old rows go with the old one
+                    elif present:
                         with engine.begin() as conn:
                             conn.execute(sa.text(f"DELETE FROM prediction_log WHERE {day_filter_sql()}"),
                                          day_params(day))
-                    if args.fresh_day:
-                        keep_autovacuum_off(engine, day)
                     res["ingest"] = ingest_day(engine, day, requests, args.chunk_requests, args.seed + requests)
                 res["vacuum_s"] = None if args.fresh_day else vacuum_day(engine, day)
                 res["floor_runs"], res["floor_rows"] = measure_floor(engine, day, args.repeat)

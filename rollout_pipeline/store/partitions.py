@@ -144,7 +144,6 @@ def drop_day_partitions_before(engine: sa.Engine, cutoff: dt.date, tables: Itera
     return dropped
 
 
-
 def analyze_stale_day(engine: sa.Engine, table: str, day: dt.date) -> str | None:
     """Give ``day``'s partition of ``table`` statistics if it has none worth the name; the outcome, or None.
 

@@ -10,6 +10,7 @@ from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline.store.partitions import analyze_stale_day
 from rollout_pipeline.store.summary import collect_day
+from rollout_pipeline_tests.store_tests.conftest import READER
 
 DAY = dt.date(2030, 1, 15)
 PARTITION = "prediction_log_p20300115"
@@ -70,29 +71,17 @@ def test_collect_analyzes_the_day_it_reads(pg_url):
     engine.dispose()
 
 
-def test_a_role_that_does_not_own_the_day_says_so_and_reads_it_anyway(pg_url, caplog):
+def test_a_role_that_does_not_own_the_day_says_so_and_reads_it_anyway(pg_url, reader_engine, caplog):
     engine = make_engine(pg_url)
     _write(engine, 0, 1_000)
-    reader = "rp_stats_reader"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP ROLE IF EXISTS {reader}"))
-        conn.execute(sa.text(f"CREATE ROLE {reader}"))
-        conn.execute(sa.text(f"GRANT SELECT ON prediction_log, feedback TO {reader}"))
-    as_reader = make_engine(pg_url, connect_args={"options": f"-c role={reader}"})
-    try:
-        with caplog.at_level(logging.WARNING, logger="rollout_pipeline.store.partitions"):
-            outcome = analyze_stale_day(as_reader, "prediction_log", DAY)
-            with as_reader.connect() as conn:
-                assert conn.execute(sa.text("SELECT current_user")).scalar_one() == reader
-                summary = collect_day(conn, "m", DAY, "v1", "v2")
-        assert outcome == (f"{PARTITION} has no statistics yet and this role does not own it: "
-                           "the day is read without fresh statistics")
-        assert outcome in caplog.text
-        assert summary.total_rows == 1_000
-        assert _statistics(engine)[0] == -1
-    finally:
-        as_reader.dispose()
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"REVOKE ALL ON prediction_log, feedback FROM {reader}"))
-            conn.execute(sa.text(f"DROP ROLE {reader}"))
-        engine.dispose()
+    with caplog.at_level(logging.WARNING, logger="rollout_pipeline.store.partitions"):
+        outcome = analyze_stale_day(reader_engine, "prediction_log", DAY)
+        with reader_engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT current_user")).scalar_one() == READER
+            summary = collect_day(conn, "m", DAY, "v1", "v2")
+    assert outcome == (f"{PARTITION} has no statistics yet and this role does not own it: "
+                       "the day is read without fresh statistics")
+    assert outcome in caplog.text
+    assert summary.total_rows == 1_000
+    assert _statistics(engine)[0] == -1
+    engine.dispose()
