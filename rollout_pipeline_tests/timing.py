@@ -12,6 +12,9 @@ slow, not at the single slowest one.
 from __future__ import annotations
 
 import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable
 
 
 def assert_rarely_slow(durations: list[float], *, slow: float = 0.05, allowed: int = 2,
@@ -31,3 +34,37 @@ def assert_rarely_slow(durations: list[float], *, slow: float = 0.05, allowed: i
     if waiting_costs is not None:
         assert not slow_ones or slow_ones[0] < waiting_costs, (
             f"a {what} took {slow_ones[0] * 1000:.1f} ms, as long as waiting would ({waiting_costs * 1000:.0f} ms)")
+
+
+class TimedProducer:
+    """Submits rows from a background thread, ``batch`` at a time with a pause between, timing every submit.
+
+    ``rows(start, n)`` makes the rows numbered start .. start + n - 1. Used as a
+    context manager: the thread runs inside the block and is stopped and joined on
+    leaving it; ``submitted`` and ``durations`` are then final.
+    """
+
+    def __init__(self, submit: Callable[[object], None], rows: Callable[[int, int], Iterable[object]], *,
+                 batch: int = 50, pause: float = 0.002):
+        self._submit, self._rows, self._batch, self._pause = submit, rows, batch, pause
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="timed-producer")
+        self.submitted = 0
+        self.durations: list[float] = []
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for row in self._rows(self.submitted, self._batch):
+                started = time.perf_counter()
+                self._submit(row)
+                self.durations.append(time.perf_counter() - started)
+            self.submitted += self._batch
+            time.sleep(self._pause)
+
+    def __enter__(self) -> TimedProducer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()

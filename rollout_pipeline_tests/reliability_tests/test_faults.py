@@ -8,7 +8,6 @@ happen in the throwaway cluster of ``conftest.cluster``, never on the shared ser
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 
 import dagster as dg
@@ -28,7 +27,7 @@ from rollout_pipeline.store.routing import read_routing, routing_history_rows
 from rollout_pipeline.store.serving_queries import count_rows, duplicate_identities
 from rollout_pipeline_tests.factories import log_day
 from rollout_pipeline_tests.reliability_tests.conftest import wait_until_up
-from rollout_pipeline_tests.timing import assert_rarely_slow
+from rollout_pipeline_tests.timing import TimedProducer, assert_rarely_slow
 
 DAY = dt.date(2026, 11, 28)
 
@@ -203,35 +202,23 @@ def test_log_writer_survives_a_30_second_outage_under_load(cluster, cluster_url,
     writer = LogWriter(engine, tmp_path / "spill", batch_rows=500, flush_seconds=0.05, retry_seconds=0.2,
                        max_retry_seconds=2.0)
     t0 = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
-    submitted, durations = 0, []
-    stop = threading.Event()
 
-    def produce():
-        nonlocal submitted
-        while not stop.is_set():
-            for i in range(submitted, submitted + 50):
-                started = time.perf_counter()
-                writer.submit(PredictionRow(f"c{i:09d}", t0 + dt.timedelta(milliseconds=i), "m", "v1", True,
-                                            f"u{i % 97}", 2.0, "ok", float(i), None))
-                durations.append(time.perf_counter() - started)
-            submitted += 50
-            time.sleep(0.02)
+    def rows(start, n):
+        return [PredictionRow(f"c{i:09d}", t0 + dt.timedelta(milliseconds=i), "m", "v1", True, f"u{i % 97}", 2.0,
+                              "ok", float(i), None) for i in range(start, start + n)]
 
-    producer = threading.Thread(target=produce)
-    producer.start()
     try:
-        time.sleep(2)
-        cluster.stop("fast")
-        outage_started = time.monotonic()
-        time.sleep(30)
-        down_for = time.monotonic() - outage_started
-        spilled = writer.counts["spilled"]
-        assert not writer.database_up
-        cluster.start()
-        time.sleep(3)
+        with TimedProducer(writer.submit, rows, pause=0.02) as producer:
+            time.sleep(2)
+            cluster.stop("fast")
+            outage_started = time.monotonic()
+            time.sleep(30)
+            down_for = time.monotonic() - outage_started
+            spilled = writer.counts["spilled"]
+            assert not writer.database_up
+            cluster.start()
+            time.sleep(3)
     finally:
-        stop.set()
-        producer.join()
         if not cluster_is_up(cluster):
             cluster.start()
     assert writer.wait_replayed(timeout=120), writer.stats()
@@ -241,10 +228,10 @@ def test_log_writer_survives_a_30_second_outage_under_load(cluster, cluster_url,
         dupes = duplicate_identities(conn, "prediction_log")
     engine.dispose()
     assert down_for >= 30 and spilled > 30_000, (down_for, spilled)
-    assert stored == submitted, (stored, submitted, writer.stats())
+    assert stored == producer.submitted, (stored, producer.submitted, writer.stats())
     assert dupes == 0
     # A submit never waits on the database (that would take the 2 s connect timeout, or the 30 s outage).
-    assert_rarely_slow(durations, slow=0.05, allowed=10, waiting_costs=2.0, what="submit")
+    assert_rarely_slow(producer.durations, slow=0.05, allowed=10, waiting_costs=2.0, what="submit")
 
 
 def cluster_is_up(cluster) -> bool:

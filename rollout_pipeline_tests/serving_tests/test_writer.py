@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import threading
 import time
 
 import pytest
@@ -16,7 +15,7 @@ from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline_tests.serving_tests.conftest import count, duplicates, set_connections
-from rollout_pipeline_tests.timing import assert_rarely_slow
+from rollout_pipeline_tests.timing import TimedProducer, assert_rarely_slow
 
 T0 = dt.datetime(2026, 3, 14, 8, 0, tzinfo=dt.UTC)
 
@@ -164,43 +163,26 @@ def test_no_row_is_lost_or_duplicated_across_a_postgres_outage(pg_server, pg_url
     engine = make_engine(pg_url, connect_args={"connect_timeout": 2})
     writer = LogWriter(engine, tmp_path / "spill", batch_rows=200, flush_seconds=0.02, retry_seconds=0.1,
                        max_retry_seconds=0.5)
-    submitted = 0
-    durations = []
-    stop = threading.Event()
-
-    def produce():
-        nonlocal submitted
-        while not stop.is_set():
-            for row in make_rows(50, start=submitted):
-                started = time.perf_counter()
-                writer.submit(row)
-                durations.append(time.perf_counter() - started)
-            submitted += 50
-            time.sleep(0.002)
-
-    producer = threading.Thread(target=produce)
-    producer.start()
     try:
-        time.sleep(0.5)
-        set_connections(pg_server, database, False)
-        deadline = time.monotonic() + 10
-        while writer.database_up and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not writer.database_up, "the writer never noticed the outage"
-        time.sleep(1.0)
-        spilled_during_outage = writer.counts["spilled"]
-        assert spilled_during_outage > 0
-        set_connections(pg_server, database, True)
-        time.sleep(0.5)
+        with TimedProducer(writer.submit, lambda start, n: make_rows(n, start=start), pause=0.002) as producer:
+            time.sleep(0.5)
+            set_connections(pg_server, database, False)
+            deadline = time.monotonic() + 10
+            while writer.database_up and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not writer.database_up, "the writer never noticed the outage"
+            time.sleep(1.0)
+            spilled_during_outage = writer.counts["spilled"]
+            assert spilled_during_outage > 0
+            set_connections(pg_server, database, True)
+            time.sleep(0.5)
     finally:
-        stop.set()
-        producer.join()
         set_connections(pg_server, database, True)
     assert writer.wait_replayed(timeout=60), writer.stats()
     writer.close()
     # Waiting on the database would cost a submit the 2 s connect timeout.
-    assert_rarely_slow(durations, slow=0.05, allowed=5, waiting_costs=2.0, what="submit")
-    assert count(engine) == submitted, (count(engine), submitted, writer.stats())
+    assert_rarely_slow(producer.durations, slow=0.05, allowed=5, waiting_costs=2.0, what="submit")
+    assert count(engine) == producer.submitted, (count(engine), producer.submitted, writer.stats())
     assert duplicates(engine) == 0
     assert segments(tmp_path / "spill") == []
     engine.dispose()
