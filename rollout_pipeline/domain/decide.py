@@ -96,6 +96,18 @@ class Evidence:
     old_variant_deployable: bool = True  # production: the old stable is still inactive (not torn down)
 
 
+def evidence_from(evaluation, data_quality_failures: Sequence[str], *, old_variant_deployable: bool = True) -> Evidence:
+    """The state machine's evidence from a day's evaluation (``domain.evaluate.Evaluation``) and validation."""
+    return Evidence(
+        data_quality_failures=tuple(data_quality_failures),
+        candidate_requests=evaluation.candidate_requests,
+        critical_failures=tuple(evaluation.critical_failures),
+        score=evaluation.score,
+        score_reasons=tuple(evaluation.failures),
+        old_variant_deployable=old_variant_deployable,
+    )
+
+
 def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
     """The day's decision from the evidence, under ``policy``."""
     if state.stage == "rolled_back":

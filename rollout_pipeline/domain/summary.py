@@ -69,6 +69,7 @@ class VariantDay:
     actuals: int = 0
     abs_error_mean: float | None = None
     label_accuracy: float | None = None
+    null_outputs: int = 0  # rows with status ok but neither a prediction nor a label (an answer that says nothing)
 
     @property
     def error_rate(self) -> float | None:
@@ -90,6 +91,10 @@ class SampleRow:
     status: str | None
     prediction: float | None
     label: str | None
+    entity_id: str | None = None  # the sticky-assignment key: the unit randomized in canary
+    actual: float | None = None  # feedback ``actual`` value for this request, if it arrived in the window
+    actual_label: str | None = None  # feedback ``actual`` label for this request
+    complaints: int = 0  # feedback ``complaint`` rows for this request
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,18 @@ class DaySummary:
     unknown_variants: tuple[str, ...] = ()
     collect_seconds: float = 0.0
     duplicate_served_ids: int = 0  # served rows of the sample whose correlation id another served row has too
+    # Late labels: accuracy is judged on the requests of ``accuracy_day`` (= day - policy.label_delay_days),
+    # whose outcomes had time to arrive; ``accuracy_sample`` is the hash sample of that day with its feedback.
+    # When accuracy_day == day (no delay) accuracy_sample is empty and ``sample`` is used.
+    accuracy_day: dt.date | None = None
+    accuracy_sample: tuple[SampleRow, ...] = ()
+    sample_fraction: float = 1.0  # share of hash buckets sampled (the same for both variants when shadows are logged)
+
+    def outcome_sample(self) -> tuple[SampleRow, ...]:
+        """The sampled rows whose outcomes (actuals) the accuracy gate judges."""
+        if self.accuracy_day is None or self.accuracy_day == self.day:
+            return self.sample
+        return self.accuracy_sample
 
     def get(self, variant: str, served: bool) -> VariantDay | None:
         """The stats of ``variant``'s served (or shadow) answers, if any were logged."""
