@@ -6,7 +6,10 @@ Contract rules at write time (documented in the README):
   row's position, and nothing of the batch is written — when it cannot be stored
   or attributed at all: ``ts`` missing or not a datetime, ``model_name`` /
   ``variant`` / ``kind`` missing or empty, ``served`` not a bool, a field of the
-  wrong type, or a NUL character in a text field (PostgreSQL cannot store it).
+  wrong type, a NUL character or a lone surrogate in a text field (PostgreSQL cannot
+  store them), or a
+  feedback ``value`` that is not finite or is absurd (``|x| >= ABSURD_VALUE``):
+  an outcome of 1e308 or NaN would make the day impossible to judge.
 * Anything else the contract forbids is **stored as is** so that the day's
   validation flags it: a missing correlation id, an unknown status, a negative,
   missing or NaN latency, an absurd prediction. (SQLite has no NaN: there a NaN
@@ -34,6 +37,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.records import FEEDBACK_COLUMNS, PREDICTION_COLUMNS
+from rollout_pipeline.domain.summary import ABSURD_VALUE
 from rollout_pipeline.store.engine import is_postgres
 from rollout_pipeline.store.partitions import ensure_day_partitions
 
@@ -66,6 +70,7 @@ def _short(row: Any) -> str:
 
 # Field kinds: how each column is checked and rendered.
 _REQUIRED_TEXT, _TEXT, _FLOAT, _BOOL, _TS = "required_text", "text", "float", "bool", "ts"
+_FINITE = "finite"  # a number (or None) that must be finite and below ABSURD_VALUE in magnitude
 
 _PREDICTION_KINDS = {
     "correlation_id": _TEXT,
@@ -84,7 +89,7 @@ _FEEDBACK_KINDS = {
     "ts": _TS,
     "model_name": _REQUIRED_TEXT,
     "kind": _REQUIRED_TEXT,
-    "value": _FLOAT,
+    "value": _FINITE,
     "label": _TEXT,
 }
 
@@ -120,14 +125,36 @@ def _check(value: Any, kind: str, field: str, index: int, row: Any) -> None:
     elif kind == _TEXT:
         if value is not None and not isinstance(value, str):
             raise ContractError(index, field, f"must be a string or None, got {type(value).__name__}", row)
-    elif kind == _FLOAT:
+    elif kind == _FLOAT or kind == _FINITE:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ContractError(index, field, f"must be a number or None, got {type(value).__name__}", row)
+        if kind == _FINITE and value is not None and not _sane(value):
+            raise ContractError(index, field, f"must be a finite number with |x| < {ABSURD_VALUE:g}, got {value!r}",
+                                row)
     elif kind == _BOOL:
         if not isinstance(value, bool):
             raise ContractError(index, field, f"must be true or false, got {value!r}", row)
-    if isinstance(value, str) and "\x00" in value:
-        raise ContractError(index, field, "contains a NUL character", row)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ContractError(index, field, "contains a NUL character", row)
+        if not _encodable(value):
+            raise ContractError(index, field, "is not valid unicode (a lone surrogate cannot be stored)", row)
+
+
+def _encodable(text: str) -> bool:
+    """False for text with lone surrogates, which neither UTF-8 nor the databases can hold."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _sane(value: float) -> bool:
+    """True for a finite number below ABSURD_VALUE in magnitude (False for NaN and infinities)."""
+    return -ABSURD_VALUE < value < ABSURD_VALUE
 
 
 def _validated(rows: Iterable[Any], kinds: Mapping[str, str], start: int = 0) -> Iterable[tuple[int, tuple, dt.datetime]]:
@@ -158,7 +185,7 @@ def _copy_text(row: tuple, kinds: tuple[str, ...], ts: dt.datetime) -> str:
             out.append("\\N")
         elif kind == _BOOL:
             out.append("t" if value else "f")
-        elif kind == _FLOAT:
+        elif kind == _FLOAT or kind == _FINITE:
             out.append(repr(float(value)))
         else:
             out.append(value.translate(_COPY_ESCAPES))
@@ -168,7 +195,7 @@ def _copy_text(row: tuple, kinds: tuple[str, ...], ts: dt.datetime) -> str:
 def _sqlite_value(value: Any, kind: str, ts: dt.datetime) -> Any:
     if kind == _TS:
         return ts.replace(tzinfo=None).strftime(_SQLITE_TS)
-    if kind == _FLOAT and value is not None:
+    if (kind == _FLOAT or kind == _FINITE) and value is not None:
         value = float(value)
         return None if math.isnan(value) else value
     return value
@@ -222,11 +249,13 @@ def _well_formed(chunk: Sequence[Any], kinds: tuple[str, ...]) -> _Columns | Non
             if not found <= _STR_TYPES:
                 return None
             text = "".join(filter(None, column))
-            if "\x00" in text:
+            if "\x00" in text or not _encodable(text):
                 return None
             special = any(c in text for c in _COPY_SPECIALS)
-        elif kind == _FLOAT:
+        elif kind == _FLOAT or kind == _FINITE:
             if not found <= _NUMBER_TYPES:
+                return None
+            if kind == _FINITE and not all(v is None or _sane(v) for v in column):
                 return None
         elif kind == _BOOL:
             if found != {bool}:
@@ -250,7 +279,7 @@ def _fast_copy_text(cols: _Columns, kinds: tuple[str, ...]) -> str:
                 out.append(map("%sT%s+00:00".__mod__, zip(dates, times)))
         elif kind == _BOOL:
             out.append(map(_COPY_BOOL.__getitem__, column))
-        elif kind == _FLOAT:
+        elif kind == _FLOAT or kind == _FINITE:
             if int in found:
                 out.append(["\\N" if v is None else repr(float(v)) for v in column])
             elif _NONE in found:
@@ -275,7 +304,7 @@ def _fast_sqlite_rows(cols: _Columns, kinds: tuple[str, ...]) -> list[tuple] | N
         if kind == _TS:
             dates = map(dt.date.isoformat, map(_ts_date, column))
             out.append(map("%s %s".__mod__, zip(dates, map(_sqlite_time, map(_ts_time, column)))))
-        elif kind == _FLOAT:
+        elif kind == _FLOAT or kind == _FINITE:
             if int in found:
                 column = [None if v is None else float(v) for v in column]
             out.append([v if v == v else None for v in column])  # NaN -> NULL; None == None stays
@@ -333,7 +362,17 @@ class _CopySource:
             raise
 
 
-def _write(engine: sa.Engine, table: str, kinds: Mapping[str, str], rows: Iterable[Any], chunk_rows: int) -> int:
+# Errors that belong to the rows, not to the database's availability: a value PostgreSQL refuses
+# (out of range, bad encoding), a date the partitioning cannot represent (9999-12-31 + 1 day).
+DATA_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OverflowError, sa.exc.DataError)
+
+
+class _DryRun(Exception):
+    """Raised at the end of a trial write so that its transaction rolls back."""
+
+
+def _write(engine: sa.Engine, table: str, kinds: Mapping[str, str], rows: Iterable[Any], chunk_rows: int,
+           *, dry_run: bool = False) -> int:
     started = time.perf_counter()
     columns = tuple(kinds)
     postgres = is_postgres(engine)
@@ -377,6 +416,8 @@ def _write(engine: sa.Engine, table: str, kinds: Mapping[str, str], rows: Iterab
             while chunk:
                 connection.exec_driver_sql(insert_sql, chunk)
                 chunk = next_chunk()
+        if dry_run:
+            raise _DryRun
     if postgres and days - partitioned_days:
         # Days first seen after the first chunk: their rows went to the default
         # partition unless a partition already existed; making it now moves them.
@@ -385,6 +426,39 @@ def _write(engine: sa.Engine, table: str, kinds: Mapping[str, str], rows: Iterab
     if total:
         log.info("wrote %d rows to %s in %.2f s (%.0f rows/s)", total, table, elapsed, total / max(elapsed, 1e-9))
     return total
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ContractError):
+        return f"{exc.field} {exc.problem}"
+    if isinstance(exc, sa.exc.DBAPIError):
+        exc = exc.orig or exc
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def unstorable_rows(engine: sa.Engine, table: str, rows: Sequence[Any]) -> list[tuple[int, str]]:
+    """(position, reason) of each row the database refuses; nothing is written.
+
+    Halves of ``rows`` are tried in transactions that are rolled back, down to the single
+    rows that fail with a data error (``DATA_ERRORS``). Any other error (the database is
+    unreachable) propagates. Only day-partition DDL, which is harmless, may remain.
+    """
+    kinds = {"prediction_log": _PREDICTION_KINDS, "feedback": _FEEDBACK_KINDS}[table]
+
+    def trial(lo: int, hi: int) -> list[tuple[int, str]]:
+        try:
+            _write(engine, table, kinds, rows[lo:hi], CHUNK_ROWS, dry_run=True)
+        except _DryRun:
+            return []
+        except DATA_ERRORS as exc:
+            if hi - lo == 1:
+                return [(lo, _reason(exc))]
+            mid = (lo + hi) // 2
+            return trial(lo, mid) + trial(mid, hi)
+        return []  # an empty slice
+
+    return trial(0, len(rows)) if rows else []
 
 
 def write_predictions(engine: sa.Engine, rows: Iterable[Any], *, chunk_rows: int = CHUNK_ROWS) -> int:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
 from rollout_pipeline.store import tables
-from rollout_pipeline.store.logs import ContractError, write_feedback, write_predictions
+from rollout_pipeline.store.logs import ContractError, unstorable_rows, write_feedback, write_predictions
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
@@ -110,3 +110,31 @@ def test_feedback_round_trips(engine):
 def test_empty_batch_writes_nothing(engine):
     assert write_predictions(engine, []) == 0
     assert write_predictions(engine, iter(())) == 0
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e308, -1e15, 10**400])
+def test_a_non_finite_or_absurd_feedback_value_rejects_the_batch_naming_row_and_field(engine, value):
+    good = [FeedbackRow(f"g{i}", T0, "m", "actual", 0.5) for i in range(3)]
+    with pytest.raises(ContractError) as info:
+        write_feedback(engine, [*good, FeedbackRow("bad", T0, "m", "actual", value), *good])
+    assert (info.value.index, info.value.field) == (3, "value")
+    assert "row 3: value must be a finite number" in str(info.value)
+    assert _read(engine, tables.feedback) == []
+
+
+def test_feedback_values_just_below_the_absurd_limit_are_stored(engine):
+    assert write_feedback(engine, [FeedbackRow("a", T0, "m", "actual", 1e15 - 1), FeedbackRow("b", T0, "m", "actual", -3)]) == 2
+
+
+def test_unstorable_rows_names_each_row_the_database_refuses_and_writes_nothing(engine):
+    rows = [FeedbackRow(f"g{i:02d}", T0, "m", "actual", 1.0) for i in range(20)]
+    # PostgreSQL: a day partition has no upper bound after 9999-12-31 (SQLite stores that day).
+    rows[3] = rows[3]._replace(ts=dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    rows[11] = rows[11]._replace(value=float("nan"))
+    rows[17] = rows[17]._replace(label="surrogate \ud800")  # not encodable in UTF-8
+    bad = dict(unstorable_rows(engine, "feedback", rows))
+    expected = {11, 17} if engine.dialect.name == "sqlite" else {3, 11, 17}
+    assert set(bad) == expected, bad
+    assert "value must be a finite number" in bad[11] and "surrogate" in bad[17]
+    assert _read(engine, tables.feedback) == []
+    assert write_feedback(engine, [r for i, r in enumerate(rows) if i not in expected]) == 20 - len(expected)
