@@ -107,10 +107,8 @@ class Pairing:
     matched: int
     unmatched_shadow: int
     duplicate_correlation_ids: int
-    diff_mean: float | None
     diff_abs_mean: float | None
     disagreement_rate: float | None
-    list_overlap: float | None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A day just loaded gets statistics before it is read, so its queries are planned for its real size."""
+"""A day just loaded gets statistics (an explicit step before collect), so its queries are planned for its real size."""
 
 import datetime as dt
 import logging
@@ -60,14 +60,21 @@ def test_a_day_just_loaded_is_analyzed_once_and_again_when_it_has_grown(pg_url, 
     engine.dispose()
 
 
-def test_collect_analyzes_the_day_it_reads(pg_url):
+def test_collect_only_reads_and_the_explicit_step_gives_the_day_statistics(pg_url):
+    """The analysis runs ``analyze_stale_day`` as a step of its own before collect; collect has no side effect."""
     engine = make_engine(pg_url)
     _write(engine, 0, 2_000)
-    assert _statistics(engine)[0] == -1
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {PARTITION} SET (autovacuum_enabled = false)"))
     with engine.connect() as conn:
-        summary = collect_day(conn, "m", DAY, "v1", "v2")
-    assert summary.total_rows == 2_000
+        unanalyzed = collect_day(conn, "m", DAY, "v1", "v2")
+    assert _statistics(engine) == (-1, 0)  # collect read the day and left it as it was
+    assert analyze_stale_day(engine, "prediction_log", DAY).startswith(f"analyzed {PARTITION} (no statistics yet)")
     assert _statistics(engine)[0] == 2_000
+    with engine.connect() as conn:
+        analyzed = collect_day(conn, "m", DAY, "v1", "v2")
+    assert analyzed.total_rows == unanalyzed.total_rows == 2_000
+    assert (analyzed.variants, analyzed.sample) == (unanalyzed.variants, unanalyzed.sample)  # plans differ, results not
     engine.dispose()
 
 

@@ -60,7 +60,7 @@ def test_counts_quantiles_and_pairing(engine):
     assert 0.2 < pr.sample_fraction < 0.5
     assert pr.matched == pr.shadow_in_sample == pr.served_in_sample
     assert pr.unmatched_shadow == 0
-    assert pr.diff_mean == pytest.approx(0.1)
+    assert pr.diff_abs_mean == pytest.approx(0.1)
     assert pr.disagreement_rate == pytest.approx(0.25, abs=0.05)
     assert len(s.sample) <= 2 * 1000 * 1.2
     assert s.unknown_variants == ()
