@@ -94,40 +94,48 @@ class Evidence:
     score: float | None
     score_reasons: Sequence[str] = ()
     old_variant_deployable: bool = True  # production: the old stable is still inactive (not torn down)
+    insufficient: Sequence[str] = ()  # critical gates without enough data for a verdict
+    not_judged: Sequence[str] = ()  # other gates without a verdict, with why (shown, never decisive)
 
 
 def evidence_from(evaluation, data_quality_failures: Sequence[str], *, old_variant_deployable: bool = True) -> Evidence:
-    """The state machine's evidence from a day's evaluation (``domain.evaluate.Evaluation``) and validation."""
+    """The state machine's evidence from a day's evaluation (``domain.evaluate.Evaluation``) and validation.
+
+    The evaluation's integrity failures (coverage, orphan or duplicate rows, empty
+    answers, broken feedback) join the validation's: either way the day cannot be judged.
+    """
     return Evidence(
-        data_quality_failures=tuple(data_quality_failures),
+        data_quality_failures=(*data_quality_failures, *evaluation.integrity_failures),
         candidate_requests=evaluation.candidate_requests,
         critical_failures=tuple(evaluation.critical_failures),
         score=evaluation.score,
         score_reasons=tuple(evaluation.failures),
         old_variant_deployable=old_variant_deployable,
+        insufficient=tuple(evaluation.insufficient),
+        not_judged=tuple(evaluation.not_judged),
     )
 
 
 def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
-    """The day's decision from the evidence, under ``policy``."""
+    """The day's decision from the evidence, under ``policy`` (the worst outcome wins)."""
     if state.stage == "rolled_back":
         return _hold(state, ["rollout is rolled back: nothing to decide"])
     if state.stage == "production":
         return _watch(state, evidence, policy)
     if evidence.data_quality_failures:
         return _hold(state, ["data quality failed, so the day cannot be judged:", *evidence.data_quality_failures])
-    needed = policy.required_requests
-    if state.stage == "canary" and state.canary_percent == policy.canary_steps[0]:
-        needed = min(needed, policy.wiring_step_min_requests)  # 1% checks the wiring, not the model
     unit = "paired shadow" if state.stage == "shadow" else "candidate-served"
     if evidence.critical_failures and evidence.candidate_requests > 0:
         return _rollback(state, ["critical failure:", *evidence.critical_failures])
-    if evidence.candidate_requests < needed:
-        return _hold(state, [f"not enough data: {evidence.candidate_requests} {unit} requests < {needed} required"])
+    if evidence.insufficient:
+        return _hold(state, ["not enough data for a critical metric:", *evidence.insufficient])
+    if policy.min_requests is not None and evidence.candidate_requests < policy.min_requests:
+        return _hold(state, [f"not enough data: {evidence.candidate_requests} {unit} requests "
+                             f"< min_requests {policy.min_requests}"])
     score = evidence.score
     t = policy.judge
     if score is None:
-        return _hold(state, ["no metric could be judged (no data on either side)", *evidence.score_reasons])
+        return _hold(state, ["no metric could be judged:", *evidence.not_judged])
     summary = f"judge score {score:.0f}"
     if score < t.marginal_score:
         return _rollback(state, [f"{summary} < marginal {t.marginal_score:.0f}", *evidence.score_reasons])
@@ -138,7 +146,8 @@ def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
     minimum = policy.min_shadow_days if state.stage == "shadow" else policy.min_days_per_step
     if days < minimum:
         return _hold(state, [f"{summary} >= pass {t.pass_score:.0f}, but day {days} of {minimum} required in this step"])
-    return _promote(state, policy, [f"{summary} >= pass {t.pass_score:.0f}", *evidence.score_reasons], forced=False)
+    return _promote(state, policy, [f"{summary} >= pass {t.pass_score:.0f}", *evidence.score_reasons,
+                                    *(f"not judged: {r}" for r in evidence.not_judged)], forced=False)
 
 
 def _watch(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
@@ -150,9 +159,9 @@ def _watch(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
     if evidence.critical_failures and evidence.candidate_requests > 0:
         return _rollback(state, ["after promotion, critical failure of the new model against the old one:",
                                  *evidence.critical_failures])
-    if evidence.score is None or evidence.candidate_requests < policy.required_requests:
-        return _hold(state, ["production: too little to compare with the old model "
-                             f"({evidence.candidate_requests} requests; is it still shadowing?)"])
+    if evidence.score is None or evidence.insufficient:
+        return _hold(state, ["production: too little to compare with the old model (is it still shadowing?)",
+                             *evidence.insufficient])
     summary = f"judge score {evidence.score:.0f}"
     if evidence.score < policy.judge.marginal_score:
         return _rollback(state, [f"after promotion, {summary} < marginal {policy.judge.marginal_score:.0f}",

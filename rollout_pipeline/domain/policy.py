@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from statistics import NormalDist
 from typing import Literal
 
 import yaml
@@ -23,7 +22,7 @@ class PolicyError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class JudgeThresholds(_Strict):
@@ -40,46 +39,72 @@ class JudgeThresholds(_Strict):
 
 
 class Policy(_Strict):
-    """How a rollout advances; see docs/policy.md for each field."""
+    """How a rollout advances; see docs/policy.md for each field and each gate."""
 
     canary_steps: tuple[int, ...] = (1, 20, 50, 100)
     min_shadow_days: int = Field(1, ge=0)
     min_days_per_step: int = Field(1, ge=1)
+    first_model: bool = Field(False, description="the stable variant is a baseline (constant or top-N)")
     min_requests: int | None = Field(
-        None, ge=1, description="paired (shadow) or served (canary) candidate requests needed; None = power-based"
+        None, ge=1, description="an extra floor of candidate requests (paired in shadow, served in canary); "
+        "None = only the gates' own minimum samples"
     )
-    wiring_step_min_requests: int = Field(
-        50, ge=1, description="the first canary step only checks the wiring: served requests it needs"
-    )
-    detectable_effect: float = Field(0.25, gt=0, description="standardized shift the minimum sample must detect")
-    power: float = Field(0.8, gt=0, lt=1)
-    latency_slo_p99_ms: float = Field(250.0, gt=0)
-    latency_regression_allowed: float = Field(0.2, ge=0, description="candidate p99 may exceed stable p99 by this fraction")
-    error_rate_limit: float = Field(0.02, ge=0, le=1)
+    # How sure a gate must be before it fails a candidate, and how likely it must be to catch the
+    # regression it is sized for before it may pass one (below that sample: "not enough data").
+    gate_confidence: float = Field(0.999, gt=0.5, lt=1, description="one-sided confidence of every gate's bound")
+    power: float = Field(0.8, gt=0, lt=1, description="chance a gate's minimum sample catches its detectable regression")
+    min_units: int = Field(30, ge=2, description="no gate judges fewer independent units (entities or requests)")
+    # latency (critical)
+    latency_slo_p99_ms: float | None = Field(250.0, gt=0, description="candidate p99 bound above this fails; None: no SLO")
+    latency_regression_allowed: float | None = Field(
+        0.2, ge=0, description="candidate p99 may exceed stable p99 by this fraction; None: not compared (baselines)")
+    # errors (critical)
+    error_rate_limit: float = Field(0.02, ge=0, le=1, description="candidate (errors + timeouts) rate cap")
+    error_rate_margin: float = Field(0.01, ge=0, le=1, description="candidate error rate may exceed the stable's by this")
+    error_rate_detectable: float = Field(0.03, gt=0, le=1, description="excess error rate the minimum sample must catch")
+    # extremes (critical)
     prediction_bounds: tuple[float, float] | None = None
     extreme_share_limit: float = Field(0.001, ge=0, le=1)
+    extreme_share_detectable: float = Field(0.01, gt=0, le=1, description="share of extremes the minimum sample must catch")
+    # predictions (normal)
     prediction_shift_limit: float = Field(
         0.5, ge=0, description="|mean shift| allowed, in standard deviations of the stable predictions"
     )
-    disagreement_limit: float = Field(0.2, ge=0, le=1, description="labels: share of pairs that disagree")
-    complaint_rate_limit: float = Field(0.01, ge=0, le=1)
-    complaint_regression_allowed: float = Field(0.5, ge=0, description="candidate rate may exceed stable by this fraction")
+    prediction_shift_detectable: float = Field(1.0, gt=0, description="shift (stable sd) the minimum sample must catch")
+    disagreement_limit: float = Field(0.2, ge=0, le=1, description="labels: share of paired answers that disagree")
+    disagreement_detectable: float = Field(0.35, gt=0, le=1)
+    # feedback (normal)
+    complaint_margin: float = Field(0.005, ge=0, le=1, description="candidate complaint rate may exceed the stable's by this")
+    complaint_regression_allowed: float = Field(0.5, ge=0, description="... or by this fraction of it, whichever is larger")
+    complaint_detectable: float = Field(0.03, gt=0, le=1, description="excess complaint rate the minimum sample must catch")
+    # quality (normal; critical for first models)
+    accuracy_regression_allowed: float = Field(0.1, ge=0, description="numbers: mean absolute error may grow by this fraction")
+    accuracy_detectable: float = Field(0.5, gt=0, description="numbers: growth of the error the minimum sample must catch")
+    accuracy_drop_allowed: float = Field(0.02, ge=0, le=1, description="labels: accuracy may drop by this many points")
+    accuracy_drop_detectable: float = Field(0.1, gt=0, le=1)
+    label_delay_days: int = Field(0, ge=0, le=60, description="days actual outcomes need to arrive; accuracy is judged "
+                                  "on the requests of that many days before the analysed day")
+    # log integrity (a failure holds the day: it cannot be judged)
+    min_shadow_coverage: float = Field(0.95, ge=0, le=1, description="shadow: share of served requests with a candidate twin")
+    max_orphan_rows: int = Field(0, ge=0, description="shadow: candidate rows served=true (no request should reach it)")
+    max_duplicate_rows: int = Field(0, ge=0, description="rows of the sample repeating (correlation id, variant, served)")
+    max_null_output_share: float = Field(0.001, ge=0, le=1, description="ok answers with neither prediction nor label")
     max_unmatched_shadow_share: float = Field(0.01, ge=0, le=1)
     judge: JudgeThresholds = JudgeThresholds()
     retention_days: int = Field(3, ge=0)
     shadow_old_model_during_retention: bool = True
-    metrics: dict[str, Criticality] = Field(
-        default_factory=lambda: {
-            "latency": "critical",
-            "error_rate": "critical",
-            "extremes": "critical",
-            "prediction_shift": "normal",
-            "disagreement": "normal",
-            "complaints": "normal",
-            "accuracy": "normal",
-        }
-    )
+    shadow_stable_during_canary: bool = Field(
+        True, description="canary: the stable model answers the candidate's requests in shadow (paired analysis)")
+    metrics: dict[str, Criticality] = Field(default_factory=lambda: dict(DEFAULT_CRITICALITY))
     group_weights: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data):
+        """Policies stored by earlier versions still load: fields that no longer exist are ignored."""
+        if isinstance(data, dict) and any(k in RETIRED_FIELDS for k in data):
+            return {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
+        return data
 
     @field_validator("canary_steps")
     @classmethod
@@ -100,20 +125,35 @@ class Policy(_Strict):
         unknown = set(metrics) - set(METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRICS)}")
-        return {**{m: "normal" for m in METRICS}, **metrics}
+        return {**DEFAULT_CRITICALITY, **metrics}
 
-    @property
-    def required_requests(self) -> int:
-        """Candidate requests needed before judging: explicit, or enough to detect ``detectable_effect``.
+    @field_validator("group_weights")
+    @classmethod
+    def _weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(GROUPS))
+        if unknown:
+            raise ValueError(f"unknown groups {unknown}; known: {', '.join(GROUPS)}")
+        negative = sorted(g for g, w in weights.items() if w < 0)
+        if negative:
+            raise ValueError(f"weights must be >= 0: {', '.join(negative)}")
+        total = sum(weights.values())
+        if total > 100:
+            raise ValueError(f"weights sum to {total:g}, more than 100")
+        return weights
 
-        Normal approximation of the two-sample test: n = 2 (z_(1-a/2) + z_power)^2 / d^2,
-        with a = 1 - judge.confidence.
-        """
-        if self.min_requests is not None:
-            return self.min_requests
-        z = NormalDist().inv_cdf
-        alpha = 1 - self.judge.confidence
-        return int(2 * (z(1 - alpha / 2) + z(self.power)) ** 2 / self.detectable_effect**2) + 1
+    @model_validator(mode="after")
+    def _detectable_beyond_limits(self):
+        pairs = (("error_rate_detectable", "error_rate_margin"), ("extreme_share_detectable", "extreme_share_limit"),
+                 ("prediction_shift_detectable", "prediction_shift_limit"),
+                 ("disagreement_detectable", "disagreement_limit"), ("complaint_detectable", "complaint_margin"),
+                 ("accuracy_detectable", "accuracy_regression_allowed"),
+                 ("accuracy_drop_detectable", "accuracy_drop_allowed"))
+        for detect, limit in pairs:
+            if getattr(self, detect) <= getattr(self, limit):
+                raise ValueError(f"{detect} ({getattr(self, detect):g}) must exceed {limit} ({getattr(self, limit):g})")
+        if self.prediction_bounds is not None and not self.prediction_bounds[0] < self.prediction_bounds[1]:
+            raise ValueError("prediction_bounds must be [low, high] with low < high")
+        return self
 
     @property
     def version(self) -> str:
@@ -126,15 +166,43 @@ class Policy(_Strict):
         return next((s for s in self.canary_steps if s > percent), None)
 
 
-METRICS = ("latency", "error_rate", "extremes", "prediction_shift", "disagreement", "complaints", "accuracy")
+# The metric gates (domain/gates.py registers one function per name; a test keeps the two lists equal).
+DEFAULT_CRITICALITY: dict[str, Criticality] = {
+    "latency": "critical",
+    "error_rate": "critical",
+    "extremes": "critical",
+    "latency_distribution": "normal",
+    "prediction_shift": "normal",
+    "disagreement": "normal",
+    "complaints": "normal",
+    "accuracy": "normal",
+}
+METRICS = tuple(DEFAULT_CRITICALITY)
+GROUPS = ("latency", "errors", "predictions", "feedback", "quality")
+RETIRED_FIELDS = frozenset({"wiring_step_min_requests", "detectable_effect", "complaint_rate_limit"})
+
+# Shipped policies, for `rollout start --preset NAME`; a --policy file's fields override them.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    # A first model against a baseline (a constant, or the top-N most popular items): the baseline's
+    # latency and its output distribution say nothing about the candidate, so they are not compared;
+    # the candidate must be at least as accurate as the baseline, within its SLO and bounds.
+    "first-model": {
+        "first_model": True,
+        "latency_regression_allowed": None,
+        "metrics": {"prediction_shift": "report-only", "disagreement": "report-only",
+                    "latency_distribution": "report-only", "accuracy": "critical"},
+    },
+}
 
 
 def _explain(exc: ValidationError, source: str) -> str:
-    lines = []
+    """One line naming every bad field."""
+    parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}")
-    return f"invalid policy {source}:\n" + "\n".join(lines)
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return f"invalid policy {source}: " + "; ".join(parts)
 
 
 def parse_policy(data: dict | None, source: str = "(inline)") -> Policy:
@@ -145,10 +213,13 @@ def parse_policy(data: dict | None, source: str = "(inline)") -> Policy:
         raise PolicyError(_explain(exc, source)) from None
 
 
-def load_policy(path: str | Path | None) -> Policy:
-    """The policy in a YAML file, or the defaults when ``path`` is None."""
+def load_policy(path: str | Path | None, preset: str = "default") -> Policy:
+    """The policy of ``preset`` with the fields of the YAML file at ``path`` (if any) over it."""
+    if preset not in PRESETS:
+        raise PolicyError(f"unknown preset {preset!r}: one of {', '.join(PRESETS)}")
+    base = PRESETS[preset]
     if path is None:
-        return Policy()
+        return parse_policy(base, f"preset {preset}")
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -158,7 +229,10 @@ def load_policy(path: str | Path | None) -> Policy:
         raise PolicyError(f"policy {path} is not valid YAML: {exc}") from None
     if data is not None and not isinstance(data, dict):
         raise PolicyError(f"policy {path} must be a mapping of fields, got {type(data).__name__}")
-    return parse_policy(data, str(path))
+    merged = {**base, **(data or {})}
+    if "metrics" in base and data and "metrics" in data:
+        merged["metrics"] = {**base["metrics"], **(data["metrics"] or {})}
+    return parse_policy(merged, str(path))
 
 
 def default_policy_yaml() -> str:

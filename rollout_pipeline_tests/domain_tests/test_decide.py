@@ -18,8 +18,16 @@ GOOD = Evidence(data_quality_failures=(), candidate_requests=1000, critical_fail
         (RolloutState("canary", 50), GOOD, "promote", ("production", 100)),
         # Not enough data holds, never promotes.
         (RolloutState("canary", 20), Evidence((), 99, (), 100.0), "hold", ("canary", 20)),
-        # The 1% step only checks the wiring: fewer requests suffice.
-        (RolloutState("canary", 1), Evidence((), 60, (), 100.0), "promote", ("canary", 20)),
+        # A critical gate without enough data holds at every step, the first one included: its reason names counts.
+        (RolloutState("canary", 1), Evidence((), 60, (), 100.0, insufficient=("p99 latency not judged: 60 < 700",)),
+         "hold", ("canary", 1)),
+        (RolloutState("shadow", 0), Evidence((), 5000, (), 100.0, insufficient=("x",)), "hold", ("shadow", 0)),
+        # ...but a critical failure seen on a small sample still rolls back (it was confidently worse).
+        (RolloutState("canary", 1), Evidence((), 60, ("error rate 40%",), 0.0, insufficient=("x",)), "rollback",
+         ("rolled_back", 0)),
+        # Normal gates without a verdict never decide: they are named in the reasons of a promotion.
+        (RolloutState("canary", 20), Evidence((), 1000, (), 100.0, not_judged=("accuracy: 12 outcomes",)),
+         "promote", ("canary", 50)),
         # Bad data holds even with a perfect score.
         (RolloutState("canary", 20), Evidence(("log_quality: x",), 1000, (), 100.0), "hold", ("canary", 20)),
         # Critical failures roll back.
@@ -34,6 +42,8 @@ GOOD = Evidence(data_quality_failures=(), candidate_requests=1000, critical_fail
         (RolloutState("production", 100), Evidence((), 1000, ("candidate p99 412 ms > SLO 250 ms",), 0.0),
          "rollback", ("rolled_back", 0)),
         (RolloutState("production", 100), Evidence((), 1000, (), 50.0), "rollback", ("rolled_back", 0)),
+        (RolloutState("production", 100), Evidence((), 1000, (), 100.0, insufficient=("x",)), "hold",
+         ("production", 100)),
         (RolloutState("production", 100), Evidence(("log_quality: x",), 1000, ("p99",), 0.0), "hold",
          ("production", 100)),
         # ...but never to a variant that was torn down.
@@ -76,6 +86,15 @@ def test_custom_steps():
     policy = Policy(min_requests=10, canary_steps=(5, 100))
     assert decide(RolloutState("shadow", 0), GOOD, policy).percent_after == 5
     assert decide(RolloutState("canary", 5), GOOD, policy).stage_after == "production"
+    # The last step before production gets no small-sample shortcut (a 72-request step to 100% once did).
+    small = Evidence((), 72, (), 100.0, insufficient=("p99 latency not judged: 72 candidate requests < 700",))
+    d = decide(RolloutState("canary", 5), small, policy)
+    assert d.action == "hold" and "72 candidate requests" in " ".join(d.reasons)
+
+
+def test_promotion_names_what_was_not_judged():
+    d = decide(RolloutState("canary", 20), Evidence((), 1000, (), 100.0, not_judged=("accuracy (normal): 12",)), P)
+    assert any("accuracy (normal): 12" in r for r in d.reasons)
 
 
 @pytest.mark.parametrize("data, field", [
@@ -86,13 +105,26 @@ def test_custom_steps():
     ({"metrics": {"made_up": "critical"}}, "metrics"),
     ({"retention_days": -1}, "retention_days"),
     ({"typo_field": 1}, "typo_field"),
+    ({"group_weights": {"latnecy": 50}}, "group_weights"),
+    ({"group_weights": {"latency": -1}}, "group_weights"),
+    ({"group_weights": {"latency": 60, "errors": 50}}, "group_weights"),
+    ({"error_rate_limit": float("nan")}, "error_rate_limit"),
+    ({"latency_slo_p99_ms": float("inf")}, "latency_slo_p99_ms"),
+    ({"prediction_bounds": [5, 1]}, "prediction_bounds"),
+    ({"error_rate_detectable": 0.001}, "error_rate_detectable"),
 ])
 def test_policy_errors_name_the_field(data, field):
     with pytest.raises(PolicyError, match=field.replace(".", r"\.")):
         parse_policy(data, "p.yaml")
 
 
-def test_power_based_minimum():
-    # n = 2 (z_0.99 + z_0.8)^2 / 0.25^2 with the default 98% confidence.
-    assert Policy().required_requests == 322
-    assert Policy(detectable_effect=0.5).required_requests < Policy().required_requests
+def test_policy_errors_are_one_line():
+    with pytest.raises(PolicyError) as err:
+        parse_policy({"group_weights": {"x": 1}, "retention_days": -1}, "p.yaml")
+    assert "\n" not in str(err.value) and "group_weights" in str(err.value) and "retention_days" in str(err.value)
+
+
+def test_policies_stored_by_earlier_versions_still_load():
+    old = Policy().model_dump(mode="json") | {"wiring_step_min_requests": 50, "detectable_effect": 0.25,
+                                              "complaint_rate_limit": 0.01}
+    assert parse_policy(old) == Policy()
