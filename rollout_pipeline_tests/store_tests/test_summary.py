@@ -1,5 +1,6 @@
 """The day-summary queries against known logs, on both backends: counts, quantiles, pairing, feedback."""
 
+import collections
 import datetime as dt
 import math
 import random
@@ -165,3 +166,79 @@ def test_an_empty_day(engine):
     with engine.connect() as conn:
         s = collect_day(conn, "m", DAY, "v1", "v2")
     assert s.variants == () and s.total_rows == 0 and s.sample == () and s.extremes == ()
+
+
+def test_sampled_rows_carry_their_entity_and_their_requests_feedback(engine):
+    rows, _, _ = _shadow_day(2000)
+    write_predictions(engine, rows)
+    fb = []
+    for i in range(2000):
+        cid, served_at = f"req-{i:06d}", T + dt.timedelta(seconds=i)
+        if i % 2 == 0:  # an outcome, corrected later: the latest counts
+            fb.append(FeedbackRow(cid, served_at + dt.timedelta(hours=1), "m", "actual", 1.0, "first"))
+            fb.append(FeedbackRow(cid, served_at + dt.timedelta(hours=20), "m", "actual", float(i), f"l{i}"))
+        if i % 7 == 0:
+            fb += [FeedbackRow(cid, served_at + dt.timedelta(minutes=5), "m", "complaint", 1.0)] * 2
+        if i % 5 == 0:  # noise: too late, another model, another kind
+            fb.append(FeedbackRow(cid, served_at + dt.timedelta(days=5), "m", "complaint", 1.0))
+            fb.append(FeedbackRow(cid, served_at + dt.timedelta(hours=1), "other", "actual", -1.0))
+            fb.append(FeedbackRow(cid, served_at + dt.timedelta(hours=1), "m", "click", 1.0))
+    write_feedback(engine, fb)
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2", sample_rows=300)
+    assert 0 < s.sample_fraction < 0.5 and s.sample_fraction == s.pairing.sample_fraction
+    assert 0 < len(s.sample) <= 2 * 300 * 1.3  # bounded by the sample, feedback included
+    assert {r.variant for r in s.sample} == {"v1", "v2"}
+    for r in s.sample:
+        i = int(r.correlation_id.split("-")[1])
+        assert r.entity_id == f"e{i % 50}"
+        assert (r.actual, r.actual_label) == ((float(i), f"l{i}") if i % 2 == 0 else (None, None))
+        assert r.complaints == (2 if i % 7 == 0 else 0)
+    assert any(r.complaints for r in s.sample) and any(r.actual is not None for r in s.sample)
+
+
+def test_ok_rows_that_say_nothing_are_null_outputs(engine):
+    write_predictions(engine, [
+        PredictionRow("a", T, "m", "v1", True, "u", 5.0, "ok", None, None),  # null output
+        PredictionRow("b", T, "m", "v1", True, "u", 5.0, "ok", 1.0, None),
+        PredictionRow("c", T, "m", "v1", True, "u", 5.0, "ok", None, "x"),
+        PredictionRow("d", T, "m", "v1", True, "u", 5.0, "error", None, None),  # a failure, not a null output
+        PredictionRow("a", T, "m", "v2", False, "u", 5.0, "ok", None, None),  # null output
+        PredictionRow("b", T, "m", "v2", False, "u", None, "ok", None, None),  # null output, no latency
+        PredictionRow("c", T, "m", "v2", False, "u", 5.0, "timeout", None, None),
+    ])
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2")
+    assert (s.get("v1", True).null_outputs, s.get("v2", False).null_outputs) == (1, 2)
+    assert s.accuracy_day == DAY and s.accuracy_sample == () and s.outcome_sample() == s.sample
+
+
+def test_the_accuracy_sample_is_an_earlier_day_with_the_outcomes_arrived_since(engine):
+    early = DAY - dt.timedelta(days=3)
+    t_early = dt.datetime.combine(early, dt.time(9), UTC)
+    write_predictions(engine, [
+        PredictionRow(f"old-{i:04d}", t_early + dt.timedelta(seconds=i), "m", v, served, f"e{i % 30}", 5.0, "ok",
+                      float(i), None)
+        for i in range(1200) for v, served in (("v1", True), ("v2", False))
+    ] + [PredictionRow("today", T, "m", "v1", True, "e0", 5.0, "ok", 1.0, None)])
+    day_end = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), UTC)
+    write_feedback(engine, [
+        FeedbackRow(f"old-{i:04d}", day_end - dt.timedelta(hours=1) if i % 3 else day_end + dt.timedelta(hours=1),
+                    "m", "actual", float(i) + 0.5)
+        for i in range(0, 1200, 2)
+    ])
+    with engine.connect() as conn:
+        s = collect_day(conn, "m", DAY, "v1", "v2", sample_rows=500, accuracy_day=early)
+        same = collect_day(conn, "m", DAY, "v1", "v2", sample_rows=500, accuracy_day=DAY)
+    assert s.accuracy_day == early and s.total_rows == 1
+    acc = s.accuracy_sample
+    assert 0 < len(acc) <= 2 * 500 * 1.3 and {r.variant for r in acc} == {"v1", "v2"}
+    assert all(r.correlation_id.startswith("old-") for r in acc)
+    halves = collections.Counter(r.correlation_id for r in acc)
+    assert set(halves.values()) == {2}  # pairs sampled whole, as on the day itself
+    for r in acc:
+        i = int(r.correlation_id.split("-")[1])
+        arrived = i % 2 == 0 and i % 3 != 0  # outcomes after the end of DAY had no time to arrive
+        assert r.actual == (float(i) + 0.5 if arrived else None)
+    assert s.outcome_sample() == acc
+    assert (same.accuracy_day, same.accuracy_sample) == (DAY, ())
