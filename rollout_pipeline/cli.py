@@ -22,8 +22,77 @@ from rollout_pipeline.logs import configure_logging
 log = logging.getLogger("rollout_pipeline.cli")
 
 
+# Exit codes (README, "CLI errors and exit codes"): every failure is one line on stderr naming the cause.
+EXIT_REFUSED = 1  # refused, or bad input/configuration
+EXIT_USAGE = 2  # click: unknown option, missing argument
+EXIT_INFRASTRUCTURE = 3  # the database (or the Dagster run) failed
+EXIT_INTERNAL = 4  # a bug: the one line says so, --verbose shows the traceback
+VERBOSE = "rollout_pipeline.verbose"
+
+
 class CliError(click.ClickException):
-    """An error for the user: printed without a traceback, exit status 1."""
+    """A refusal or bad input: one line on stderr, exit status 1."""
+
+    exit_code = EXIT_REFUSED
+
+
+class InfrastructureError(CliError):
+    """The database or a Dagster run failed: one line on stderr naming the cause, exit status 3."""
+
+    exit_code = EXIT_INFRASTRUCTURE
+
+
+class InternalError(CliError):
+    """An unexpected error: one line, exit status 4 (``--verbose`` shows the traceback)."""
+
+    exit_code = EXIT_INTERNAL
+
+
+def _database_error(exc: BaseException) -> InfrastructureError:
+    from rollout_pipeline.store.engine import redact
+
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    try:
+        where = redact(load_settings().database_url)
+    except Exception:  # noqa: BLE001 - the URL itself may be what is broken; the message is enough then
+        where = "ROLLOUT_DATABASE_URL"
+    return InfrastructureError(f"cannot connect to the database: {line} ({where})")
+
+
+def as_cli_error(exc: BaseException) -> CliError:
+    """Any error a command raised, as the one line the user sees."""
+    from rollout_pipeline.config import SettingsError
+
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return _database_error(exc)
+    runner = sys.modules.get("rollout_pipeline.defs.runner")
+    if runner is not None and isinstance(exc, runner.RunFailed):
+        where = f" (Dagster run {exc.run_id})" if exc.run_id else ""
+        cls = InfrastructureError if exc.kind == "infrastructure" else CliError
+        return cls(f"{exc}{where}")
+    engine_mod = sys.modules.get("rollout_pipeline.store.engine")
+    if engine_mod is not None and isinstance(exc, engine_mod.DatabaseUrlError):
+        return CliError(f"ROLLOUT_DATABASE_URL: {exc}")
+    if isinstance(exc, SettingsError):
+        return CliError(str(exc))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return InternalError(f"internal error: {type(exc).__name__}: {first} (re-run with --verbose for the traceback)")
+
+
+class OneLineGroup(click.Group):
+    """A group whose commands fail in one line: any error becomes a CliError unless --verbose."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if ctx.meta.get(VERBOSE):
+                raise
+            raise as_cli_error(exc) from None
 
 
 def _engine():
@@ -36,16 +105,27 @@ def _engine():
         raise CliError(f"ROLLOUT_DATABASE_URL: {exc}") from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rollout-pipeline")
 @click.option("--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR; or set ROLLOUT_LOG_LEVEL.")
-def cli(log_level: str | None) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs and the traceback of an error.")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     """Take a new ML model from shadow through canary to production, one data-driven step a day.
 
     The database is named by ROLLOUT_DATABASE_URL (default: an embedded SQLite
-    file in the state folder, ROLLOUT_STATE_DIR, default ./.state).
+    file in the state folder, ROLLOUT_STATE_DIR, default ./.state). Errors are one
+    line on stderr; exit status 1: refused or bad input, 2: usage, 3: the database
+    or a Dagster run failed, 4: internal error (--verbose shows the traceback).
     """
+    ctx.meta[VERBOSE] = verbose
     configure_logging(log_level)
+
+
+def _dagster_log_level() -> str:
+    """Dagster's step logs (and their tracebacks) only with --verbose."""
+    ctx = click.get_current_context(silent=True)
+    return "INFO" if ctx is not None and ctx.meta.get(VERBOSE) else "CRITICAL"
 
 
 @cli.command("init-db")
@@ -76,7 +156,7 @@ def init_db(partition_days_ahead: int) -> None:
     except SchemaRevisionError as exc:
         raise CliError(str(exc)) from exc
     except OperationalError as exc:
-        raise CliError(f"cannot reach the database {redact(engine.url)}: {exc.orig}") from exc
+        raise _database_error(exc) from None
     finally:
         engine.dispose()
     where = redact(engine.url)
@@ -138,12 +218,13 @@ def rollout_start(model: str, stable: str, candidate: str, policy_path: str | No
 def _register_model(model: str) -> None:
     import dagster as dg
 
-    from rollout_pipeline.defs.partitions import MODELS
-    from rollout_pipeline.defs.runner import ensure_dagster_home
+    from rollout_pipeline.defs.partitions import register_partitions
+    from rollout_pipeline.defs.runner import ensure_dagster_home, quiet_dagster_warnings
 
+    quiet_dagster_warnings()
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(MODELS.name, [model])
+        register_partitions(instance, [], [model])
 
 
 @cli.command()
@@ -152,27 +233,6 @@ def policy() -> None:
     from rollout_pipeline.domain.policy import default_policy_yaml
 
     click.echo(default_policy_yaml(), nl=False)
-
-
-def decide_day(model: str, day: dt.date, force: str | None, reason: str | None, dry_run: bool,
-               actor: str = "cli") -> dict:
-    """Run the day's assets in-process and apply the decision unless dry-run; the CLI's JSON."""
-    from rollout_pipeline.defs.runner import RunFailed, run_day
-    from rollout_pipeline.store.rollouts import apply_decision
-
-    try:
-        run = run_day(model, day, force=force, reason=reason, actor=actor, dry_run=dry_run)
-    except RunFailed as exc:
-        raise CliError(f"{model} {day}: {exc} (Dagster run {exc.run_id})") from None
-    out = dict(run.result)
-    out.update({"model": model, "date": day.isoformat(), "run_id": run.run_id, "applied": False,
-                "failed_checks": list(run.failed_checks), "seconds": round(run.seconds, 2)})
-    if not dry_run and out.get("decision_id") is not None:
-        engine = _engine()
-        with engine.begin() as conn:
-            out["applied"] = apply_decision(conn, out["decision_id"], actor=actor)
-        engine.dispose()
-    return out
 
 
 @cli.command()
@@ -184,13 +244,24 @@ def decide_day(model: str, day: dt.date, force: str | None, reason: str | None, 
 @click.option("--dry-run", is_flag=True, help="Compute and print the decision; store and apply nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def decide(model: str, day: str, force: str | None, reason: str | None, dry_run: bool, as_json: bool) -> None:
-    """Analyse a model's day (collect, validate, judge, decide) and apply the decision to the routing."""
+    """Analyse a model's day (collect, validate, judge, decide); the decision is stored and applied at once."""
+    from rollout_pipeline.domain.routing import InvalidName, validate_name
+
+    try:
+        validate_name("model", model)
+    except InvalidName as exc:
+        raise CliError(str(exc)) from None
     the_day = _parse_day(day)
     if force and not (reason and reason.strip()):
         raise CliError("--force needs --reason: forced decisions are audited")
     if reason and not force:
         raise CliError("--reason is only used with --force")
-    out = decide_day(model, the_day, force, reason, dry_run)
+    from rollout_pipeline.defs.runner import quiet_dagster_warnings
+
+    quiet_dagster_warnings()
+    from rollout_pipeline.runs import decide_day
+
+    out = decide_day(model, the_day, force, reason, dry_run, log_level=_dagster_log_level())
     if as_json:
         _echo_json(out)
         return
@@ -300,7 +371,6 @@ def rollback(model: str, reason: str, as_json: bool) -> None:
     Works within the retention window, while the previous stable variant is
     still deployable; after its teardown it explains why it cannot.
     """
-    from rollout_pipeline.defs.assets import decision_output
     from rollout_pipeline.domain.routing import InvalidName
     from rollout_pipeline.store.rollback import rollback as do_rollback
     from rollout_pipeline.store.rollouts import RolloutError
@@ -310,13 +380,13 @@ def rollback(model: str, reason: str, as_json: bool) -> None:
     engine = _engine()
     try:
         with engine.begin() as conn:
-            record = do_rollback(conn, model, reason, actor="cli", day=dt.datetime.now(dt.UTC).date())
+            outcome = do_rollback(conn, model, reason, actor="cli", day=dt.datetime.now(dt.UTC).date())
     except (RolloutError, InvalidName) as exc:
         raise CliError(str(exc)) from None
     finally:
         engine.dispose()
-    out = decision_output(record, False)
-    out.update({"model": model, "date": record.day.isoformat(), "applied": True})
+    out = outcome.output()
+    out.update({"model": model, "date": outcome.record.day.isoformat()})
     if as_json:
         _echo_json(out)
         return
@@ -329,7 +399,7 @@ def rollback(model: str, reason: str, as_json: bool) -> None:
 def teardown(day: str | None, as_json: bool) -> None:
     """Tear down variants inactive for longer than their retention window (the nightly retention job)."""
     from rollout_pipeline.config import SettingsError
-    from rollout_pipeline.defs.runner import run_retention
+    from rollout_pipeline.defs.runner import quiet_dagster_warnings, run_retention
     from rollout_pipeline.store.teardown import teardown_records, verdicts
 
     the_day = _parse_day(day) if day else dt.datetime.now(dt.UTC).date()
@@ -338,7 +408,8 @@ def teardown(day: str | None, as_json: bool) -> None:
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     started = time.perf_counter()
-    run_id, success = run_retention(the_day)
+    quiet_dagster_warnings()
+    run_id, success = run_retention(the_day, log_level=_dagster_log_level())
     engine = _engine()
     with engine.connect() as conn:
         records = [t.as_dict() for t in teardown_records(conn, day=the_day) if t.run_id == run_id]
@@ -412,16 +483,6 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:
-        # The database unreachable or gone mid-command: one line naming it (password redacted), no traceback.
-        sa_exc = sys.modules.get("sqlalchemy.exc")
-        if sa_exc is None or not isinstance(exc, sa_exc.OperationalError):
-            raise
-        from rollout_pipeline.store.engine import redact
-
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        click.echo(f"Error: database unavailable ({redact(load_settings().database_url)}): {reason}", err=True)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

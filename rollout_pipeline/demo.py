@@ -30,7 +30,7 @@ def demo_state() -> Path:
 
 def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]:
     """Run both demo rollouts; returns every day's decision (the CLI's JSON objects)."""
-    from rollout_pipeline.cli import decide_day
+    from rollout_pipeline.runs import decide_day
     from rollout_pipeline.simulate.day import simulate_day
     from rollout_pipeline.store.engine import make_engine
     from rollout_pipeline.store.migrate import upgrade

@@ -1,84 +1,101 @@
 """The daily analysis as assets: collect -> (validate) -> judge -> decide.
 
-Thin wiring: each asset fetches, calls the pure layer, stores, and attaches metadata.
+Thin wiring: each asset looks the rollout up once, calls the pure layer and the
+store, and attaches metadata. The day's evidence lives in the pipeline's database
+(``store.evidence``), not in Dagster's IO manager: each asset stores what it found
+and returns a ``MaterializeResult``, and downstream assets depend on it with
+``deps=`` and read it from the database. That is how Dagster's docs model assets
+that store their own data ("Defining dependencies using deps"/``MaterializeResult``,
+no I/O manager): a forced decision run alone, a re-run in another process or
+container, and the report all read the same stored evidence, and two runs of a
+day never share a pickle.
 """
 
 
-import datetime as dt
-
 import dagster as dg
 
-from rollout_pipeline.defs.partitions import DAY_MODEL
+from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
 from rollout_pipeline.defs.resources import StoreResource
-from rollout_pipeline.domain.decide import Evidence, ForceError, decide, force_decision
+from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
-from rollout_pipeline.domain.summary import DaySummary
+from rollout_pipeline.review.plots import review_plots
+from rollout_pipeline.review.render import Table, markdown_sections, md_table, num
+from rollout_pipeline.review.report import write_report
+from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.partitions import analyze_stale_day
 from rollout_pipeline.store.summary import collect_day
 
 GROUP = "daily_analysis"
+# Transient database errors are retried; refusals and a database that rejects our credentials are not
+# (``dg.Failure(allow_retries=False)`` from ``refuse`` and ``database_errors``).
 RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
-ACTOR_TAG = "rollout/actor"
 
 
-def _refuse(message: str) -> dg.Failure:
-    """A failure that retrying cannot fix (bad input or a refused decision): no run retries."""
-    return dg.Failure(description=message, allow_retries=False)
+def lookup_rollout(connection, model: str, day) -> repo.Rollout:
+    """The rollout the day is analysed under, or a refusal saying why there is none."""
+    try:
+        return repo.rollout_for_day(connection, model, day)
+    except repo.RolloutError as exc:
+        raise refuse(str(exc)) from None
 
 
-def _partition(context) -> tuple[dt.date, str]:
-    keys = context.partition_key.keys_by_dimension
-    return dt.date.fromisoformat(keys["date"]), keys["model"]
-
-
-def _rollout_for(connection, model: str, day: dt.date) -> repo.Rollout:
-    decided = repo.live_decision(connection, model, day)
-    rollout = repo.active_rollout(connection, model) or repo.latest_rollout(connection, model)
-    if decided is not None and rollout is not None and decided.rollout_id != rollout.id:
-        raise _refuse(f"{model} {day} was decided under rollout {decided.rollout_id}, not the current one")
-    if rollout is None:
-        raise _refuse(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} ...`")
-    return rollout
+def stored_evidence(connection, model: str, day, run_id: str) -> evidence_store.DayEvidence:
+    """This run's analysis of the day (or the live one, for checks or a judge run alone); refused if none."""
+    found = evidence_store.load_evidence(connection, model, day, run_id=run_id)
+    if found is None:
+        raise refuse(f"{model} {day} was never analysed: materialize day_summary first")
+    return found
 
 
 @dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"sql"})
-def day_summary(context: dg.AssetExecutionContext, store: StoreResource) -> DaySummary:
-    """The day's logs of one model reduced SQL-side to per-variant aggregates and a bounded sample."""
-    day, model = _partition(context)
-    with store.engine.connect() as conn:
-        rollout = _rollout_for(conn, model, day)
-        summary = collect_day(conn, model, day, rollout.stable_variant, rollout.candidate_variant)
-    context.add_output_metadata({
+def day_summary(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    """The day's logs of one model reduced SQL-side to per-variant aggregates and a bounded sample (stored)."""
+    day, model = partition_of(context)
+    with database_errors():
+        with store.engine.connect() as conn:
+            rollout = lookup_rollout(conn, model, day)
+            stage = repo.state_before(conn, rollout, day).stage
+        # Statistics first: a day just loaded would otherwise be planned for a few dozen rows.
+        analyzed = analyze_stale_day(store.engine, "prediction_log", day)
+        with store.engine.connect() as conn:
+            summary = collect_day(conn, model, day, rollout.stable_variant, rollout.candidate_variant)
+        with store.engine.begin() as conn:
+            evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage,
+                                                      run_id=context.run.run_id)
+    return dg.MaterializeResult(metadata={
         "rows": summary.total_rows,
         "sample_rows": len(summary.sample),
         "stable": rollout.stable_variant,
         "candidate": rollout.candidate_variant,
+        "stage": stage,
+        "evidence_id": evidence_id,
+        "analyzed": analyzed or "statistics were current",
         "collect_seconds": round(summary.collect_seconds, 3),
     })
-    return summary
 
 
-@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, kinds={"python"})
-def judgement(context: dg.AssetExecutionContext, store: StoreResource, day_summary: DaySummary) -> dict:
-    """Candidate vs stable, metric by metric (Kayenta-style), plus the day's validation results."""
-    from rollout_pipeline.validation.suites import LOG_QUALITY, validate_day
-
-    day, model = _partition(context)
-    with store.engine.connect() as conn:
-        rollout = _rollout_for(conn, model, day)
-        state = repo.state_before(conn, rollout, day)
-    evaluation = evaluate(day_summary, state.stage, rollout.policy)
-    # Defence in depth: the blocking check already stops a run on bad logs, but a run
-    # that selects this asset without its upstream checks must not promote either.
-    (quality_suite,) = validate_day(day_summary, state.stage, rollout.policy, suites=(LOG_QUALITY,))
-    quality = quality_suite.failures
-    context.add_output_metadata({
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"}, deps=[day_summary])
+def judgement(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    """Candidate vs stable, metric by metric (Kayenta-style), on the stored summary; the evaluation is stored."""
+    day, model = partition_of(context)
+    with database_errors():
+        with store.engine.connect() as conn:
+            found = stored_evidence(conn, model, day, context.run.run_id)
+            rollout = repo.get_rollout(conn, found.rollout_id)
+        evaluation = evaluate(found.summary, found.stage, rollout.policy)
+        with store.engine.begin() as conn:
+            evidence_store.save_evaluation(conn, found.id, evaluation)
+    return dg.MaterializeResult(metadata={
         "score": evaluation.score if evaluation.score is not None else "n/a",
         "compared": evaluation.compared,
-        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
-        "data_quality_failures": len(quality),
+        "metrics": dg.MetadataValue.md(md_table(metrics_table(evaluation))),
+        "evaluation": dg.MetadataValue.json(encode(evaluation)),
+        "evidence_id": found.id,
     })
-    return {"evaluation": evaluation, "data_quality_failures": quality, "stage": state.stage}
 
 
 class DecisionConfig(dg.Config):
@@ -90,118 +107,50 @@ class DecisionConfig(dg.Config):
     dry_run: bool = False
 
 
-@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"})
-def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, judgement: dict,
-             day_summary: DaySummary) -> dict:
-    """The day's decision (promote / hold / rollback) with its reasons, stored in the audit table."""
-    from rollout_pipeline.review.content import build_review, review_from_record
-    from rollout_pipeline.review.report import rollout_history
-
-    day, model = _partition(context)
-    evaluation: Evaluation = judgement["evaluation"]
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"}, deps=[judgement])
+def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource) -> dg.MaterializeResult:
+    """The day's decision (promote / hold / rollback) with its reasons: stored and applied in one transaction."""
+    day, model = partition_of(context)
     actor = config.operator or context.run.tags.get(ACTOR_TAG) or "dagster-ui"
-    with store.engine.begin() as conn:
-        rollout = _rollout_for(conn, model, day)
-        latest = repo.latest_decided_day(conn, rollout.id)
-        if latest is not None and day < latest and not config.force:
-            raise _refuse(
-                f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
-                "in time; force an action with a reason to override"
-            )
-        seen = repo.live_decision(conn, model, day)  # a run deciding this day meanwhile makes ours fail, not double
-        state = repo.state_before(conn, rollout, day)
-        if config.force:
-            try:
-                result = force_decision(state, config.force, config.reason, rollout.policy, actor)
-            except ForceError as exc:
-                raise _refuse(str(exc)) from None
-        else:
-            if config.reason:
-                raise _refuse("a reason is only taken with force (promote, hold or rollback)")
-            evidence = Evidence(
-                data_quality_failures=judgement["data_quality_failures"],
-                candidate_requests=evaluation.candidate_requests,
-                critical_failures=evaluation.critical_failures,
-                score=evaluation.score,
-                score_reasons=evaluation.failures,
-                old_variant_deployable=repo.old_variant_deployable(conn, rollout),
-            )
-            result = decide(state, evidence, rollout.policy)
-        metrics = {
-            "score": evaluation.score,
-            "candidate_requests": evaluation.candidate_requests,
-            "stable_requests": evaluation.stable_requests,
-            "compared": evaluation.compared,
-            "checks": [
-                {"name": c.name, "classification": c.classification, "criticality": c.criticality,
-                 "stable": c.stable, "candidate": c.candidate, "reason": c.reason}
-                for c in evaluation.checks
-            ],
-            "data_quality_failures": list(judgement["data_quality_failures"]),
-        }
-        # The review's numbers go with the decision, so `rollout-pipeline report` needs no Dagster run.
-        metrics["review"] = build_review(
-            model, day.isoformat(), result, actor, evaluation=evaluation, summary=day_summary,
-            validations=_run_validations(context), data_quality_failures=judgement["data_quality_failures"],
-        ).to_json()
+    request = DecisionRequest(model, day, actor, run_id=context.run.run_id, force=config.force,
+                              reason=config.reason, dry_run=config.dry_run)
+    with database_errors():
         try:
-            record = repo.record_decision(conn, rollout, day, result, actor=actor, metrics=metrics,
-                                          run_id=context.run.run_id, expected_previous=seen.id if seen else None)
-        except repo.ConcurrentDecision as exc:
-            raise _refuse(str(exc)) from None
-        history = rollout_history(repo.decision_history(conn, model), record)
-        if config.dry_run:
-            conn.rollback()  # computed and shown, never stored nor applied
+            outcome = make_decision(store.engine, request)
+        except repo.RolloutError as exc:
+            raise refuse(str(exc)) from None
+    record = outcome.record
     context.log.info("%s %s: %s (%s)", model, day, record.action, "; ".join(record.reasons))
-    review = _review_metadata(review_from_record(record), history, write_report=not config.dry_run)
-    context.add_output_metadata({
+    if outcome.unapplied_reason:
+        context.log.warning("decision %d stored but not applied yet (the routing sensor will): %s",
+                            record.id, outcome.unapplied_reason)
+    review = review_metadata(outcome, write=not config.dry_run)
+    return dg.MaterializeResult(metadata={
         "action": record.action,
         "reasons": review.pop("reasons"),
         "before": f"{record.stage_before} {record.percent_before}%",
         "after": f"{record.stage_after} {record.percent_after}%",
         "forced": record.forced,
-        "score": evaluation.score if evaluation.score is not None else "n/a",
+        "applied": outcome.applied,
+        "score": outcome.review.score if outcome.review.score is not None else "n/a",
         "decision_id": record.id if not config.dry_run else "dry run: not stored",
+        "decision": dg.MetadataValue.json(outcome.output()),
         **review,
     })
-    return decision_output(record, config.dry_run)
 
 
-def _run_validations(context) -> tuple:
-    """The validation suites (asset checks) evaluated in this run; none when the decision runs alone."""
-    from rollout_pipeline.defs.checks import check_evaluations, failure_lines
-    from rollout_pipeline.review.content import Validation
-
-    return tuple(Validation(data.check_name, bool(data.passed), data.severity.value, tuple(failure_lines(data)))
-                 for data in check_evaluations(context.instance, context.run.run_id))
-
-
-def _review_metadata(review, history, *, write_report: bool) -> dict:
+def review_metadata(outcome, *, write: bool) -> dict:
     """The review as metadata entries (markdown with plots), and the path of its HTML report."""
-    from rollout_pipeline.review.plots import review_plots
-    from rollout_pipeline.review.render import markdown_sections
-    from rollout_pipeline.review.report import write_report as write
-
-    plots = review_plots(review, history)
-    meta = {key: dg.MetadataValue.md(text) for key, text in markdown_sections(review, history, plots).items()}
-    meta["report"] = dg.MetadataValue.path(str(write(review, history, plots))) if write_report else "dry run: not written"
+    plots = review_plots(outcome.review, outcome.history)
+    meta = {key: dg.MetadataValue.md(text)
+            for key, text in markdown_sections(outcome.review, outcome.history, plots).items()}
+    meta["report"] = (dg.MetadataValue.path(str(write_report(outcome.review, outcome.history, plots)))
+                      if write else "dry run: not written")
     return meta
 
 
-def decision_output(record: repo.DecisionRecord, dry_run: bool) -> dict:
-    """The decision as the asset returns it and the CLI prints it (``decide --json``)."""
-    return {"decision_id": None if dry_run else record.id, "action": record.action,
-            "forced": record.forced, "reasons": record.reasons, "dry_run": dry_run,
-            "from": {"stage": record.stage_before, "canary_percent": record.percent_before},
-            "to": {"stage": record.stage_after, "canary_percent": record.percent_after}}
-
-
-def _metrics_table(evaluation: Evaluation) -> str:
-    def fmt(x):
-        return "" if x is None else f"{x:.4g}"
-
-    lines = ["| metric | verdict | criticality | stable | candidate | why |", "|---|---|---|---|---|---|"]
-    for c in evaluation.checks:
-        lines.append(f"| {c.name} | {c.classification} | {c.criticality} | {fmt(c.stable)} | {fmt(c.candidate)} | "
-                     f"{c.reason.replace('|', '/')} |")
-    return "\n".join(lines)
+def metrics_table(evaluation: Evaluation) -> Table:
+    """Every judged metric: verdict, criticality, both values and why."""
+    return Table(("metric", "verdict", "criticality", "stable", "candidate", "why"),
+                 tuple((c.name, c.classification, c.criticality, num(c.stable), num(c.candidate), c.reason)
+                       for c in evaluation.checks))

@@ -1,54 +1,68 @@
-"""Validation as asset checks on the day summary; the log-quality suite blocks the decision."""
+"""Validation as asset checks on the day summary; the log-quality suite blocks the decision.
+
+Each check validates the summary stored by ``day_summary`` and stores its suite's
+result with the day's evidence (structured, read by the decision and the review);
+the UI gets the same result as JSON and a table.
+"""
 
 
 import dagster as dg
 
-from rollout_pipeline.defs.assets import _partition, _rollout_for, day_summary
-from rollout_pipeline.defs.partitions import DAY_MODEL
+from rollout_pipeline.defs.assets import day_summary, stored_evidence
+from rollout_pipeline.defs.failures import database_errors
+from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
 from rollout_pipeline.defs.resources import StoreResource
-from rollout_pipeline.domain.summary import DaySummary
+from rollout_pipeline.domain.codec import encode
+from rollout_pipeline.review.render import Table, md_table
+from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.validation.suites import LATENCY, LOG_QUALITY, PREDICTIONS
+from rollout_pipeline.validation.suites import LATENCY, LOG_QUALITY, PREDICTIONS, SuiteResult, validate_day
 
 
-def _run(context, store: StoreResource, summary: DaySummary, name: str) -> dg.AssetCheckResult:
-    from rollout_pipeline.validation.suites import validate_day
-
-    day, model = _partition(context)
-    with store.engine.connect() as conn:
-        rollout = _rollout_for(conn, model, day)
-        stage = repo.state_before(conn, rollout, day).stage
-    (suite,) = validate_day(summary, stage, rollout.policy, suites=(name,))
-    table = ["| expectation | result | observed |", "|---|---|---|"] + [
-        f"| {o.description} | {o.status} | {o.observed.replace('|', '/')} |" for o in suite.outcomes
-    ]
+def run_suite(context, store: StoreResource, name: str) -> dg.AssetCheckResult:
+    """Validate the day's stored summary with suite ``name``, store the result, and report it to Dagster."""
+    day, model = partition_of(context)
+    with database_errors():
+        with store.engine.connect() as conn:
+            found = stored_evidence(conn, model, day, context.run.run_id)
+            rollout = repo.get_rollout(conn, found.rollout_id)
+        (suite,) = validate_day(found.summary, found.stage, rollout.policy, suites=(name,))
+        with store.engine.begin() as conn:
+            evidence_store.save_validation(conn, found.id, name, suite)
     return dg.AssetCheckResult(
         passed=suite.passed,
         severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
         metadata={
-            "results": dg.MetadataValue.md("\n".join(table)),
-            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in suite.failures) or "none"),
+            "results": dg.MetadataValue.md(md_table(outcomes_table(suite))),
+            "failures": dg.MetadataValue.json(list(suite.failures)),
+            "suite": dg.MetadataValue.json(encode(suite)),
             "errored": suite.errored,
+            "evidence_id": found.id,
         },
     )
 
 
+def outcomes_table(suite: SuiteResult) -> Table:
+    return Table(("expectation", "result", "observed"),
+                 tuple((o.description, o.status, o.observed) for o in suite.outcomes))
+
+
 @dg.asset_check(asset=day_summary, name=LOG_QUALITY, blocking=True, partitions_def=DAY_MODEL,
                 description="Log data quality (completeness, allowed values, pairing): blocks the decision.")
-def log_quality(context, store: StoreResource, day_summary: DaySummary) -> dg.AssetCheckResult:
-    return _run(context, store, day_summary, LOG_QUALITY)
+def log_quality(context, store: StoreResource) -> dg.AssetCheckResult:
+    return run_suite(context, store, LOG_QUALITY)
 
 
 @dg.asset_check(asset=day_summary, name=LATENCY, partitions_def=DAY_MODEL,
                 description="Candidate p99 latency against the policy's SLO.")
-def latency_slo(context, store: StoreResource, day_summary: DaySummary) -> dg.AssetCheckResult:
-    return _run(context, store, day_summary, LATENCY)
+def latency_slo(context, store: StoreResource) -> dg.AssetCheckResult:
+    return run_suite(context, store, LATENCY)
 
 
 @dg.asset_check(asset=day_summary, name=PREDICTIONS, partitions_def=DAY_MODEL,
                 description="Candidate predictions: range, share of extremes, shift against the stable model.")
-def prediction_distribution(context, store: StoreResource, day_summary: DaySummary) -> dg.AssetCheckResult:
-    return _run(context, store, day_summary, PREDICTIONS)
+def prediction_distribution(context, store: StoreResource) -> dg.AssetCheckResult:
+    return run_suite(context, store, PREDICTIONS)
 
 
 CHECKS = [log_quality, latency_slo, prediction_distribution]
@@ -60,8 +74,6 @@ def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.Asse
     return [e.dagster_event.asset_check_evaluation_data for e in entries if e.dagster_event]
 
 
-def failure_lines(evaluation: dg.AssetCheckEvaluation) -> list[str]:
-    """The failed expectations of an evaluation, as its ``failures`` metadata lists them (see ``_run``)."""
-    md = evaluation.metadata.get("failures")
-    return [line.removeprefix("- ") for line in (md.value if md else "").splitlines()
-            if line.strip() and line.strip() != "none"]
+def blocked(evaluations) -> list[str]:
+    """Names of the failed blocking (ERROR) checks among ``evaluations``."""
+    return [c.check_name for c in evaluations if not c.passed and c.severity.value == "ERROR"]

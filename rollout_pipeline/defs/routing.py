@@ -1,7 +1,9 @@
 """Decisions change the routing: a sensor launches the routing job for each decision.
 
-Every decision the decision asset materializes is a row in the decisions table,
-and the store knows which of them were never applied. The sensor asks for one
+Every decision is a row in the decisions table, and the decision service applies
+it in the transaction that stores it; the store knows which ones could not be
+applied then (the routing changed under it, a UI run whose apply raced) and
+which were stored by older versions without applying. The sensor asks for one
 routing run per unapplied decision (``run_key`` = the decision id) and remembers
 in its cursor which ones it asked for; a decision still unapplied after all its
 routing runs failed, or one whose materialization never reached Dagster (a crash
@@ -10,16 +12,17 @@ idempotent in the store, so a decision applied twice changes nothing.
 """
 
 
+
 import json
 
 import dagster as dg
 
-from rollout_pipeline.defs.assets import ACTOR_TAG
 from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.defs.tags import ACTOR_TAG, DAY_TAG, DECISION_TAG, MODEL_TAG
+from rollout_pipeline.review.render import Table, md_table
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
 
-DECISION_TAG = "rollout/decision_id"
 SENSOR_ACTOR = "sensor"
 # Transient database errors and a routing changed under our feet are worth another try.
 ROUTING_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
@@ -63,11 +66,10 @@ def apply_decision_to_routing(context: dg.OpExecutionContext, config: ApplyConfi
 
 
 def routing_table(routing) -> str:
-    lines = ["| variant | role | traffic % | shadow | inactive since |", "|---|---|---|---|---|"]
-    for r in routing.routes if routing else ():
-        lines.append(f"| {r.variant} | {r.role} | {r.traffic_percent:g} | {'yes' if r.shadow else 'no'} | "
-                     f"{r.inactive_since or ''} |")
-    return "\n".join(lines)
+    """The routing as a markdown table (variant, role, share, shadow, inactive since)."""
+    return md_table(Table(("variant", "role", "traffic %", "shadow", "inactive since"),
+                         tuple((r.variant, r.role, f"{r.traffic_percent:g}", "yes" if r.shadow else "no",
+                                str(r.inactive_since or "")) for r in (routing.routes if routing else ()))))
 
 
 @dg.job(description="Apply one stored decision to the routing config (launched by the routing sensor).")
@@ -75,12 +77,12 @@ def apply_routing():
     apply_decision_to_routing()
 
 
-def _seen(cursor: str | None) -> set[int]:
+def seen_decisions(cursor: str | None) -> set[int]:
     """The unapplied decisions the sensor already asked a routing run for."""
     return set(json.loads(cursor)["seen"]) if cursor else set()
 
 
-def _runs_for(instance: dg.DagsterInstance, decision_id: int) -> list[dg.DagsterRun]:
+def routing_runs(instance: dg.DagsterInstance, decision_id: int) -> list[dg.DagsterRun]:
     return list(instance.get_runs(filters=dg.RunsFilter(job_name=apply_routing.name,
                                                          tags={DECISION_TAG: str(decision_id)})))
 
@@ -90,12 +92,12 @@ def _runs_for(instance: dg.DagsterInstance, decision_id: int) -> list[dg.Dagster
 def routing_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
     with store.engine.connect() as conn:
         pending = {d.id: d for d in repo.pending_decisions(conn)}
-    seen = _seen(context.cursor)
+    seen = seen_decisions(context.cursor)
     requests = []
     for decision_id, record in sorted(pending.items()):
         attempt = 0
         if decision_id in seen:
-            runs = _runs_for(context.instance, decision_id)
+            runs = routing_runs(context.instance, decision_id)
             if not runs or any(not r.is_finished or r.is_success for r in runs):
                 continue  # requested already: launching, running, or done
             attempt = len(runs)  # every routing run for it failed: heal by asking again
@@ -105,7 +107,7 @@ def routing_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
             run_key=f"decision-{decision_id}" + (f"-retry-{attempt}" if attempt else ""),
             run_config={"ops": {"apply_decision_to_routing": {"config": {"decision_id": decision_id}}}},
             tags={DECISION_TAG: str(decision_id), ACTOR_TAG: SENSOR_ACTOR,
-                  "rollout/model": record.model_name, "rollout/day": record.day.isoformat()},
+                  MODEL_TAG: record.model_name, DAY_TAG: record.day.isoformat()},
         ))
     # Remember what is still pending (applied decisions drop out, so the cursor stays small).
     asked = {int(r.tags[DECISION_TAG]) for r in requests}

@@ -7,12 +7,25 @@ import datetime as dt
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
+import sqlalchemy as sa
 
 from rollout_pipeline.config import load_settings
+from rollout_pipeline.definitions import defs
+from rollout_pipeline.defs.assets import decision
+from rollout_pipeline.defs.checks import blocked, check_evaluations
+from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
+from rollout_pipeline.defs.holds import record_blocked_hold
+from rollout_pipeline.defs.partitions import partition_key, register_partitions
+from rollout_pipeline.defs.resources import resources_from_environment, store_engine
+from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.domain.routing import InvalidName, validate_name
+from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.rollouts import RolloutError
 
 log = logging.getLogger(__name__)
 
@@ -52,48 +65,75 @@ class DayRun:
     seconds: float
 
 
+class RunFailed(RuntimeError):
+    """The Dagster run failed for a reason other than a blocking check; ``kind`` is refused or infrastructure."""
+
+    def __init__(self, message: str, run_id: str | None, kind: str = REFUSED):
+        super().__init__(message)
+        self.run_id = run_id
+        self.kind = kind
+
+
+def quiet_dagster_warnings() -> None:
+    """Hide Dagster's Preview/Beta/Supersession warnings: they speak to developers, not to the CLI's users."""
+    for category in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def check_day(model: str, day: dt.date, engine) -> None:
+    """Refuse, before anything reaches Dagster, a name that is not a model name or a model without a rollout."""
+    try:
+        validate_name("model", model)
+    except InvalidName as exc:
+        raise RunFailed(str(exc), None) from None
+    with engine.connect() as conn:
+        if repo.latest_rollout(conn, model) is None:
+            raise RunFailed(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} "
+                            "...`", None)
+
+
 def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str | None = None,
-            actor: str = "cli", dry_run: bool = False, instance: dg.DagsterInstance | None = None) -> DayRun:
+            actor: str = "cli", dry_run: bool = False, instance: dg.DagsterInstance | None = None,
+            log_level: str = "INFO") -> DayRun:
     """Materialize ``model``'s ``day`` (collect, validate, judge, decide) in this process.
 
-    A forced decision runs the decision asset alone on the stored judgement, as
-    the launchpad would. When the blocking log-quality check fails, the decision
-    does not materialize: the day is recorded as a hold naming the failed checks.
+    A forced decision runs the decision asset alone on the stored evidence (none
+    needed), as the launchpad would. When the blocking log-quality check fails,
+    the decision does not materialize: the day is decided as a hold naming the
+    failed checks. A bad name or a model without a rollout adds no partition.
     """
-    from rollout_pipeline.definitions import defs
-    from rollout_pipeline.defs.assets import ACTOR_TAG, decision
-    from rollout_pipeline.defs.checks import check_evaluations
-    from rollout_pipeline.defs.partitions import MODELS, partition_key
-
     started = time.perf_counter()
-    with _instance(instance) as instance:
-        instance.add_dynamic_partitions(MODELS.name, [model])
-        job = defs.resolve_job_def("daily_analysis")
-        config = {"force": force, "reason": reason, "dry_run": dry_run, "operator": None}
-        run_config = {
-            "ops": {"decision": {"config": config}},
-            "execution": {"config": {"in_process": {}}},
-            "loggers": CONSOLE_INFO,
-        }
-        result = job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            partition_key=partition_key(day.isoformat(), model),
-            raise_on_error=False,
-            asset_selection=[decision.key] if force else None,
-            tags={ACTOR_TAG: actor},
-        )
-        failed = [c for c in check_evaluations(instance, result.run_id) if not c.passed]
-        if result.success:
-            output = result.output_for_node("decision")
-        else:
-            output = _hold_for_failure(result, model, day, actor, failed, dry_run)
-        failed_checks = tuple(c.check_name for c in failed)
-        return DayRun(result.run_id, result.success, output, failed_checks, time.perf_counter() - started)
-
-
-# Step events are DEBUG; the CLI shows Dagster's INFO and up, and our own progress lines.
-CONSOLE_INFO = {"console": {"config": {"log_level": "INFO"}}}
+    engine = store_engine()
+    try:
+        with database_errors_as_run_failed():
+            check_day(model, day, engine)
+        with _instance(instance) as instance:
+            register_partitions(instance, [day.isoformat()], [model])
+            job = defs.resolve_job_def("daily_analysis")
+            config = {"force": force, "reason": reason, "dry_run": dry_run, "operator": None}
+            run_config = {
+                "ops": {"decision": {"config": config}},
+                "execution": {"config": {"in_process": {}}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            }
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                partition_key=partition_key(day, model),
+                raise_on_error=False,
+                asset_selection=[decision.key] if force else None,
+                tags={ACTOR_TAG: actor},
+                resources=resources_from_environment(),  # this invocation's environment, not the import's
+            )
+            evaluations = check_evaluations(instance, result.run_id)
+            if result.success:
+                output = decision_of(result)
+            else:
+                output = _hold_for_failure(result, engine, model, day, actor, blocked(evaluations), dry_run)
+            failed_checks = tuple(c.check_name for c in evaluations if not c.passed)
+            return DayRun(result.run_id, result.success, output, failed_checks, time.perf_counter() - started)
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -110,39 +150,61 @@ def _instance(instance: dg.DagsterInstance | None) -> Iterator[dg.DagsterInstanc
         instance.dispose()
 
 
-def _hold_for_failure(result, model, day, actor, failed_checks, dry_run) -> dict:
-    """When a blocking check stopped the run, record the policy's hold naming the failures; else raise RunFailed."""
-    from rollout_pipeline.defs.holds import blocking_failures, record_blocked_hold
-    from rollout_pipeline.defs.resources import StoreResource
+def decision_of(result: dg.ExecuteInProcessResult) -> dict:
+    """The decision a successful run made, from the ``decision`` materialization's metadata."""
+    (materialization,) = result.asset_materializations_for_node("decision")
+    return dict(materialization.metadata["decision"].value)
 
-    failures = blocking_failures(failed_checks)
-    if not failures:
-        failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
-        error = failure.step_failure_data.error if failure else None
-        raise RunFailed(error.message.strip() if error else "the run failed", result.run_id)
-    engine = StoreResource().engine
+
+@contextlib.contextmanager
+def database_errors_as_run_failed() -> Iterator[None]:
     try:
-        return record_blocked_hold(engine, model, day, result.run_id, failures, actor=actor, dry_run=dry_run)
-    finally:
-        engine.dispose()
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise RunFailed(f"cannot connect to the database: {first_line(exc)}", None, INFRASTRUCTURE) from None
 
 
-class RunFailed(RuntimeError):
-    """The Dagster run failed for a reason other than a blocking check."""
+def _hold_for_failure(result, engine, model, day, actor, blocked_checks, dry_run) -> dict:
+    """When a blocking check stopped the run, decide the hold; else raise RunFailed with the step's one line."""
+    if blocked_checks:
+        with database_errors_as_run_failed():
+            try:
+                return record_blocked_hold(engine, model, day, result.run_id, actor=actor, dry_run=dry_run)
+            except RolloutError as exc:
+                raise RunFailed(str(exc), result.run_id) from None
+    message, kind = step_failure(result)
+    raise RunFailed(message, result.run_id, kind)
 
-    def __init__(self, message: str, run_id: str):
-        super().__init__(message)
-        self.run_id = run_id
+
+def step_failure(result) -> tuple[str, str]:
+    """The one line that says why the run failed, and whether it was refused or the infrastructure failed."""
+    failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
+    if failure is None:
+        return "the run failed", INFRASTRUCTURE
+    data = failure.step_failure_data
+    user = data.user_failure_data
+    if user is not None and user.description:
+        kind = user.metadata.get("kind") if user.metadata else None
+        return user.description.strip().splitlines()[0], (kind.value if kind is not None else REFUSED)
+    error = data.error
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause
+    root = chain[-1] if chain else None
+    line = root.message.strip().splitlines()[0] if root and root.message.strip() else "the run failed"
+    if any(e.cls_name in ("OperationalError", "InterfaceError") for e in chain):
+        return f"cannot connect to the database: {line.split(': ', 1)[-1]}", INFRASTRUCTURE
+    return line, INFRASTRUCTURE
 
 
-def run_retention(day: dt.date, *, actor: str = "cli", instance: dg.DagsterInstance | None = None) -> tuple[str, bool]:
+def run_retention(day: dt.date, *, actor: str = "cli", instance: dg.DagsterInstance | None = None,
+                  log_level: str = "INFO") -> tuple[str, bool]:
     """Run the retention job for ``day`` in this process; returns (run id, success)."""
-    from rollout_pipeline.definitions import defs
-    from rollout_pipeline.defs.assets import ACTOR_TAG
-
     with _instance(instance) as instance:
         result = defs.resolve_job_def("retention").execute_in_process(
             run_config={"ops": {"retire_inactive_variants": {"config": {"date": day.isoformat()}}},
-                        "loggers": CONSOLE_INFO},
-            instance=instance, raise_on_error=False, tags={ACTOR_TAG: actor})
+                        "loggers": {"console": {"config": {"log_level": log_level}}}},
+            instance=instance, raise_on_error=False, tags={ACTOR_TAG: actor},
+            resources=resources_from_environment())
         return result.run_id, result.success

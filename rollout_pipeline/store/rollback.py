@@ -1,4 +1,9 @@
-"""Manual rollback: the previous stable variant back to 100% at once, recorded like any decision."""
+"""Manual rollback: the previous stable variant back to 100% at once, decided like any decision.
+
+This module says when there is something to roll back to; the decision itself
+goes through the one decision service (``rollout_pipeline.decisions``), which
+stores it and applies it in the caller's transaction.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,13 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from rollout_pipeline.domain.decide import ForceError, RolloutState, force_decision
+from rollout_pipeline.decisions import DecisionOutcome, DecisionRequest, decide_in
 from rollout_pipeline.domain.routing import validate_name
-from rollout_pipeline.store.rollouts import (DecisionRecord, RolloutError, apply_decision, latest_rollout,
-                                             old_stable_route, record_decision)
+from rollout_pipeline.store.rollouts import RolloutError, latest_rollout, old_stable_route
 from rollout_pipeline.store.teardown import last_teardown
 
 
-def rollback(connection: sa.Connection, model: str, reason: str, *, actor: str, day: dt.date,
-             now: dt.datetime | None = None) -> DecisionRecord:
+def rollback(connection: sa.Connection, model: str, reason: str, *, actor: str, day: dt.date) -> DecisionOutcome:
     """Roll ``model``'s latest rollout back and apply it in this transaction.
 
     From shadow or canary the candidate goes to 0%; from production the old
@@ -40,12 +43,8 @@ def rollback(connection: sa.Connection, model: str, reason: str, *, actor: str, 
             )
         if route.role != "inactive":
             raise RolloutError(f"cannot roll back {model}: {old} is {route.role}, not inactive")
-    try:
-        result = force_decision(RolloutState(rollout.stage, rollout.canary_percent), "rollback", reason,
-                                rollout.policy, actor)
-    except ForceError as exc:
-        raise RolloutError(str(exc)) from None
-    record = record_decision(connection, rollout, day, result, actor=actor,
-                             metrics={"manual_rollback": True}, run_id=None, now=now)
-    apply_decision(connection, record.id, actor=actor, now=now)
-    return record
+    outcome = decide_in(connection, DecisionRequest(model, day, actor, force="rollback", reason=reason,
+                                                     source="manual_rollback"))
+    if not outcome.applied:
+        raise RolloutError(f"cannot roll back {model} now: {outcome.unapplied_reason or 'the routing did not change'}")
+    return outcome

@@ -77,8 +77,11 @@ def routes_for(rollout: Rollout, state: RolloutState, day: dt.date | None) -> tu
     if state.stage == "shadow":
         return (VariantRoute(stable, "stable", 100.0), VariantRoute(cand, "candidate", 0.0, shadow=True))
     if state.stage == "canary":
+        # The stable model shadows the candidate's own requests (the Router mirrors a request only to the
+        # shadow variants that did not serve it), so the per-request pairing of shadow goes on in canary.
         p = float(state.canary_percent)
-        return (VariantRoute(stable, "stable", 100.0 - p), VariantRoute(cand, "candidate", p))
+        mirror = bool(getattr(rollout.policy, "shadow_stable_during_canary", True))
+        return (VariantRoute(stable, "stable", 100.0 - p, shadow=mirror), VariantRoute(cand, "candidate", p))
     if state.stage == "production":
         # The candidate is the stable model now; the old one stays deployable for the retention window.
         shadow = rollout.policy.shadow_old_model_during_retention
@@ -153,6 +156,23 @@ def latest_rollout(connection: sa.Connection, model: str) -> Rollout | None:
     row = connection.execute(
         sa.select(rollouts).where(rollouts.c.model_name == model).order_by(rollouts.c.id.desc()).limit(1)
     ).first()
+    return _rollout(row) if row else None
+
+
+def rollout_for_day(connection: sa.Connection, model: str, day: dt.date) -> Rollout:
+    """The rollout ``model``'s ``day`` is decided under (its active one, else its latest); RolloutError if none."""
+    rollout = active_rollout(connection, model) or latest_rollout(connection, model)
+    if rollout is None:
+        raise RolloutError(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} ...`")
+    decided = live_decision(connection, model, day)
+    if decided is not None and decided.rollout_id != rollout.id:
+        raise RolloutError(f"{model} {day} was decided under rollout {decided.rollout_id}, not the current one")
+    return rollout
+
+
+def get_rollout(connection: sa.Connection, rollout_id: int) -> Rollout | None:
+    """The rollout with this id."""
+    row = connection.execute(sa.select(rollouts).where(rollouts.c.id == rollout_id)).first()
     return _rollout(row) if row else None
 
 

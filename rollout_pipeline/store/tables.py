@@ -129,4 +129,21 @@ teardowns = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+day_evidence = sa.Table(
+    "day_evidence",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("rollout_id", sa.Integer, sa.ForeignKey("rollouts.id"), nullable=False),
+    sa.Column("stage", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=True),
+    sa.Column("summary", sa.JSON, nullable=False),  # domain.summary.DaySummary, via domain.codec
+    sa.Column("validations", sa.JSON, nullable=False),  # {suite name: validation.suites.SuiteResult}
+    sa.Column("evaluation", sa.JSON, nullable=True),  # domain.evaluate.Evaluation, once judged
+    sa.Column("superseded_by", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 LOG_TABLES = ("prediction_log", "feedback")

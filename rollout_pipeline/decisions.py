@@ -1,0 +1,199 @@
+"""The one decision path: a day's evidence (or a force) in, one transaction out.
+
+Every way a decision is made calls this: the ``decision`` asset (schedule, UI,
+CLI), the hold of a run stopped by its blocking check (the CLI's runner and the
+``blocked_day_hold`` sensor), and the manual rollback. In one transaction it
+reads the day's evidence from the database (``store.evidence``), runs the policy
+state machine, stores the decision with its evidence and review in one shape,
+and applies it to the rollout and its routing. A decision whose routing cannot
+be applied at once (the routing changed under it) stays stored and unapplied,
+and the routing sensor applies it later. No Dagster here: pure domain + store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.codec import CodecError, decode
+from rollout_pipeline.domain.decide import ForceError, decide, evidence_from, force_decision
+from rollout_pipeline.domain.evaluate import Evaluation, evaluate
+from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
+                                             review_from_record)
+from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.evidence import DayEvidence, load_evidence
+from rollout_pipeline.store.routing import ConcurrentUpdate
+from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
+
+SOURCES = ("analysis", "forced", "blocked", "manual_rollback")
+
+
+class DecisionRefused(repo.RolloutError):
+    """The decision cannot be made as asked; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """What to decide: a model's day, by whom, and (optionally) the operator's forced action."""
+
+    model: str
+    day: dt.date
+    actor: str
+    run_id: str | None = None
+    force: str | None = None
+    reason: str | None = None
+    dry_run: bool = False
+    source: str = "analysis"  # one of SOURCES; "forced" is implied by ``force``
+
+
+@dataclass(frozen=True)
+class DecisionOutcome:
+    """The stored (or, in a dry run, computed) decision, whether it was applied, and its review."""
+
+    record: repo.DecisionRecord
+    applied: bool
+    dry_run: bool
+    review: Review
+    history: tuple[HistoryPoint, ...]
+    unapplied_reason: str | None = None
+
+    def output(self) -> dict:
+        """The decision as the asset's metadata holds it and the CLI prints it (``decide --json``)."""
+        return {**decision_output(self.record, self.dry_run), "applied": self.applied}
+
+
+def decision_output(record: repo.DecisionRecord, dry_run: bool = False) -> dict:
+    """A stored decision as the CLI prints it."""
+    return {"decision_id": None if dry_run else record.id, "action": record.action,
+            "forced": record.forced, "reasons": list(record.reasons), "dry_run": dry_run,
+            "from": {"stage": record.stage_before, "canary_percent": record.percent_before},
+            "to": {"stage": record.stage_after, "canary_percent": record.percent_after}}
+
+
+def suite_results(evidence: DayEvidence | None) -> dict[str, SuiteResult]:
+    """The validation results stored with the evidence, by suite name."""
+    if evidence is None:
+        return {}
+    out = {}
+    for name, data in evidence.validations.items():
+        try:
+            out[name] = decode(SuiteResult, data)
+        except CodecError as exc:
+            raise DecisionRefused(f"the stored result of {name} cannot be read: {exc}") from None
+    return out
+
+
+def data_quality_failures(suites: dict[str, SuiteResult]) -> list[str]:
+    """What the blocking suites found wrong; a day never validated for log quality counts as a failure."""
+    if LOG_QUALITY not in suites:
+        return [f"{LOG_QUALITY}: the day's logs were not validated (run the log_quality check with day_summary)"]
+    return [f for s in suites.values() if s.blocking for f in s.failures]
+
+
+def review_validations(suites: dict[str, SuiteResult]) -> tuple[Validation, ...]:
+    return tuple(Validation(name, s.passed, "ERROR" if s.blocking else "WARN", tuple(s.failures))
+                 for name, s in sorted(suites.items()))
+
+
+def make_decision(engine: sa.Engine, request: DecisionRequest) -> DecisionOutcome:
+    """Decide ``request`` in one transaction (stored and applied together); a dry run computes and rolls back."""
+    with engine.begin() as connection:
+        outcome = decide_in(connection, request)
+        if request.dry_run:
+            connection.rollback()  # computed and shown, never stored nor applied
+    return outcome
+
+
+def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOutcome:
+    """Decide ``request`` inside the caller's transaction: store the decision and apply it.
+
+    Raises ``RolloutError`` (``DecisionRefused``, ``ConcurrentDecision``) with a
+    one-line message when it must not decide; nothing is written then.
+    """
+    model, day = request.model, request.day
+    rollout = repo.rollout_for_day(connection, model, day)
+    latest = repo.latest_decided_day(connection, rollout.id)
+    if latest is not None and day < latest and not request.force:
+        raise DecisionRefused(
+            f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
+            "in time; force an action with a reason to override")
+    seen = repo.live_decision(connection, model, day)  # a run deciding this day meanwhile makes ours fail, not double
+    if request.source == "blocked" and seen is not None and seen.metrics.get("blocked_run") == request.run_id:
+        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
+    state = repo.state_before(connection, rollout, day)
+    evidence = load_evidence(connection, model, day, run_id=request.run_id)
+    if evidence is not None and evidence.rollout_id != rollout.id:
+        evidence = None  # an analysis under an earlier rollout is no evidence for this one
+    suites = suite_results(evidence)
+    failures = data_quality_failures(suites) if evidence is not None else []
+    evaluation = _evaluation(evidence, rollout)
+    source = "forced" if request.force and request.source == "analysis" else request.source
+    if request.force:
+        try:
+            result = force_decision(state, request.force, request.reason, rollout.policy, request.actor)
+        except ForceError as exc:
+            raise DecisionRefused(str(exc)) from None
+    else:
+        if request.reason:
+            raise DecisionRefused("a reason is only taken with force (promote, hold or rollback)")
+        if evidence is None:
+            raise DecisionRefused(
+                f"{model} {day} was never analysed: run the whole day (`rollout-pipeline decide` without --force, "
+                "or materialize day_summary, judgement and decision), or force an action with a reason")
+        deployable = repo.old_variant_deployable(connection, rollout)
+        result = decide(state, evidence_from(evaluation, failures, old_variant_deployable=deployable), rollout.policy)
+    review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
+                          summary=evidence.summary if evidence else None, validations=review_validations(suites),
+                          data_quality_failures=failures)
+    metrics = decision_metrics(source, request.run_id, evidence, evaluation, failures, review)
+    record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
+                                  run_id=request.run_id, expected_previous=seen.id if seen else None)
+    applied, why = False, None
+    if not request.dry_run:
+        try:
+            with connection.begin_nested():
+                applied = repo.apply_decision(connection, record.id, actor=request.actor)
+        except (ConcurrentUpdate, repo.RolloutError) as exc:
+            why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
+    return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)
+
+
+def _evaluation(evidence: DayEvidence | None, rollout: repo.Rollout) -> Evaluation | None:
+    """The day's evaluation: the judged one, else (a run stopped before the judge) computed from the summary."""
+    if evidence is None:
+        return None
+    if evidence.evaluation is not None:
+        return evidence.evaluation
+    return evaluate(evidence.summary, evidence.stage, rollout.policy)
+
+
+def decision_metrics(source: str, run_id: str | None, evidence: DayEvidence | None, evaluation: Evaluation | None,
+                     failures: list[str], review: Review) -> dict:
+    """The ``decisions.metrics`` JSON, one shape for every path: what evidence existed, the judge, the review."""
+    stored_review = review.to_json()  # JSON-safe: non-finite numbers are None
+    return {
+        "source": source,
+        "evidence": None if evidence is None else {
+            "id": evidence.id, "run_id": evidence.run_id, "stage": evidence.stage,
+            "analysed_at": evidence.created_at.isoformat() if evidence.created_at else None,
+            "validated": sorted(evidence.validations), "judged": evidence.evaluation is not None,
+        },
+        "score": stored_review["score"],
+        "candidate_requests": evaluation.candidate_requests if evaluation else None,
+        "stable_requests": evaluation.stable_requests if evaluation else None,
+        "compared": review.compared,
+        "checks": stored_review["checks"],
+        "data_quality_failures": list(failures),
+        "blocked_run": run_id if source == "blocked" else None,
+        # The review's numbers go with the decision, so `rollout-pipeline report` needs no Dagster run.
+        "review": stored_review,
+    }
+
+
+def _outcome(connection, record, *, applied: bool, dry_run: bool, why: str | None = None) -> DecisionOutcome:
+    from_row = repo.get_decision(connection, record.id) or record
+    history = history_points([r for r in repo.decision_history(connection, record.model_name)
+                              if r.rollout_id == record.rollout_id], until=record.day.isoformat())
+    return DecisionOutcome(from_row, applied, dry_run, review_from_record(from_row), history, why)

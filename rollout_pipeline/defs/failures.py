@@ -1,0 +1,43 @@
+"""How a step fails: a refusal is final, a database error says what it is, and only transient ones are retried."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+import sqlalchemy as sa
+
+INFRASTRUCTURE = "infrastructure"
+REFUSED = "refused"
+# Errors no retry can fix: wrong credentials, a database or role that does not exist, missing rights.
+_PERMANENT = ("authentication failed", "password authentication", "no password supplied", "does not exist",
+              "permission denied", "no pg_hba.conf entry")
+
+
+def refuse(message: str) -> dg.Failure:
+    """A failure that retrying cannot fix (bad input or a refused decision): no retries, one line."""
+    return dg.Failure(description=message, allow_retries=False, metadata={"kind": REFUSED})
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (a driver's error, not SQLAlchemy's wrapping of it)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_permanent(exc: BaseException) -> bool:
+    message = str(getattr(exc, "orig", None) or exc).lower()
+    return any(p in message for p in _PERMANENT)
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a database that refuses us into one final line; let transient errors reach the retry policy."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if is_permanent(exc):
+            raise dg.Failure(description=f"cannot connect to the database: {first_line(exc)}",
+                             allow_retries=False, metadata={"kind": INFRASTRUCTURE}) from None
+        raise

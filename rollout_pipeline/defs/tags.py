@@ -1,0 +1,10 @@
+"""Run tags the pipeline reads and writes (Dagster's own partition tags included)."""
+
+ACTOR_TAG = "rollout/actor"  # who asked for the run: schedule, cli, demo, sensor, or an operator
+DECISION_TAG = "rollout/decision_id"  # routing runs: the decision they apply
+MODEL_TAG = "rollout/model"
+DAY_TAG = "rollout/day"
+# Set by Dagster itself on partitioned runs: the whole key ("2026-11-27|diabetes") and, for a
+# multi-partitioned job, one tag per dimension. A GraphQL or UI launch may carry only the first.
+PARTITION_TAG = "dagster/partition"
+PARTITION_DIMENSION_TAG = "dagster/partition/{}"

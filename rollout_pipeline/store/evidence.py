@@ -1,0 +1,116 @@
+"""The day's evidence in the pipeline's database: summary, validation results and evaluation of a model's day.
+
+The analysis writes it step by step (``day_summary`` inserts the row, each asset
+check adds its suite's result, ``judgement`` adds the evaluation) and the decision
+reads it back, in any process: nothing travels through Dagster's IO manager. Every
+analysis run has its own row; a newer analysis of the day supersedes the older one,
+so a run still finishing keeps reading and completing its own row (never a row
+another run is rewriting), and a decision taken later reads the live one.
+Records are stored through ``domain.codec``, so fields added to them round-trip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.codec import decode, encode
+from rollout_pipeline.domain.evaluate import Evaluation
+from rollout_pipeline.domain.summary import DaySummary
+from rollout_pipeline.store.tables import day_evidence
+
+EVIDENCE_LOCK_SPACE = 7_261_003  # (space, hashtext(model)) advisory lock; decisions use 7_261_002
+
+
+class EvidenceGone(LookupError):
+    """The evidence row a step meant to complete no longer exists."""
+
+
+@dataclass(frozen=True)
+class DayEvidence:
+    """One analysis of a model's day as stored: the summary, each suite's result (encoded), the evaluation."""
+
+    id: int
+    model_name: str
+    day: dt.date
+    rollout_id: int
+    stage: str
+    run_id: str | None
+    summary: DaySummary
+    validations: dict  # suite name -> encoded validation.suites.SuiteResult
+    evaluation: Evaluation | None
+    live: bool
+    created_at: dt.datetime
+
+
+def _record(row) -> DayEvidence:
+    return DayEvidence(row.id, row.model_name, row.day, row.rollout_id, row.stage, row.run_id,
+                       decode(DaySummary, row.summary), dict(row.validations or {}),
+                       None if row.evaluation is None else decode(Evaluation, row.evaluation),
+                       row.superseded_by is None, row.created_at)
+
+
+def save_summary(connection: sa.Connection, summary: DaySummary, *, rollout_id: int, stage: str,
+                 run_id: str | None, now: dt.datetime | None = None) -> int:
+    """Store a new analysis of ``summary``'s day (superseding the live one); its id."""
+    now = now or dt.datetime.now(dt.UTC)
+    model, day = summary.model_name, summary.day
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:model))"),
+                           {"space": EVIDENCE_LOCK_SPACE, "model": model})
+    live = sa.and_(day_evidence.c.model_name == model, day_evidence.c.day == day,
+                   day_evidence.c.superseded_by.is_(None))
+    previous = connection.execute(sa.select(day_evidence.c.id).where(live)).scalar_one_or_none()
+    if previous is not None:
+        # Free the (model, day) slot of the unique index first, then point it at the new row.
+        connection.execute(day_evidence.update().where(day_evidence.c.id == previous).values(superseded_by=-1))
+    new_id = connection.execute(
+        day_evidence.insert().values(model_name=model, day=day, rollout_id=rollout_id, stage=stage, run_id=run_id,
+                                     summary=encode(summary), validations={}, evaluation=None,
+                                     created_at=now, updated_at=now)
+        .returning(day_evidence.c.id)
+    ).scalar_one()
+    if previous is not None:
+        connection.execute(day_evidence.update().where(day_evidence.c.id == previous).values(superseded_by=new_id))
+    return new_id
+
+
+def save_validation(connection: sa.Connection, evidence_id: int, name: str, result, *,
+                    now: dt.datetime | None = None) -> None:
+    """Add one validation suite's result (a dataclass record) to the evidence ``evidence_id``."""
+    now = now or dt.datetime.now(dt.UTC)
+    # Write first: the row is locked (PostgreSQL) / the database write-locked (SQLite) before it is read,
+    # so two checks of one run adding their results at once never lose one.
+    touched = connection.execute(
+        day_evidence.update().where(day_evidence.c.id == evidence_id).values(updated_at=now)).rowcount
+    if not touched:
+        raise EvidenceGone(f"evidence #{evidence_id} no longer exists")
+    current = connection.execute(
+        sa.select(day_evidence.c.validations).where(day_evidence.c.id == evidence_id)).scalar_one()
+    merged = {**(current or {}), name: encode(result)}
+    connection.execute(day_evidence.update().where(day_evidence.c.id == evidence_id).values(validations=merged))
+
+
+def save_evaluation(connection: sa.Connection, evidence_id: int, evaluation: Evaluation, *,
+                    now: dt.datetime | None = None) -> None:
+    """Add the judge's evaluation to the evidence ``evidence_id``."""
+    now = now or dt.datetime.now(dt.UTC)
+    touched = connection.execute(day_evidence.update().where(day_evidence.c.id == evidence_id).values(
+        evaluation=encode(evaluation), updated_at=now)).rowcount
+    if not touched:
+        raise EvidenceGone(f"evidence #{evidence_id} no longer exists")
+
+
+def load_evidence(connection: sa.Connection, model: str, day: dt.date, *,
+                  run_id: str | None = None) -> DayEvidence | None:
+    """The evidence of ``model``'s ``day``: the analysis of run ``run_id`` if it made one, else the live one."""
+    where = [day_evidence.c.model_name == model, day_evidence.c.day == day]
+    if run_id is not None:
+        row = connection.execute(sa.select(day_evidence).where(*where, day_evidence.c.run_id == run_id)
+                                 .order_by(day_evidence.c.id.desc()).limit(1)).first()
+        if row is not None:
+            return _record(row)
+    row = connection.execute(sa.select(day_evidence).where(*where, day_evidence.c.superseded_by.is_(None))).first()
+    return _record(row) if row else None
