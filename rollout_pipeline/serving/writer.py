@@ -21,9 +21,17 @@ exactly-once, also across restarts and crashes:
 
 Memory is bounded: past ``max_buffer_rows`` queued rows, the submitting thread
 moves the oldest rows to the open spill segment (a buffered append to a local
-file; it never waits for the database). Rows the database cannot store at all
-(``ContractError``: e.g. a NUL character) are moved to ``rejected.jsonl`` in
-the spill folder with the reason, so nothing disappears silently.
+file; it never waits for the database).
+
+A bad row is never taken for an outage. When the database refuses a batch with a
+data error (``store.logs.DATA_ERRORS``: a ``ContractError`` such as a NUL character
+or a non-finite feedback value, a value out of range, a date the partitioning
+cannot hold), the rows it refuses are found by trial writes that roll back
+(``store.logs.unstorable_rows``), moved to ``rejected.jsonl`` in the spill folder
+with their reason, and the rest of the batch is written in one transaction. A
+batch or segment that fails with a data error although no single row does is
+quarantined (``quarantine/``), so the rows after it go on. The spill folder's
+file format and its exactly-once bookkeeping live in ``serving.spill``.
 
 What is not covered: rows still queued in memory when the process is killed
 (SIGKILL, power loss) — at most ``flush_seconds`` worth plus one batch — are
@@ -34,8 +42,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import fcntl
-import json
 import logging
 import os
 import threading
@@ -46,24 +52,31 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rollout_pipeline.domain.records import FEEDBACK_COLUMNS, PREDICTION_COLUMNS
-from rollout_pipeline.store.logs import ContractError, write_feedback, write_predictions
+from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
+from rollout_pipeline.serving.spill import TS_POSITION, SpillFolder, SpillFolderInUse
+from rollout_pipeline.store.logs import DATA_ERRORS, unstorable_rows, write_feedback, write_predictions
 from rollout_pipeline.store.serving_queries import count_same_rows
 
 log = logging.getLogger(__name__)
 
-_KINDS: dict[str, tuple[str, tuple[str, ...], Callable[..., int]]] = {
-    # kind: (table, columns, bulk writer)
-    "prediction": ("prediction_log", PREDICTION_COLUMNS, write_predictions),
-    "feedback": ("feedback", FEEDBACK_COLUMNS, write_feedback),
+__all__ = ["LogWriter", "PoisonBatch", "SpillFolderInUse", "writer_degraded"]
+
+_KINDS: dict[str, tuple[str, type, str, Callable[..., int]]] = {
+    # kind: (table, row type, spill file prefix, bulk writer)
+    "prediction": ("prediction_log", PredictionRow, "pred", write_predictions),
+    "feedback": ("feedback", FeedbackRow, "fb", write_feedback),
 }
-_TS = 1  # position of ``ts`` in both row layouts
-_MARKER = ".attempted"
 _REPLAYED, _NOTHING, _FAILED = "replayed", "nothing", "failed"
 
 
-class SpillFolderInUse(RuntimeError):
-    """Another live writer holds this spill folder; give each process or writer its own."""
+class PoisonBatch(RuntimeError):
+    """The database refuses a batch with a data error, yet accepts each of its rows alone."""
+
+
+def writer_degraded(stats: dict[str, Any]) -> bool:
+    """True when a writer's ``stats()`` show it spilling, holding unreplayed rows, or having set rows aside."""
+    return (not stats["database_up"] or stats["pending_segments"] > 0 or stats["rejected"] > 0
+            or stats.get("quarantined", 0) > 0)
 
 
 class _Barrier:
@@ -73,35 +86,6 @@ class _Barrier:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-
-
-def _encode(row: tuple) -> str:
-    values = list(row)
-    ts = values[_TS]
-    if isinstance(ts, dt.datetime):
-        values[_TS] = ts.isoformat()
-    # NaN stays NaN (Python's json reads it back); foreign types become their repr and
-    # are rejected at replay time, into rejected.jsonl, rather than dropped here.
-    return json.dumps(values, default=repr, separators=(",", ":"), ensure_ascii=False)
-
-
-def _decode(line: str, row_type: type) -> tuple:
-    values = json.loads(line)
-    ts = values[_TS]
-    if isinstance(ts, str):
-        try:
-            values[_TS] = dt.datetime.fromisoformat(ts)
-        except ValueError:
-            pass  # not a timestamp: the bulk writer rejects the row, naming the problem
-    return row_type(*values) if len(values) == len(row_type._fields) else tuple(values)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LogWriter:
@@ -132,38 +116,23 @@ class LogWriter:
             raise ValueError("need batch_rows >= 1, max_buffer_rows >= batch_rows and segment_rows >= 1")
         self.engine = engine
         self.kind = kind
-        self.table, columns, self._bulk_write = _KINDS[kind]
-        from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
-
-        self._row_type = PredictionRow if kind == "prediction" else FeedbackRow
+        self.table, row_type, prefix, self._bulk_write = _KINDS[kind]
         self.spill_dir = Path(spill_dir)
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.max_buffer_rows = max_buffer_rows
-        self.segment_rows = segment_rows
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self.name = name or f"{kind}-writer"
-        self._prefix = "pred" if kind == "prediction" else "fb"
-
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.spill_dir / ".lock", "a+")  # noqa: SIM115 - held for the writer's life
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._lock_file.close()
-            raise SpillFolderInUse(f"spill folder {self.spill_dir} is used by another live log writer") from exc
+        self.spill = SpillFolder(self.spill_dir, prefix=prefix, row_type=row_type, segment_rows=segment_rows,
+                                 name=self.name)
 
         self._buffer: collections.deque = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._closed = False
         self._abandoned = False
-        self._spill_lock = threading.Lock()
-        self._open: Any = None  # file object of the open segment
-        self._open_path: Path | None = None
-        self._open_rows = 0
-        self._seq = self._recover_folder()
+        self._spill_lock = threading.Lock()  # overflow vs the thread: who moves rows and barriers
         self._pending_barriers: list[_Barrier] = []
         self._inflight: list | None = None
         self._down = False
@@ -171,7 +140,7 @@ class LogWriter:
         self._next_retry = 0.0
         self._last_error: str | None = None
         self._closing_deadline = 0.0
-        self.counts = collections.Counter()  # written, spilled, replayed, already_present, rejected, overflowed
+        self.counts = collections.Counter()  # written, spilled, replayed, already_present, overflowed
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -215,7 +184,7 @@ class LogWriter:
                     moved.append(item)
             if moved:
                 try:
-                    self._append_open(moved)
+                    self.spill.append(moved)
                 except OSError:  # local disk full or gone: keep the rows in memory rather than fail a request
                     self._buffer.extendleft(reversed(moved))
                     log.exception("%s: cannot spill to %s; keeping rows in memory", self.name, self.spill_dir)
@@ -247,8 +216,7 @@ class LogWriter:
 
     def pending_segments(self) -> int:
         """Spill segments waiting to be replayed (the open one counts if it holds rows)."""
-        closed = len(self._closed_segments())
-        return closed + (1 if self._open_rows else 0)
+        return self.spill.pending()
 
     @property
     def database_up(self) -> bool:
@@ -262,7 +230,9 @@ class LogWriter:
             "database_up": not self._down,
             "pending_segments": self.pending_segments(),
             "last_error": self._last_error,
-            **{k: self.counts[k] for k in ("written", "spilled", "overflowed", "replayed", "already_present", "rejected")},
+            **{k: self.counts[k] for k in ("written", "spilled", "overflowed", "replayed", "already_present")},
+            "rejected": self.spill.rejected,
+            "quarantined": self.spill.quarantined,
         }
 
     def close(self, timeout: float = 30.0) -> None:
@@ -287,7 +257,7 @@ class LogWriter:
                         self.spill_dir)
         else:
             self._drain_to_spill()
-            self._release()
+            self.spill.release()
         remaining = self.pending_segments()
         if remaining:
             log.warning("%s: %d spill segment(s) left in %s, replayed by the next writer on this folder",
@@ -338,7 +308,7 @@ class LogWriter:
             raise
         finally:
             if self._abandoned:
-                self._release()
+                self.spill.release()
 
     def _wait_seconds(self) -> float:
         if self._down:
@@ -380,9 +350,12 @@ class LogWriter:
             return
         self._inflight = batch
         try:
-            written = self._write_valid(batch)
-        except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, find out later
-            self._spill_attempted(batch)
+            written = self._write_valid(batch, self._set_inflight)
+        except PoisonBatch as exc:
+            self.spill.quarantine_rows(self._inflight or batch, str(exc))
+            self._mark_up()
+        except Exception as exc:  # noqa: BLE001 - any other failure: keep the rows, find out later
+            self._spill_attempted(self._inflight or batch)
             self._mark_down(exc)
         else:
             self.counts["written"] += written
@@ -390,14 +363,34 @@ class LogWriter:
         finally:
             self._inflight = None
 
-    def _write_valid(self, rows: list) -> int:
-        """Write ``rows`` in one transaction, moving rows the database cannot store to rejected.jsonl."""
-        while True:
-            try:
-                return self._bulk_write(self.engine, rows) if rows else 0
-            except ContractError as exc:  # raised before COMMIT: nothing of the batch was written
-                self._reject(rows[exc.index], str(exc))
-                rows = rows[: exc.index] + rows[exc.index + 1 :]
+    def _set_inflight(self, rows: list) -> None:
+        self._inflight = rows
+
+    def _write_valid(self, rows: list, keep: Callable[[list], None]) -> int:
+        """Write ``rows`` in one transaction; rows the database refuses go to rejected.jsonl first.
+
+        ``keep(good_rows)`` is called before the rows left after a rejection are written, so
+        that what is kept for a retry (the in-flight batch, the segment) no longer holds them.
+        A connection failure propagates (an outage); ``PoisonBatch`` when no row is to blame.
+        """
+        if not rows:
+            return 0
+        try:
+            return self._bulk_write(self.engine, rows)
+        except DATA_ERRORS as exc:
+            first_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        bad = unstorable_rows(self.engine, self.table, rows)
+        if not bad:
+            raise PoisonBatch(f"the database refuses the batch ({first_error}) but none of its rows alone")
+        for index, reason in bad:
+            self.spill.reject(rows[index], reason)
+        refused = {index for index, _ in bad}
+        good = [row for index, row in enumerate(rows) if index not in refused]
+        keep(good)
+        try:
+            return self._bulk_write(self.engine, good) if good else 0
+        except DATA_ERRORS as exc:
+            raise PoisonBatch(f"the database refuses the rest of the batch: {type(exc).__name__}") from exc
 
     def _mark_down(self, exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -418,73 +411,18 @@ class LogWriter:
 
     # --- spill segments ------------------------------------------------------------------------
 
-    def _segment_path(self, seq: int) -> Path:
-        return self.spill_dir / f"{self._prefix}-{seq:012d}.jsonl"
-
-    def _recover_folder(self) -> int:
-        """Tidy what a previous writer left; return the next segment number."""
-        highest = 0
-        for marker in self.spill_dir.glob(f"{self._prefix}-*.jsonl{_MARKER}"):
-            if not marker.with_name(marker.name[: -len(_MARKER)]).exists():
-                marker.unlink()  # crashed after deleting the segment, before deleting its marker
-        for path in self.spill_dir.glob(f"{self._prefix}-*.jsonl.tmp"):
-            path.unlink()  # an interrupted rewrite: the original segment is still there
-        for path in self.spill_dir.glob(f"{self._prefix}-*.jsonl"):
-            try:
-                highest = max(highest, int(path.name[len(self._prefix) + 1 : -len(".jsonl")]))
-            except ValueError:
-                continue
-        return highest + 1
-
-    def _closed_segments(self) -> list[Path]:
-        open_path = self._open_path
-        return sorted(p for p in self.spill_dir.glob(f"{self._prefix}-*.jsonl") if p != open_path)
-
-    def _append_open(self, rows: list) -> None:
-        """Append rows to the open segment (caller holds the spill lock)."""
-        if self._open is None:
-            self._open_path = self._segment_path(self._seq)
-            self._seq += 1
-            self._open = open(self._open_path, "a", encoding="utf-8")  # noqa: SIM115
-            self._open_rows = 0
-        self._open.write("".join(_encode(r) + "\n" for r in rows))
-        self._open.flush()
-        self._open_rows += len(rows)
-        if self._open_rows >= self.segment_rows:
-            self._close_open()
-
-    def _close_open(self) -> None:
-        """Close the open segment so it can be replayed (caller holds the spill lock)."""
-        if self._open is None:
-            return
-        self._open.flush()
-        os.fsync(self._open.fileno())
-        self._open.close()
-        self._open, self._open_path, self._open_rows = None, None, 0
-        _fsync_dir(self.spill_dir)
-
     def _spill(self, rows: list, *, reason: str) -> None:
         """Rows known not to be in the database: append them to the open segment."""
         rows = [r for r in rows if not isinstance(r, _Barrier)]
         if not rows:
             return
-        with self._spill_lock:
-            self._append_open(rows)
+        self.spill.append(rows)
         self.counts["spilled"] += len(rows)
         log.debug("%s: spilled %d rows (%s)", self.name, len(rows), reason)
 
     def _spill_attempted(self, rows: list) -> None:
         """Rows whose write may have committed: a segment of their own, marked as attempted."""
-        with self._spill_lock:
-            path = self._segment_path(self._seq)
-            self._seq += 1
-            marker = path.with_name(path.name + _MARKER)
-            marker.touch()
-            with open(path, "w", encoding="utf-8") as f:
-                f.write("".join(_encode(r) + "\n" for r in rows))
-                f.flush()
-                os.fsync(f.fileno())
-            _fsync_dir(self.spill_dir)
+        self.spill.write_attempted(rows)
         self.counts["spilled"] += len(rows)
 
     def _drain_to_spill(self) -> None:
@@ -500,56 +438,42 @@ class LogWriter:
                 rows.append(item)
         if rows:
             self._spill(rows, reason="close")
-        with self._spill_lock:
-            self._close_open()
+        self.spill.seal()
         for barrier in self._take_pending_barriers():
             barrier.event.set()
 
-    def _read_segment(self, path: Path) -> list:
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        for number, line in enumerate(lines, 1):
-            if not line:
-                continue
-            try:
-                rows.append(_decode(line, self._row_type))
-            except (ValueError, TypeError) as exc:
-                # Only a crash in the middle of an append leaves a broken line (the last one).
-                self._reject_text(line, f"{path.name} line {number} unreadable: {exc}")
-        return rows
+    def _write_segment(self, segment: Path, rows: list) -> int:
+        def keep(good: list) -> None:
+            self.spill.rewrite(segment, good)  # a crash after this replays only the storable rows
+            self._inflight = good
+
+        self._inflight = rows
+        try:
+            return self._write_valid(rows, keep)
+        finally:
+            self._inflight = None
 
     def _replay_one(self) -> str:
         """Replay the oldest spill segment: _REPLAYED, _NOTHING (no segment) or _FAILED (database down)."""
-        with self._spill_lock:
-            segments = self._closed_segments()
-            if not segments and self._open_rows:
-                self._close_open()
-                segments = self._closed_segments()
-        if not segments:
-            return _NOTHING
-        path = segments[0]
-        marker = path.with_name(path.name + _MARKER)
-        rows = self._read_segment(path)
         try:
-            if marker.exists() and rows and self._already_stored(rows):
-                self.counts["already_present"] += len(rows)
-                log.info("%s: %s was already written before an interruption; not writing it again",
-                         self.name, path.name)
-            else:
-                marker.touch()
-                _fsync_dir(self.spill_dir)
-                self._inflight = rows
-                try:
-                    written = self._write_valid(rows)
-                finally:
-                    self._inflight = None
-                self.counts["replayed"] += written
+            result = self.spill.replay_oldest(self._write_segment, self._already_stored)
+        except PoisonBatch as exc:
+            segment = self.spill.oldest()
+            if segment is not None:
+                self.spill.quarantine(segment, str(exc))
+            self._mark_up()
+            return _REPLAYED
         except Exception as exc:  # noqa: BLE001 - still down (or down again): the marker stays
             self._mark_down(exc)
             return _FAILED
-        path.unlink()
-        marker.unlink(missing_ok=True)
+        if result is None:
+            return _NOTHING
+        if result.outcome == "already_present":
+            self.counts["already_present"] += result.rows
+            log.info("%s: %s was already written before an interruption; not writing it again",
+                     self.name, result.segment)
+        elif result.outcome == "replayed":
+            self.counts["replayed"] += result.rows
         self._mark_up()
         return _REPLAYED
 
@@ -562,25 +486,9 @@ class LogWriter:
             return count_same_rows(connection, self.table, probe) >= expected
 
     def _identity(self, row: tuple) -> tuple:
-        ts = row[_TS]
+        ts = row[TS_POSITION]
         if isinstance(ts, dt.datetime):
             ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
         if self.kind == "prediction":
             return (row[0], ts, row[2], row[3], row[4])
         return (row[0], ts, row[2], row[3])
-
-    def _reject(self, row: Any, reason: str) -> None:
-        self._reject_text(repr(row), reason)
-
-    def _reject_text(self, text: str, reason: str) -> None:
-        with self._spill_lock, open(self.spill_dir / "rejected.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"reason": reason, "row": text}, ensure_ascii=False) + "\n")
-        self.counts["rejected"] += 1
-        log.error("%s: row rejected by the log contract, kept in %s: %s", self.name,
-                  self.spill_dir / "rejected.jsonl", reason)
-
-    def _release(self) -> None:
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        finally:
-            self._lock_file.close()

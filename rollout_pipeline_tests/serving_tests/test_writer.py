@@ -186,3 +186,61 @@ def test_no_row_is_lost_or_duplicated_across_a_postgres_outage(pg_server, pg_url
     assert duplicates(engine) == 0
     assert segments(tmp_path / "spill") == []
     engine.dispose()
+
+
+def test_a_poison_row_is_not_an_outage_the_valid_rows_around_it_are_written(engine, tmp_path):
+    """Feedback stamped 9999-12-31 (PostgreSQL: no day partition can bound it; was taken for an outage and
+    retried forever), a NaN value and a lone surrogate: each set aside with its reason, the rest stored."""
+    rows = [FeedbackRow(f"c{i:03d}", T0, "m", "complaint", 1.0) for i in range(300)]
+    rows[10] = rows[10]._replace(ts=dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))
+    rows[150] = rows[150]._replace(value=float("nan"))
+    rows[299] = rows[299]._replace(label="\ud800")
+    bad = {150, 299} if engine.dialect.name == "sqlite" else {10, 150, 299}
+    with LogWriter(engine, tmp_path / "fb", kind="feedback", batch_rows=100) as writer:
+        writer.submit_many(rows)
+        assert writer.flush(30)
+        later = [FeedbackRow(f"later{i}", T0, "m", "complaint", 1.0) for i in range(5)]
+        writer.submit_many(later)
+        assert writer.flush(30)
+        stats = writer.stats()
+    assert stats["database_up"] and stats["pending_segments"] == 0 and stats["spilled"] == 0, stats
+    assert stats["rejected"] == len(bad)
+    assert count(engine, table="feedback") == 305 - len(bad) and duplicates(engine, "feedback") == 0
+    rejected = [json.loads(line) for line in (tmp_path / "fb" / "rejected.jsonl").read_text().splitlines()]
+    reasons = " | ".join(r["reason"] for r in rejected)
+    assert "value must be a finite number" in reasons and "surrogate" in reasons
+    assert {json.loads(r["row"])[0] for r in rejected} == {f"c{i:03d}" for i in bad}
+
+
+def test_a_spilled_segment_with_a_poison_row_replays_the_rest_once(engine, unreachable_engine, tmp_path):
+    folder = tmp_path / "fb"
+    rows = [FeedbackRow(f"c{i}", T0, "m", "actual", float(i)) for i in range(50)]
+    rows[7] = rows[7]._replace(value=1e308)
+    down = LogWriter(unreachable_engine, folder, kind="feedback", retry_seconds=60)
+    down.submit_many(rows)
+    down.close(timeout=5)
+    assert segments(folder)
+    with LogWriter(engine, folder, kind="feedback") as up:
+        assert up.wait_replayed(timeout=30)
+        assert up.counts["replayed"] == 49 and up.stats()["rejected"] == 1
+    assert count(engine, table="feedback") == 49 and segments(folder) == []
+    with LogWriter(engine, folder, kind="feedback") as again:  # nothing replayed twice
+        assert again.wait_replayed(timeout=10)
+    assert count(engine, table="feedback") == 49
+
+
+def test_writer_degraded_follows_spilling_and_rejections(engine, unreachable_engine, tmp_path):
+    from rollout_pipeline.serving.writer import writer_degraded
+
+    with LogWriter(engine, tmp_path / "ok") as fine:
+        fine.submit_many(make_rows(5))
+        assert fine.flush(30)
+        assert not writer_degraded(fine.stats())
+        fine.submit(make_rows(1, start=99)[0]._replace(entity_id="nul\x00"))
+        assert fine.flush(30)
+        assert writer_degraded(fine.stats())
+    down = LogWriter(unreachable_engine, tmp_path / "down", retry_seconds=60)
+    down.submit_many(make_rows(5))
+    assert down.flush(30)
+    assert writer_degraded(down.stats())
+    down.close(timeout=5)
