@@ -16,15 +16,18 @@ _SCENARIO_HELP = "; ".join(f"{name}: {text}" for name, (text, _) in SCENARIOS.it
 @click.option("--requests", default=20_000, show_default=True, type=click.IntRange(0), help="Requests in the day.")
 @click.option("--scenario", default="healthy", show_default=True, type=click.Choice(SCENARIO_NAMES),
               help=_SCENARIO_HELP)
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same day: same traffic).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Random seed: the same seed and day index give the same traffic on any --date.")
+@click.option("--day-index", default=0, show_default=True, type=click.IntRange(0),
+              help="Which day of a series this is (a different index, different traffic from the same seed).")
 @click.option("--kind", default=None,
               help="Simulated model: diabetes, diabetes-first, cancer, wine or recs (default: the model name).")
 @click.option("--knob", "knobs", multiple=True, metavar="NAME=VALUE",
               help="Override one scenario knob, e.g. --knob error_rate=0.9 (see docs/serving.md for the list).")
 @click.option("--start-shadow", is_flag=True,
               help="If the model has no routing config, create a shadow-stage one first (actor 'simulator').")
-def simulate(model: str, day, requests: int, scenario: str, seed: int, kind: str | None, knobs: tuple[str, ...],
-             start_shadow: bool) -> None:
+def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index: int, kind: str | None,
+             knobs: tuple[str, ...], start_shadow: bool) -> None:
     """Replay a day of traffic for MODEL through the real Router into the log store, with feedback.
 
     Follows the rollout's current stage: in shadow every request is mirrored to
@@ -44,7 +47,8 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, kind: str
         overrides = parse_knobs(knobs)
         if start_shadow:
             start_shadow_routing(engine, model, kind)
-        summary = simulate_day(engine, model, day.date(), requests, scenario, seed, kind=kind, knobs=overrides,
+        summary = simulate_day(engine, model, day.date(), requests, scenario, seed, day_index=day_index, kind=kind,
+                               knobs=overrides,
                                spill_dir=settings.state_dir / "spill" / f"simulate-{model}")
     except (NoRouting, UnknownKind, UnknownScenario, DatabaseUrlError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

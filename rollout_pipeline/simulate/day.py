@@ -2,7 +2,12 @@
 
 The day follows the rollout's current stage, read from the routing config: in
 shadow every request is mirrored to the candidate; in canary the candidate
-serves its share of entities (sticky). Model outputs are precomputed for every
+serves its share of entities (sticky), and a stable route marked ``shadow``
+answers the candidate's requests in the background. Traffic is clustered like
+real users: a heavy-tailed number of requests per entity, and entities that
+differ (their features, how prone they are to complain, how slow their requests
+are) the same way for both variants. Outcomes depend on (seed, model, day index),
+never on the calendar date. Model outputs are precomputed for every
 data-set row with one batched ``predict`` per model, and latency is simulated
 (base time + a lognormal component) and reported to the router instead of
 slept, so a day of 20,000 requests takes a few seconds while every request
@@ -16,6 +21,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 import zlib
 from collections import Counter
@@ -68,6 +74,9 @@ class SimulationSummary:
     spilled_rows: int  # rows that went through the spill folder (the database was slow or down)
     elapsed_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    missing_rows: int = 0  # candidate shadow answers kept out of the log (`missing`)
+    duplicate_rows: int = 0  # candidate rows logged a second time (`duplicates`)
+    orphan_rows: int = 0  # candidate rows served=true with no stable twin (`orphan`)
 
     def describe(self) -> str:
         """A few human-readable lines."""
@@ -82,6 +91,11 @@ class SimulationSummary:
             f"{self.feedback_rows} feedback ({self.complaints} complaints, {self.actuals} actuals); "
             f"spilled {self.spilled_rows}; {self.elapsed_s:.2f} s",
         ]
+        faults = [f"{n} {what}" for n, what in ((self.missing_rows, "candidate answers missing"),
+                                                 (self.duplicate_rows, "duplicated candidate rows"),
+                                                 (self.orphan_rows, "orphan candidate rows")) if n]
+        if faults:
+            lines.append(f"  log faults: {', '.join(faults)}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -120,17 +134,20 @@ def start_shadow_routing(engine: sa.Engine, model: str, kind: str | None = None)
 class _SimVariant:
     """One variant's answers for the day: looked up per request, latency reported, failures raised."""
 
-    __slots__ = ("variant", "preds", "labels", "values", "latency", "fails")
+    __slots__ = ("variant", "preds", "labels", "values", "latency", "fails", "nulls")
 
     def __init__(self, variant: str, preds: list | None, labels: list | None, values: list, latency: list,
-                 fails: set[int]):
+                 fails: set[int], nulls: frozenset[int] = frozenset()):
         self.variant = variant
         self.preds, self.labels, self.values, self.latency, self.fails = preds, labels, values, latency, fails
+        self.nulls = nulls
 
     def __call__(self, features: tuple[int, int]) -> Output:
         i, row = features
         if i in self.fails:
             raise SimulatedFailure(f"{self.variant}: simulated failure on request {i}")
+        if i in self.nulls:  # an answer that says nothing
+            return Output(prediction=None, label=None, latency_ms=self.latency[i], value=None)
         return Output(
             prediction=None if self.preds is None else self.preds[row],
             label=None if self.labels is None else self.labels[row],
@@ -171,7 +188,45 @@ def _variant_outputs(pair: ModelPair, role: str, faulty: bool, knobs: Knobs,
             tail = pair.items[len(pair.items) // 2:]
             labels = np.array([encode_items(rng.choice(tail, size=10, replace=False)) if m else lbl
                                for lbl, m in zip(labels, moved)], dtype=object)
+    if faulty and knobs.inaccuracy > 0:
+        preds, labels = _inaccurate(pair, preds, labels, knobs.inaccuracy, rng)
     return (None if preds is None else preds.tolist()), (None if labels is None else labels.tolist())
+
+
+def _inaccurate(pair: ModelPair, preds, labels, ratio: float, rng: np.random.Generator):
+    """The candidate's outputs made ``ratio`` times as wrong as the stable's against the true outcomes.
+
+    Numbers: its residuals scaled so that its mean absolute error is ``ratio`` x the
+    stable's (same mean prediction). Labels: correct answers turned wrong until its
+    error rate is ``ratio`` x the stable's (at most 95%). Item lists: that share of
+    lists replaced by long-tail items.
+    """
+    stable_preds, stable_labels = pair.outputs["stable"]
+    if pair.task == "regression":
+        truth = pair.targets
+        target = ratio * float(np.mean(np.abs(stable_preds - truth)))
+        own = float(np.mean(np.abs(preds - truth))) or 1.0
+        return truth + (preds - truth) * (target / own), labels
+    if pair.task == "recommendation":
+        share = min(0.95, ratio * 0.1)
+        moved = rng.random(pair.rows) < share
+        tail = pair.items[len(pair.items) // 2:]
+        return preds, np.array([encode_items(rng.choice(tail, size=10, replace=False)) if m else lbl
+                                for lbl, m in zip(labels, moved)], dtype=object)
+    truth = np.asarray(pair.truth_labels, dtype=object)
+    target = min(0.95, ratio * float(np.mean(stable_labels != truth)))
+    wrong = labels != truth
+    correct = np.flatnonzero(~wrong)
+    extra = max(0, round(target * pair.rows) - int(wrong.sum()))
+    flip = rng.choice(correct, size=min(extra, len(correct)), replace=False)
+    labels = labels.copy()
+    index = {name: k for k, name in enumerate(pair.class_names)}
+    for r in flip.tolist():
+        labels[r] = pair.class_names[(index[labels[r]] + 1) % len(pair.class_names)]
+    if preds is not None and pair.task == "binary":  # the probability of the first class follows the label
+        preds = preds.copy()
+        preds[flip] = 1.0 - preds[flip]
+    return preds, labels
 
 
 def _caller_values(preds: list | None, labels: list | None) -> list:
@@ -185,10 +240,41 @@ SHADOW_PACING = 256  # requests replayed between waits for the shadow mirror
 SHADOW_REAL_DEADLINE_MS = 120_000.0
 
 
-def _latency(rng: np.random.Generator, n: int, base: float, knobs: Knobs, faulty: bool) -> np.ndarray:
+def _latency(rng: np.random.Generator, n: int, base: float, knobs: Knobs, faulty: bool,
+             entity_factor: np.ndarray) -> np.ndarray:
     sigma = knobs.latency_sigma + (knobs.candidate_latency_sigma if faulty else 0.0)
-    latency = base + rng.lognormal(math.log(knobs.median_extra_ms), sigma, size=n)
+    latency = (base + rng.lognormal(math.log(knobs.median_extra_ms), sigma, size=n)) * entity_factor
     return latency * (knobs.candidate_latency_factor if faulty else 1.0)
+
+
+class _FaultyLog:
+    """The log writer as a faulty candidate's logging path reaches it: some of its rows lost, some doubled.
+
+    Wraps the day's LogWriter for the Router (``submit`` from the request path and the
+    shadow threads; everything else delegated). Which requests are hit is drawn per
+    request index beforehand, so the counts are the seed's, whatever the threads' order.
+    """
+
+    def __init__(self, writer: LogWriter, candidate: str | None, drop_shadow: set[str], duplicate: set[str]):
+        self._writer, self._candidate = writer, candidate
+        self._drop, self._duplicate = drop_shadow, duplicate
+        self._lock = threading.Lock()
+        self.dropped = self.duplicated = 0
+
+    def submit(self, row: PredictionRow) -> None:
+        if row.variant == self._candidate:
+            if not row.served and row.correlation_id in self._drop:
+                with self._lock:
+                    self.dropped += 1
+                return
+            if row.correlation_id in self._duplicate:
+                self._writer.submit(row)
+                with self._lock:
+                    self.duplicated += 1
+        self._writer.submit(row)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
 
 
 def simulate_day(
@@ -199,6 +285,7 @@ def simulate_day(
     scenario: str = "healthy",
     seed: int = 0,
     *,
+    day_index: int = 0,
     kind: str | None = None,
     knobs: dict[str, float] | None = None,
     spill_dir: str | os.PathLike | None = None,
@@ -208,7 +295,10 @@ def simulate_day(
     ``kind`` picks the simulated catalog entry (default: the model name).
     Raises ``NoRouting`` if the model has no routing config (start its rollout,
     or call ``start_shadow_routing``), ``UnknownScenario`` / ``UnknownKind`` for
-    bad names. Deterministic for a given seed apart from correlation ids.
+    bad names. The traffic is a function of (seed, model, ``day_index``) and the
+    routing, never of ``day``, which only places the timestamps: pass a different
+    seed or day index for each day of a series. Deterministic apart from
+    correlation ids (random, so that re-simulating a day adds distinct requests).
     """
     started = time.perf_counter()
     validate_name("model", model)
@@ -222,15 +312,22 @@ def simulate_day(
         raise NoRouting(f"{model} has no routing config: start its rollout first "
                         f"(or create a shadow-stage routing with start_shadow_routing / simulate --start-shadow)")
 
+    if day_index < 0:
+        raise ValueError("day_index must be >= 0")
     model_key = zlib.crc32(model.encode())
-    rng = np.random.default_rng([seed, model_key, day.toordinal()])
+    rng = np.random.default_rng([seed, model_key, day_index])  # never the date: same seed, same day of traffic
     population_rng = np.random.default_rng([seed, model_key])  # the same visitors every day
     n = min(requests, settings.max_requests) if settings.max_requests else requests
     size = settings.population or max(50, requests // 5)
     entity_rows = population_rng.integers(0, pair.rows, size=size)
-    visit_weights = 1.0 / np.arange(1, size + 1) ** 0.8  # a few frequent visitors, a long tail
+    visit_weights = 1.0 / np.arange(1, size + 1) ** settings.visit_skew  # a few frequent visitors, a long tail
     population_rng.shuffle(visit_weights)
     visit_weights /= visit_weights.sum()
+    # Entities differ, alike for both variants: how prone to complain (gamma, mean 1) and how slow their
+    # requests are (lognormal factor, median 1). Per-request tests that ignore this read clusters as effects.
+    shape = settings.entity_complaint_shape
+    propensity = population_rng.gamma(shape, 1.0 / shape, size=size) if shape > 0 else np.ones(size)
+    slowness = population_rng.lognormal(0.0, settings.entity_latency_sigma, size=size)
 
     times = _daily_curve(rng, n)
     anonymous = rng.random(n) < settings.anonymous_fraction
@@ -238,7 +335,10 @@ def simulate_day(
     random_rows = rng.integers(0, pair.rows, size=n)
     rows = np.where(anonymous, random_rows, entity_rows[visitor]).tolist()
     entity_ids = [None if a else f"{model}-e{v:06d}" for a, v in zip(anonymous.tolist(), visitor.tolist())]
+    complaint_factor = np.where(anonymous, 1.0, propensity[visitor]).tolist()
+    latency_factor = np.where(anonymous, 1.0, slowness[visitor])
     hours = times / 3_600_000_000
+    correlation_ids = [os.urandom(16).hex() for _ in range(n)]
 
     notes: list[str] = []
     stage = _stage(config)
@@ -248,6 +348,9 @@ def simulate_day(
         notes.append("no candidate in the routing: the scenario's candidate faults were not applied")
     if scenario == "complaints" and stage == "shadow":
         notes.append("shadow stage: the candidate serves nobody, so its extra complaints cannot show")
+    if stage != "shadow" and (settings.shadow_answer_fraction < 1 or settings.orphan_fraction > 0):
+        notes.append(f"{stage}: the candidate is not mirrored, so missing answers and orphan served rows "
+                     "do not stand out as they do in shadow")
 
     variants: dict[str, _SimVariant] = {}
     for route in config.routes:
@@ -258,13 +361,14 @@ def simulate_day(
         preds, labels = _variant_outputs(pair, role, faulty, settings, rng)
         values = _caller_values(preds, labels)
         base = settings.candidate_base_ms if role == "candidate" else settings.stable_base_ms
-        latency = _latency(rng, n, base, settings, faulty).tolist()
+        latency = _latency(rng, n, base, settings, faulty, latency_factor).tolist()
         error_p = np.full(n, settings.base_error_rate)
         if faulty and settings.error_rate:
             burst = (hours >= settings.error_start_hour) & (hours < settings.error_start_hour + settings.error_hours)
             error_p = np.where(burst, np.maximum(error_p, settings.error_rate), error_p)
         fails = set(np.flatnonzero(rng.random(n) < error_p).tolist())
-        sim = _SimVariant(route.variant, preds, labels, values, latency, fails)
+        nulls = frozenset(np.flatnonzero(rng.random(n) < settings.null_fraction).tolist()) if faulty else frozenset()
+        sim = _SimVariant(route.variant, preds, labels, values, latency, fails, nulls)
         if faulty and settings.extreme_fraction:
             sim = _with_extremes(sim, pair, settings, rng, n)
         variants[route.variant] = sim
@@ -274,12 +378,18 @@ def simulate_day(
         Path(spill_dir) if spill_dir is not None else _default_spill_dir(model),
         batch_rows=10_000, max_buffer_rows=200_000, flush_seconds=0.1, name=f"simulate-{model}",
     )
-    router = Router(engine, model, variants, writer=own_writer, refresh_seconds=None,
+    candidate_name = candidate_route.variant if candidate_route else None
+    lost = rng.random(n) >= settings.shadow_answer_fraction
+    doubled = rng.random(n) < settings.duplicate_fraction
+    log_path = _FaultyLog(own_writer, candidate_name,
+                          {cid for cid, x in zip(correlation_ids, lost.tolist()) if x},
+                          {cid for cid, x in zip(correlation_ids, doubled.tolist()) if x})
+    router = Router(engine, model, variants, writer=log_path, refresh_seconds=None,
                     shadow_timeout_ms=settings.shadow_timeout_ms, shadow_workers=2,
                     # Latencies are simulated: a shadow call times out when its simulated latency
                     # exceeds the timeout, never because the machine replaying the day is busy.
                     shadow_deadline_ms=SHADOW_REAL_DEADLINE_MS,
-                    max_pending_shadow=max(10_000, n), seed=seed)
+                    max_pending_shadow=max(10_000, n), seed=int(rng.integers(2**31)))
     plan_shadows = router.shadow_variants
 
     day_start = dt.datetime.combine(day, dt.time(), UTC)
@@ -295,7 +405,6 @@ def simulate_day(
     base_complaint = settings.complaint_rate
     candidate_complaint = (settings.candidate_complaint_rate if settings.candidate_complaint_rate is not None
                            else settings.complaint_rate)
-    candidate_name = candidate_route.variant if candidate_route else None
     timedelta = dt.timedelta
     complaints = actuals = 0
     try:
@@ -307,13 +416,13 @@ def simulate_day(
                 router.drain()
             ts = day_start + timedelta(microseconds=offset)
             try:
-                answer = router.predict((i, row), entity, ts=ts)
+                answer = router.predict((i, row), entity, correlation_id=correlation_ids[i], ts=ts)
             except PredictionFailed as failed:
                 served_errors[failed.variant] += 1
                 for name in plan_shadows:
                     if name != failed.variant:
                         shadow_calls[name] += 1
-                if u_complaint[i] < settings.complaint_on_error:
+                if u_complaint[i] < settings.complaint_on_error * complaint_factor[i]:
                     feedback.append(FeedbackRow(failed.correlation_id, min(ts + timedelta(microseconds=complaint_delay[i]),
                                                                           feedback_end), model, "complaint", 1.0))
                     complaints += 1
@@ -323,7 +432,7 @@ def simulate_day(
                 if name != answer.variant:
                     shadow_calls[name] += 1
             rate = candidate_complaint if answer.variant == candidate_name else base_complaint
-            if u_complaint[i] < rate:
+            if u_complaint[i] < rate * complaint_factor[i]:
                 feedback.append(FeedbackRow(answer.correlation_id, min(ts + timedelta(microseconds=complaint_delay[i]),
                                                                       feedback_end), model, "complaint", 1.0))
                 complaints += 1
@@ -333,8 +442,10 @@ def simulate_day(
                                                                       feedback_end), model, "actual", value, label))
                 actuals += 1
         corrupt = _corrupt_rows(model, config, pair, day_start, times, rng, round(n * settings.corrupt_fraction))
-        for bad in corrupt:
-            own_writer.submit(bad)
+        orphans = _orphan_rows(model, candidate_name, pair, settings, day_start, times, rows, entity_ids, rng,
+                               round(n * settings.orphan_fraction)) if candidate_name else []
+        for extra in (*corrupt, *orphans):
+            own_writer.submit(extra)
     finally:
         router.close()
         own_writer.close()
@@ -344,13 +455,15 @@ def simulate_day(
     if writer_stats["pending_segments"]:
         notes.append(f"the database was unreachable: {writer_stats['pending_segments']} spill segment(s) wait in "
                      f"{own_writer.spill_dir} and are replayed by the next writer on that folder")
-    logged = sum(served.values()) + sum(served_errors.values()) + sum(shadow_calls.values()) + len(corrupt)
+    logged = (sum(served.values()) + sum(served_errors.values()) + sum(shadow_calls.values()) + len(corrupt)
+              + len(orphans) - log_path.dropped + log_path.duplicated)
     return SimulationSummary(
         model=model, kind=pair.kind, day=day, scenario=scenario, stage=stage, routing_version=config.version,
         requests=n, served=dict(served), served_errors=dict(served_errors), shadow_calls=dict(shadow_calls),
         prediction_rows=logged, corrupt_rows=len(corrupt), complaints=complaints, actuals=actuals,
         feedback_rows=len(feedback), spilled_rows=writer_stats["spilled"] + writer_stats["overflowed"],
         elapsed_s=round(time.perf_counter() - started, 3), notes=tuple(notes),
+        missing_rows=log_path.dropped, duplicate_rows=log_path.duplicated, orphan_rows=len(orphans),
     )
 
 
@@ -409,6 +522,25 @@ def _corrupt_rows(model: str, config: RoutingConfig, pair: ModelPair, day_start:
             out.append(PredictionRow(cid, ts, model, stable, True, entity, float("nan"), "ok", pred, label))
         else:  # a shadow answer with no served twin
             out.append(PredictionRow(cid, ts, model, shadow, False, entity, 10.0, "ok", pred, label))
+    return out
+
+
+def _orphan_rows(model: str, candidate: str, pair: ModelPair, knobs: Knobs, day_start: dt.datetime,
+                 times: np.ndarray, rows: list[int], entity_ids: list, rng: np.random.Generator,
+                 count: int) -> list[PredictionRow]:
+    """Candidate rows marked served, for requests no stable answer exists for (a mis-wired candidate)."""
+    if count <= 0 or not len(times):
+        return []
+    preds, labels = pair.outputs["candidate"]
+    out = []
+    for _ in range(count):
+        i = int(rng.integers(len(times)))
+        ts = day_start + dt.timedelta(microseconds=int(times[i]))
+        row = rows[i]
+        latency = knobs.candidate_base_ms + float(rng.lognormal(math.log(knobs.median_extra_ms), knobs.latency_sigma))
+        out.append(PredictionRow(os.urandom(16).hex(), ts, model, candidate, True, entity_ids[i], latency, "ok",
+                                 None if preds is None else float(preds[row]),
+                                 None if labels is None else labels[row]))
     return out
 
 

@@ -21,6 +21,9 @@ class Knobs:
     population: int = 0  # entities (repeat visitors); 0: max(50, requests // 5)
     anonymous_fraction: float = 0.1  # requests without an entity id (random bucket)
     max_requests: int = 0  # cap on the day's requests (0: no cap); `sparse` sets it
+    visit_skew: float = 0.8  # entity i's share of visits ~ 1 / i**visit_skew (heavy-tailed requests per entity)
+    entity_complaint_shape: float = 0.5  # gamma shape of each entity's complaint propensity (mean 1; 0: all alike)
+    entity_latency_sigma: float = 0.25  # lognormal sigma of each entity's latency factor, both variants (0: none)
     # latency: base ms + lognormal(log(median_extra_ms), sigma)
     stable_base_ms: float = 8.0
     candidate_base_ms: float = 9.0
@@ -44,8 +47,14 @@ class Knobs:
     complaint_on_error: float = 0.2  # per failed served request
     actual_fraction: float = 0.6  # served answers whose true outcome arrives later
     actual_delay_hours: float = 8.0  # mean delay of an outcome (exponential; capped at the end of the next day)
+    inaccuracy: float = 0.0  # candidate's error against the actual outcomes, in multiples of the stable's (0: as trained)
     # contract breaches
     corrupt_fraction: float = 0.0  # extra rows breaking the contract, per request
+    # candidate log faults
+    shadow_answer_fraction: float = 1.0  # mirrored requests whose candidate answer reaches the log (the rest: absent)
+    null_fraction: float = 0.0  # candidate ok answers with neither a prediction nor a label
+    orphan_fraction: float = 0.0  # extra candidate rows served=true with no stable twin, per request
+    duplicate_fraction: float = 0.0  # candidate rows logged twice, exactly
 
 
 SCENARIOS: dict[str, tuple[str, dict[str, float]]] = {
@@ -62,6 +71,14 @@ SCENARIOS: dict[str, tuple[str, dict[str, float]]] = {
     "sparse": ("very little traffic: at most 25 requests all day", {"max_requests": 25}),
     "corrupt": ("5% extra rows that break the contract: missing correlation ids, unknown status, "
                 "negative/NaN latency, shadow rows with no served twin", {"corrupt_fraction": 0.05}),
+    "missing": ("the candidate answers only 30% of the mirrored requests; the rest are absent from the log",
+                {"shadow_answer_fraction": 0.3}),
+    "null": ("15% of the candidate's ok answers carry neither a prediction nor a label", {"null_fraction": 0.15}),
+    "orphan": ("extra candidate rows marked served (2% of requests) with no stable twin: visible in shadow",
+               {"orphan_fraction": 0.02}),
+    "duplicates": ("2% of the candidate's rows are logged twice, exactly", {"duplicate_fraction": 0.02}),
+    "inaccurate": ("the candidate's error against the actual outcomes is 4x the stable's (labels: error rate 4x, "
+                   "at most 95%)", {"inaccuracy": 4.0}),
 }
 SCENARIO_NAMES = tuple(SCENARIOS)
 
