@@ -3,25 +3,43 @@
 * ``POST /predict/{model}`` with a JSON object ``{"features": <any JSON>,
   "entity_id": "user-42" | null, "correlation_id": "..." | null}`` answers
   ``{"model", "variant", "correlation_id", "value", "prediction", "label",
-  "latency_ms"}``. 404: unknown model; 400: a malformed body; 500: the serving
-  model failed (the failure is logged as an ``error`` row, and the response
-  carries its correlation id).
+  "latency_ms"}``. 500: the serving model failed (logged as an ``error`` row; the
+  response carries its correlation id). A ``correlation_id`` seen again (among the
+  last ``recent_ids`` of this server) gets the first answer again, status included,
+  with ``Idempotent-Replay: true``, and logs nothing; with a different body it is 409.
 * ``POST /feedback/{model}`` with ``{"correlation_id", "kind", "value", "label",
-  "ts"}`` (``kind`` required; ``ts`` ISO 8601, default now) logs a feedback row:
-  complaints and actual outcomes from the caller's side. 202 when queued.
-* ``GET /health``: 200 with ``{"status": "ok" | "degraded", "models": {...}}``
-  (degraded: the routing store or the log database is unreachable, and the
-  router serves with its last good config and spills its log rows).
+  "ts"}`` (``kind`` required; ``value`` finite with ``|x| < 1e15``; ``ts`` ISO 8601,
+  default now, within ``feedback_max_age`` before and ``feedback_max_ahead`` after the
+  server's clock) logs a feedback row. 202 when queued.
+* ``GET /health`` (never authenticated): 200 with ``{"status": "ok" | "degraded", ...}``;
+  degraded when a routing store is unreachable or any log writer is spilling, holds
+  unreplayed rows, or has set rows aside (rejected.jsonl, quarantine/).
+
+Every request is checked before it reaches a model, in this order: bearer token
+(``token``; 401), body size (``max_body_bytes``, from Content-Length and while
+streaming; 413, the body is never read whole past the limit), nesting depth (400, before
+the JSON parser recurses), JSON syntax (400), numbers that are not finite (422), the
+body's shape (pydantic; 422). Error bodies are ``{"error": "<one short line>"}`` and
+never echo the input. 404: unknown model.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import datetime as dt
+import hashlib
+import hmac
+import itertools
 import json
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StringConstraints, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,38 +47,211 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from rollout_pipeline.domain.records import FeedbackRow
+from rollout_pipeline.domain.summary import ABSURD_VALUE
 from rollout_pipeline.serving.outputs import encode_items, json_safe
 from rollout_pipeline.serving.router import PredictionFailed, Router
-from rollout_pipeline.serving.writer import LogWriter
+from rollout_pipeline.serving.writer import LogWriter, writer_degraded
 
 MAX_ID_LENGTH = 256
+MAX_JSON_DEPTH = 32
+
+ENV_MAX_BODY = "ROLLOUT_SERVE_MAX_BODY_BYTES"
+ENV_TOKEN = "ROLLOUT_SERVE_TOKEN"
+ENV_FEEDBACK_MAX_AGE = "ROLLOUT_FEEDBACK_MAX_AGE_SECONDS"
+ENV_FEEDBACK_MAX_AHEAD = "ROLLOUT_FEEDBACK_MAX_AHEAD_SECONDS"
 
 
-class _BadRequest(ValueError):
-    pass
+@dataclass(frozen=True)
+class ServeSettings:
+    """The HTTP server's limits; ``token`` None means no authentication."""
+
+    max_body_bytes: int = 1_048_576
+    token: str | None = None
+    feedback_max_age: dt.timedelta = dt.timedelta(days=3)
+    feedback_max_ahead: dt.timedelta = dt.timedelta(minutes=5)
+    recent_ids: int = 10_000
+
+    def __repr__(self) -> str:  # the token never shows
+        return (f"ServeSettings(max_body_bytes={self.max_body_bytes}, token={'***' if self.token else None}, "
+                f"feedback_max_age={self.feedback_max_age}, feedback_max_ahead={self.feedback_max_ahead}, "
+                f"recent_ids={self.recent_ids})")
 
 
-def _optional_id(body: Mapping[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or "\x00" in value:
-        raise _BadRequest(f"{key} must be a non-empty string of at most {MAX_ID_LENGTH} characters without NUL")
+class SettingsError(ValueError):
+    """A serving setting in the environment is not usable; the message names it."""
+
+
+_TEN_YEARS = 10 * 366 * 86_400
+
+
+def _positive_number(environ: Mapping[str, str], name: str, default: float, *, integer: bool = False,
+                     most: float = _TEN_YEARS) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a {'whole ' if integer else ''}number, got {text[:40]!r}") from None
+    if not (0 < value <= most):
+        raise SettingsError(f"{name} must be > 0 and <= {most:g}, got {text[:40]!r}")
     return value
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+def serve_settings_from_env(environ: Mapping[str, str]) -> ServeSettings:
+    """ServeSettings from ``ROLLOUT_SERVE_*`` / ``ROLLOUT_FEEDBACK_*`` variables (defaults when unset)."""
+    default = ServeSettings()
+    token = environ.get(ENV_TOKEN) or None
+    return ServeSettings(
+        max_body_bytes=int(_positive_number(environ, ENV_MAX_BODY, default.max_body_bytes, integer=True,
+                                            most=1 << 30)),
+        token=token,
+        feedback_max_age=dt.timedelta(seconds=_positive_number(
+            environ, ENV_FEEDBACK_MAX_AGE, default.feedback_max_age.total_seconds())),
+        feedback_max_ahead=dt.timedelta(seconds=_positive_number(
+            environ, ENV_FEEDBACK_MAX_AHEAD, default.feedback_max_ahead.total_seconds())),
+    )
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
+Label = Annotated[str, StringConstraints(max_length=100_000, pattern=r"^[^\x00]*$")]
+
+
+class PredictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    features: Any
+    entity_id: Id | None = None
+    correlation_id: Id | None = None
+
+
+class FeedbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Id
+    correlation_id: Id | None = None
+    value: StrictInt | StrictFloat | None = None
+    label: Label | list[Label | StrictInt] | None = None
+    ts: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _short(error: ValidationError, shape: type[BaseModel]) -> str:
+    """One line naming each field and what is wrong with it; never the input (nor an unknown key's name)."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False)[:3]:
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown field (allowed: {', '.join(shape.model_fields)})")
+            continue
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    text = "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+    return text[:300]
+
+
+# Strings removed before the depth count (their brackets do not nest); unrolled so it runs in linear time.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (without parsing it, so without recursion)."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite
+    return value
+
+
+def _no_constant(_name: str) -> float:
+    raise _NotFinite
+
+
+def parse_body(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON value of a request body; ``_Refused`` (400/422) for what must not reach a model."""
+    if json_depth(body) > max_depth:
+        raise _Refused(400, f"body nests deeper than {max_depth} levels")
     try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise _BadRequest(f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise _BadRequest("body must be a JSON object")
-    return body
+        return json.loads(body, parse_float=_finite_float, parse_constant=_no_constant)
+    except _NotFinite:
+        raise _Refused(422, "numbers must be finite (no NaN, Infinity or overflowing values)") from None
+    except (ValueError, RecursionError) as exc:
+        kind = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
+        raise _Refused(400, f"body is {kind}") from None
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes: 413 from Content-Length before reading, or as soon as the stream passes it."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise _Refused(400, "bad Content-Length")
+        if int(length) > limit:
+            raise _Refused(413, f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Refused(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+class _RecentAnswers:
+    """The answers to the last ``size`` correlation ids (per model), for idempotent retries.
+
+    Each entry holds the request's digest and a future of (status, payload): a retry that
+    arrives while the first request is still being answered waits for the same answer.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: collections.OrderedDict[tuple[str, str], tuple[str, asyncio.Future]] = collections.OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> tuple[str, asyncio.Future] | None:
+        return self._entries.get(key)
+
+    def put(self, key: tuple[str, str], digest: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._entries[key] = (digest, future)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return future
+
+    def drop(self, key: tuple[str, str]) -> None:
+        self._entries.pop(key, None)
+
+
+def _digest(body: PredictBody) -> str:
+    text = json.dumps([body.features, body.entity_id], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def create_app(
@@ -68,28 +259,42 @@ def create_app(
     *,
     feedback_writer: LogWriter | None = None,
     close_on_shutdown: bool = True,
+    settings: ServeSettings = ServeSettings(),
+    clock: Callable[[], dt.datetime] = _utcnow,
 ) -> Starlette:
     """A Starlette app serving ``routers`` (model name -> Router); closes them (and the writer) on shutdown."""
     routers = dict(routers)
+    recent = _RecentAnswers(settings.recent_ids)
+    token = settings.token.encode() if settings.token else None
 
-    async def predict(request: Request) -> JSONResponse:
-        model = request.path_params["model"]
-        router = routers.get(model)
-        if router is None:
-            return _error(404, f"unknown model {model!r}", models=sorted(routers))
+    def authorized(request: Request) -> bool:
+        if token is None:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), token)
+
+    async def checked_body(request: Request, shape: type[BaseModel]) -> Any:
+        if not authorized(request):
+            raise _Refused(401, "missing or wrong bearer token")
+        data = parse_body(await read_body(request, settings.max_body_bytes))
         try:
-            body = await _json_object(request)
-            entity_id = _optional_id(body, "entity_id")
-            correlation_id = _optional_id(body, "correlation_id")
-        except _BadRequest as exc:
-            return _error(400, str(exc))
+            return shape.model_validate(data)
+        except ValidationError as exc:
+            raise _Refused(422, _short(exc, shape)) from None
+
+    def refused(exc: _Refused) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, str(exc), headers)
+
+    async def answer(router: Router, model: str, body: PredictBody) -> tuple[int, dict[str, Any]]:
         try:
             # Models are synchronous and may be slow: keep them off the event loop.
-            served = await run_in_threadpool(router.predict, body.get("features"), entity_id,
-                                             correlation_id=correlation_id)
+            served = await run_in_threadpool(router.predict, body.features, body.entity_id,
+                                             correlation_id=body.correlation_id)
         except PredictionFailed as exc:
-            return _error(500, str(exc), model=model, variant=exc.variant, correlation_id=exc.correlation_id)
-        return JSONResponse(json_safe({
+            return 500, {"error": str(exc)[:300], "model": model, "variant": exc.variant,
+                         "correlation_id": exc.correlation_id}
+        return 200, json_safe({
             "model": model,
             "variant": served.variant,
             "correlation_id": served.correlation_id,
@@ -97,46 +302,61 @@ def create_app(
             "prediction": served.prediction,
             "label": served.label,
             "latency_ms": round(served.latency_ms, 3),
-        }))
+        })
+
+    async def predict(request: Request) -> JSONResponse:
+        model = request.path_params["model"]
+        router = routers.get(model)
+        if router is None:
+            return _error(404, "unknown model", models=sorted(routers))
+        try:
+            body = await checked_body(request, PredictBody)
+        except _Refused as exc:
+            return refused(exc)
+        if body.correlation_id is None:
+            status, payload = await answer(router, model, body)
+            return JSONResponse(payload, status_code=status)
+        key, digest = (model, body.correlation_id), _digest(body)
+        seen = recent.get(key)
+        if seen is not None:
+            if seen[0] != digest:
+                return _error(409, "correlation_id was already used for a different request")
+            status, payload = await asyncio.shield(seen[1])
+            return JSONResponse(payload, status_code=status, headers={"Idempotent-Replay": "true"})
+        future = recent.put(key, digest)
+        try:
+            status, payload = await answer(router, model, body)
+        except BaseException as exc:
+            recent.drop(key)
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        future.set_result((status, payload))
+        return JSONResponse(payload, status_code=status)
 
     async def feedback(request: Request) -> JSONResponse:
         model = request.path_params["model"]
         if feedback_writer is None:
             return _error(404, "this server takes no feedback (started without a feedback writer)")
         if model not in routers:
-            return _error(404, f"unknown model {model!r}", models=sorted(routers))
+            return _error(404, "unknown model", models=sorted(routers))
         try:
-            body = await _json_object(request)
-            correlation_id = _optional_id(body, "correlation_id")
-            kind = _optional_id(body, "kind")
-            if kind is None:
-                raise _BadRequest("kind is required (complaint, actual, or your own kind)")
-            value = body.get("value")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise _BadRequest("value must be a number or null")
-            label = body.get("label")
-            if isinstance(label, list):
-                label = encode_items(label)
-            if label is not None and (not isinstance(label, str) or "\x00" in label):
-                raise _BadRequest("label must be a string, a list of items, or null")
-            ts_text = body.get("ts")
-            try:
-                ts = dt.datetime.fromisoformat(ts_text) if ts_text else dt.datetime.now(dt.UTC)
-            except (TypeError, ValueError):
-                raise _BadRequest("ts must be an ISO 8601 timestamp") from None
-            if ts.tzinfo is None:
-                ts = ts.replace(tzinfo=dt.UTC)
-        except _BadRequest as exc:
-            return _error(400, str(exc))
-        feedback_writer.submit(FeedbackRow(correlation_id, ts, model, kind,
-                                           None if value is None else float(value), label))
+            body = await checked_body(request, FeedbackBody)
+            row = _feedback_row(body, model, clock(), settings)
+        except _Refused as exc:
+            return refused(exc)
+        feedback_writer.submit(row)
         return JSONResponse({"queued": True}, status_code=202)
 
     async def health(_request: Request) -> JSONResponse:
         models = {name: router.health() for name, router in routers.items()}
-        status = "ok" if all(m["status"] == "ok" for m in models.values()) else "degraded"
-        extra = {"feedback_writer": feedback_writer.stats()} if feedback_writer is not None else {}
-        return JSONResponse(json_safe({"status": status, "models": models, **extra}))
+        writers = [m["writer"] for m in models.values() if "writer" in m]
+        extra: dict[str, Any] = {}
+        if feedback_writer is not None:
+            extra["feedback_writer"] = feedback_writer.stats()
+            writers.append(extra["feedback_writer"])
+        healthy = all(m["status"] == "ok" for m in models.values()) and not any(map(writer_degraded, writers))
+        return JSONResponse(json_safe({"status": "ok" if healthy else "degraded", "models": models, **extra}))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette):
@@ -155,3 +375,36 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+def _feedback_row(body: FeedbackBody, model: str, now: dt.datetime, settings: ServeSettings) -> FeedbackRow:
+    """The row to log, or ``_Refused`` (422) for a value or a time the contract cannot use."""
+    value = body.value
+    if value is not None and not -ABSURD_VALUE < value < ABSURD_VALUE:
+        raise _Refused(422, f"value must be a finite number with |x| < {ABSURD_VALUE:g}")
+    label = encode_items(body.label) if isinstance(body.label, list) else body.label
+    if body.ts is None:
+        ts = now
+    else:
+        try:
+            ts = dt.datetime.fromisoformat(body.ts)
+        except ValueError:
+            raise _Refused(422, "ts must be an ISO 8601 timestamp") from None
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=dt.UTC)
+        try:
+            ts = ts.astimezone(dt.UTC)
+        except OverflowError:
+            raise _Refused(422, "ts is out of range") from None
+        if not now - settings.feedback_max_age <= ts <= now + settings.feedback_max_ahead:
+            raise _Refused(422, f"ts must fall between {_span(settings.feedback_max_age)} before and "
+                                f"{_span(settings.feedback_max_ahead)} after the server's clock")
+    return FeedbackRow(body.correlation_id, ts, model, body.kind, None if value is None else float(value), label)
+
+
+def _span(delta: dt.timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("days", 86_400), ("hours", 3_600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"

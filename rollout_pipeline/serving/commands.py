@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 
 import click
 
@@ -49,17 +50,27 @@ def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_
     and every answer logged to prediction_log. When the database is unreachable,
     routers keep their last good config and log rows spill to
     <state dir>/spill/<model>, replayed exactly once when it is back.
+
+    With ROLLOUT_SERVE_TOKEN set, /predict and /feedback need
+    "Authorization: Bearer <token>" (/health stays open). Bodies are limited to
+    ROLLOUT_SERVE_MAX_BODY_BYTES (default 1 MiB); feedback timestamps to
+    ROLLOUT_FEEDBACK_MAX_AGE_SECONDS before and ROLLOUT_FEEDBACK_MAX_AHEAD_SECONDS
+    after the server's clock (defaults 3 days, 5 minutes).
     """
     import uvicorn
 
     from rollout_pipeline.config import load_settings
-    from rollout_pipeline.serving.app import create_app
+    from rollout_pipeline.serving.app import SettingsError, create_app, serve_settings_from_env
     from rollout_pipeline.serving.router import NoRouting, Router, StoreUnavailable
     from rollout_pipeline.serving.split import UnusableRouting
     from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
     from rollout_pipeline.store.engine import DatabaseUrlError, make_engine, redact
 
     settings = load_settings()
+    try:
+        serve_settings = serve_settings_from_env(os.environ)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         engine = make_engine(settings.database_url)
     except DatabaseUrlError as exc:
@@ -95,5 +106,7 @@ def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_
         click.echo(f"serving {name} (routing v{router.config.version}: "
                    + ", ".join(f"{r.variant} {r.role} {r.traffic_percent:g}%{' shadow' if r.shadow else ''}"
                                for r in router.config.routes) + ")")
-    app = create_app(routers, feedback_writer=feedback_writer)
+    click.echo("authentication: bearer token required on /predict and /feedback" if serve_settings.token else
+               "authentication: none (set ROLLOUT_SERVE_TOKEN to require a bearer token)")
+    app = create_app(routers, feedback_writer=feedback_writer, settings=serve_settings)
     uvicorn.run(app, host=host, port=port, log_level=logging.getLevelName(logging.getLogger().level).lower())
