@@ -1,7 +1,8 @@
 """Settings read from the environment, in one place.
 
 Every variable is documented in the README's configuration table; a test keeps
-the two in step.
+the two in step. The Dagster resources do not read these settings: their fields
+come from ``dg.EnvVar`` of the same names (``defs/resources.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ class Settings:
 
     state_dir: Path
     database_url: str
-    teardown_command: str | None = None
-    teardown_webhook: str | None = None
-    teardown_attempts: int = 3
     log_retention_days: int | None = None
 
     @property
@@ -54,9 +52,6 @@ def load_settings() -> Settings:
     return Settings(
         state_dir=folder,
         database_url=os.environ.get(ENV_DATABASE_URL) or embedded_database_url(folder),
-        teardown_command=os.environ.get(ENV_TEARDOWN_COMMAND) or None,
-        teardown_webhook=os.environ.get(ENV_TEARDOWN_WEBHOOK) or None,
-        teardown_attempts=_int_env(ENV_TEARDOWN_ATTEMPTS, 3, minimum=1),
         log_retention_days=_int_env(ENV_LOG_RETENTION_DAYS, None, minimum=1),
     )
 

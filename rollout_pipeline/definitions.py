@@ -4,7 +4,7 @@ import dagster as dg
 
 from rollout_pipeline.defs.holds import blocked_day_hold
 from rollout_pipeline.defs.jobs import ALL_CHECKS, ASSETS, JOBS, SCHEDULES
-from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.defs.resources import resources_from_environment
 from rollout_pipeline.defs.retention import nightly_retention, retention
 from rollout_pipeline.defs.routing import apply_routing, routing_sensor
 
@@ -14,5 +14,6 @@ defs = dg.Definitions(
     jobs=[*JOBS, apply_routing, retention],
     schedules=[*SCHEDULES, nightly_retention],
     sensors=[routing_sensor, blocked_day_hold],
-    resources={"store": StoreResource()},
+    # ROLLOUT_DATABASE_URL, ROLLOUT_TEARDOWN_COMMAND / _WEBHOOK / _ATTEMPTS as EnvVars; documented defaults when unset
+    resources=resources_from_environment(),
 )

@@ -1,28 +1,50 @@
-"""The store resource: one SQLAlchemy engine per process, on the database named by the environment."""
+"""Dagster resources: the store, and the teardown action (command, webhook or record-only).
+
+Resources never read the environment themselves: their fields are filled from
+``dg.EnvVar`` in ``definitions.py`` (through :func:`resources_from_environment`),
+so Dagster resolves them when a run starts and shows the variable's name, never
+its value, in the UI. An ``EnvVar`` that is not set fails resolution, so a
+variable that is unset when the definitions load is replaced by its documented
+default instead: the embedded SQLite file for the store, the record-only action,
+3 attempts.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import dagster as dg
 import sqlalchemy as sa
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
-from rollout_pipeline.config import load_settings
+from rollout_pipeline import actions
+from rollout_pipeline.config import (
+    DEFAULT_STATE_DIR,
+    ENV_DATABASE_URL,
+    ENV_STATE_DIR,
+    ENV_TEARDOWN_ATTEMPTS,
+    ENV_TEARDOWN_COMMAND,
+    ENV_TEARDOWN_WEBHOOK,
+    embedded_database_url,
+)
 from rollout_pipeline.store.engine import make_engine
+
+DEFAULT_TEARDOWN_ATTEMPTS = 3
 
 
 class StoreResource(dg.ConfigurableResource):
-    """The log store and the pipeline's tables.
+    """The log store and the pipeline's tables: one SQLAlchemy engine per run."""
 
-    ``database_url`` empty means: ROLLOUT_DATABASE_URL, else the embedded SQLite
-    file in the state folder. It is read at run time, so secrets in the URL stay
-    in the environment and out of run config and the UI.
-    """
-
-    database_url: str = ""
+    database_url: str = Field(description=f"SQLAlchemy URL of the store (from {ENV_DATABASE_URL}); "
+                                          "empty: the embedded SQLite file in state_dir")
+    state_dir: str = Field(default=DEFAULT_STATE_DIR,
+                           description=f"local state folder (from {ENV_STATE_DIR}) holding the embedded SQLite file")
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
     def url(self) -> str:
-        return self.database_url or load_settings().database_url
+        """The URL this resource connects to (the embedded SQLite file when ``database_url`` is empty)."""
+        return self.database_url or embedded_database_url(Path(self.state_dir or DEFAULT_STATE_DIR).resolve())
 
     @property
     def engine(self) -> sa.Engine:
@@ -34,3 +56,102 @@ class StoreResource(dg.ConfigurableResource):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+class TeardownAction(dg.ConfigurableResource):
+    """What tearing a variant down means outside our tables; ``run`` retries transient failures only."""
+
+    attempts: int = Field(default=DEFAULT_TEARDOWN_ATTEMPTS,
+                          description=f"tries of a transiently failing action (from {ENV_TEARDOWN_ATTEMPTS})")
+    backoff_seconds: float = Field(default=2.0, description="pause before the second try, doubled after each")
+
+    def describe(self) -> str:
+        """A printable description of the action (never a secret)."""
+        raise NotImplementedError
+
+    def attempt(self, model: str, variant: str, day: dt.date) -> str:
+        """Run the action once; raises ``ActionConfigError`` or ``TransientActionError``."""
+        raise NotImplementedError
+
+    def run(self, model: str, variant: str, day: dt.date) -> actions.ActionResult:
+        """Run the action for ``model``/``variant`` with its bounded retries; never raises for a failed action."""
+        return actions.with_retries(self.describe(), lambda: self.attempt(model, variant, day),
+                                    label=f"{model}/{variant}", attempts=self.attempts,
+                                    backoff_seconds=self.backoff_seconds)
+
+
+class CommandTeardown(TeardownAction):
+    """Run a command without a shell; ``{model}``, ``{variant}``, ``{day}`` in its words are replaced."""
+
+    command: str = Field(description=f"the command (from {ENV_TEARDOWN_COMMAND})")
+
+    def describe(self) -> str:
+        try:
+            return f"command: {actions.parse_command(self.command)[0]}"
+        except actions.ActionConfigError:
+            return "command (misconfigured)"
+
+    def attempt(self, model: str, variant: str, day: dt.date) -> str:
+        return actions.run_command(actions.parse_command(self.command), model, variant, day)
+
+
+class WebhookTeardown(TeardownAction):
+    """POST ``{"model", "variant", "day", "action": "teardown"}``; credentials in the URL go as Basic auth."""
+
+    url: str = Field(description=f"the webhook URL (from {ENV_TEARDOWN_WEBHOOK}); never shown")
+
+    def describe(self) -> str:
+        try:
+            return f"webhook: POST {actions.parse_webhook(self.url).safe_url}"
+        except actions.ActionConfigError:
+            return "webhook (misconfigured)"
+
+    def attempt(self, model: str, variant: str, day: dt.date) -> str:
+        return actions.call_webhook(actions.parse_webhook(self.url), model, variant, day)
+
+
+class RecordOnlyTeardown(TeardownAction):
+    """No action outside our tables: the teardown is recorded only."""
+
+    def describe(self) -> str:
+        return actions.RECORD_ONLY
+
+    def run(self, model: str, variant: str, day: dt.date) -> actions.ActionResult:
+        return actions.ActionResult(True, 0, self.describe(),
+                                    "no teardown action configured: recorded in our tables only")
+
+
+def _env_or(name: str, default):
+    """``EnvVar(name)`` when the variable is set now (Dagster resolves it per run), else ``default``."""
+    return dg.EnvVar(name) if dg.EnvVar(name).get_value() is not None else default
+
+
+def store_resource() -> StoreResource:
+    """The store named by ROLLOUT_DATABASE_URL, or the embedded SQLite file under ROLLOUT_STATE_DIR (./.state)."""
+    return StoreResource(database_url=_env_or(ENV_DATABASE_URL, ""), state_dir=_env_or(ENV_STATE_DIR, DEFAULT_STATE_DIR))
+
+
+def teardown_action_resource() -> TeardownAction:
+    """The action chosen by ROLLOUT_TEARDOWN_COMMAND, else ROLLOUT_TEARDOWN_WEBHOOK, else record-only."""
+    attempts = (dg.EnvVar.int(ENV_TEARDOWN_ATTEMPTS) if dg.EnvVar(ENV_TEARDOWN_ATTEMPTS).get_value()
+                else DEFAULT_TEARDOWN_ATTEMPTS)
+    if dg.EnvVar(ENV_TEARDOWN_COMMAND).get_value():
+        return CommandTeardown(command=dg.EnvVar(ENV_TEARDOWN_COMMAND), attempts=attempts)
+    if dg.EnvVar(ENV_TEARDOWN_WEBHOOK).get_value():
+        return WebhookTeardown(url=dg.EnvVar(ENV_TEARDOWN_WEBHOOK), attempts=attempts)
+    return RecordOnlyTeardown()
+
+
+def store_engine() -> sa.Engine:
+    """An engine on the store the code location would use now, for in-process callers outside a run (they dispose it)."""
+    with dg.build_resources({"store": store_resource()}) as resources:
+        return make_engine(resources.store.url())
+
+
+def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
+    """Every resource of the code location, chosen from the environment as it is now.
+
+    ``definitions.py`` calls it when the code location loads; an in-process run
+    (the CLI) calls it again so that it sees the environment of its own invocation.
+    """
+    return {"store": store_resource(), "teardown_action": teardown_action_resource()}

@@ -1,17 +1,34 @@
-"""The retention job: tear down variants inactive for longer than their rollout's retention window."""
+"""The retention job: tear down variants inactive for longer than their rollout's retention window.
+
+One retry layer per concern: a transient database error fails the step and the
+op's ``RetryPolicy`` runs it again (a database that refuses us, or a bad URL,
+fails at once in one line: ``defs/failures.py``); a routing changed under us
+while retiring one variant is re-read for that variant only; the teardown action
+retries its own transient failures (``TeardownAction.run``). A failed or
+misconfigured action is never retried by the op: it is recorded and the run fails
+in one line. Re-running the step after a database error may run an action again for
+a variant that is still inactive, so actions must be idempotent (scaling to zero is).
+"""
 
 
 import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.actions import run_teardown_action
-from rollout_pipeline.config import load_settings
-from rollout_pipeline.defs.assets import ACTOR_TAG
-from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.config import SettingsError, load_settings
+from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.resources import StoreResource, TeardownAction
+from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.review.render import Table, md_table
 from rollout_pipeline.store import teardown as teardowns
+from rollout_pipeline.store.engine import DatabaseUrlError
 from rollout_pipeline.store.partitions import drop_day_partitions_before
 from rollout_pipeline.store.routing import ConcurrentUpdate
+
+# Transient database errors only: every other failure of the step is raised with allow_retries=False.
+DATABASE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+# A routing written by someone else between our read and our write: read it again, this many times.
+CONCURRENT_ROUTING_TRIES = 3
 
 
 class TeardownConfig(dg.Config):
@@ -26,78 +43,98 @@ def _day(value: str | None) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise dg.Failure(f"date {value!r} is not YYYY-MM-DD", allow_retries=False) from None
+        raise refuse(f"date {value!r} is not YYYY-MM-DD") from None
 
 
-@dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=5), tags={"kind": "sql"})
-def retire_inactive_variants(context: dg.OpExecutionContext, config: TeardownConfig, store: StoreResource) -> dict:
+@dg.op(retry_policy=DATABASE_RETRY, tags={"kind": "sql"})
+def retire_inactive_variants(context: dg.OpExecutionContext, config: TeardownConfig, store: StoreResource,
+                             teardown_action: TeardownAction) -> dict:
     """Run the teardown action for each variant past its window, then retire it in the routing.
 
     A variant whose action fails stays inactive (still deployable); the failure
-    is recorded and the run fails after the other variants were handled.
+    is recorded and the run fails after the other variants were handled. A
+    configuration error of the action stops at the first variant: the others
+    would fail the same way.
     """
     day = _day(config.date)
-    settings = load_settings()
+    try:
+        log_retention_days = load_settings().log_retention_days
+        engine = store.engine
+    except SettingsError as exc:
+        raise refuse(str(exc)) from None
+    except DatabaseUrlError as exc:
+        raise refuse(f"the store's database URL: {exc}") from None
+    with database_errors():
+        return _retire(context, day, engine, teardown_action, log_retention_days)
+
+
+def _retire(context: dg.OpExecutionContext, day: dt.date, engine, action: TeardownAction,
+            log_retention_days: int | None) -> dict:
     actor = context.run.tags.get(ACTOR_TAG) or "schedule"
-    engine = store.engine
     with engine.connect() as conn:
         verdicts = teardowns.verdicts(conn, day)
-    torn, failed, kept = [], [], []
+    torn, failed, kept, config_error = [], [], [], None
     for model, verdict in verdicts:
         if not verdict.due:
             kept.append(verdict.as_dict(model))
             continue
-        context.log.info("%s/%s: %s; running the teardown action", model, verdict.variant, verdict.reason)
-        result = run_teardown_action(model, verdict.variant, day, command=settings.teardown_command,
-                                     webhook=settings.teardown_webhook, attempts=settings.teardown_attempts)
-        for _ in range(3):
-            try:
-                with engine.begin() as conn:
-                    if result.ok:
-                        record = teardowns.retire(conn, model, verdict.variant, day, actor=actor, action=result.action,
-                                              detail=result.detail, attempts=result.attempts,
-                                              run_id=context.run.run_id, reason=verdict.reason)
-                    else:
-                        record = teardowns.record_failure(conn, model, verdict.variant, day, verdict.inactive_since,
-                                                      actor=actor, action=result.action, detail=result.detail,
-                                                      attempts=result.attempts, run_id=context.run.run_id)
-                break
-            except ConcurrentUpdate:
-                context.log.warning("%s: routing changed while retiring %s; reading it again", model, verdict.variant)
-        else:
-            raise dg.Failure(f"{model}: routing kept changing while retiring {verdict.variant}")
+        if config_error:
+            continue
+        context.log.info("%s/%s: %s; running the teardown action (%s)", model, verdict.variant, verdict.reason,
+                         action.describe())
+        result = action.run(model, verdict.variant, day)
+        record = _store_outcome(context, engine, model, verdict, day, actor, result)
         if record is None:
             continue  # someone brought it back (e.g. a rollback) meanwhile: nothing to retire
         (torn if result.ok else failed).append(record.as_dict())
         context.log.log(20 if result.ok else 40, "%s/%s: teardown %s (%s)", model, verdict.variant,
                         record.status, record.detail)
+        if result.config_error:
+            config_error = result.detail
     pruned = []
-    if settings.log_retention_days:
-        cutoff = day - dt.timedelta(days=settings.log_retention_days)
+    if log_retention_days:
+        cutoff = day - dt.timedelta(days=log_retention_days)
         pruned = drop_day_partitions_before(engine, cutoff)
     context.add_output_metadata({
         "date": day.isoformat(),
+        "action": action.describe(),
         "torn_down": len(torn),
         "failed": len(failed),
         "kept": len(kept),
-        "details": dg.MetadataValue.md(_table(torn, failed, kept)),
+        "details": dg.MetadataValue.md(md_table(_table(torn, failed, kept))),
         "log_partitions_dropped": len(pruned),
     })
-    result = {"date": day.isoformat(), "torn_down": torn, "failed": failed, "kept": kept,
-              "log_partitions_dropped": pruned}
+    if config_error:
+        raise refuse(f"teardown action: {config_error}; nothing else was attempted, the variants stay inactive")
     if failed:
         names = ", ".join(f"{f['model']}/{f['variant']}" for f in failed)
-        raise dg.Failure(f"teardown failed for {names}: they stay inactive; see the teardowns table",
-                         metadata={"failed": dg.MetadataValue.json(failed)}, allow_retries=False)
-    return result
+        raise refuse(f"teardown failed for {names}: they stay inactive; see the teardowns table")
+    return {"date": day.isoformat(), "torn_down": torn, "failed": failed, "kept": kept,
+            "log_partitions_dropped": pruned}
 
 
-def _table(torn, failed, kept) -> str:
-    lines = ["| model | variant | outcome | detail |", "|---|---|---|---|"]
-    lines += [f"| {t['model']} | {t['variant']} | torn down | {t['detail']} |" for t in torn]
-    lines += [f"| {f['model']} | {f['variant']} | **failed** | {f['detail']} |" for f in failed]
-    lines += [f"| {k['model']} | {k['variant']} | kept | {k['reason']} |" for k in kept]
-    return "\n".join(line.replace("\n", " ") for line in lines)
+def _store_outcome(context, engine, model, verdict, day, actor, result):
+    """Retire the variant (or record the failure) in one transaction, re-reading a routing that changed meanwhile."""
+    for _ in range(CONCURRENT_ROUTING_TRIES):
+        try:
+            with engine.begin() as conn:
+                if result.ok:
+                    return teardowns.retire(conn, model, verdict.variant, day, actor=actor, action=result.action,
+                                            detail=result.detail, attempts=result.attempts,
+                                            run_id=context.run.run_id, reason=verdict.reason)
+                return teardowns.record_failure(conn, model, verdict.variant, day, verdict.inactive_since,
+                                                actor=actor, action=result.action, detail=result.detail,
+                                                attempts=result.attempts, run_id=context.run.run_id)
+        except ConcurrentUpdate:
+            context.log.warning("%s: routing changed while retiring %s; reading it again", model, verdict.variant)
+    raise refuse(f"{model}: routing kept changing while retiring {verdict.variant}")
+
+
+def _table(torn, failed, kept) -> Table:
+    rows = [(t["model"], t["variant"], "torn down", t["detail"]) for t in torn]
+    rows += [(f["model"], f["variant"], "**failed**", f["detail"]) for f in failed]
+    rows += [(k["model"], k["variant"], "kept", k["reason"]) for k in kept]
+    return Table(("model", "variant", "outcome", "detail"), tuple(rows))
 
 
 @dg.job(description="Tear down variants inactive for longer than their retention window; prune old log partitions.")

@@ -1,16 +1,13 @@
 """Retention teardown (job, action, CLI) and rollback within and after the retention window."""
 
 import datetime as dt
-import http.server
 import json
 import sys
-import threading
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from rollout_pipeline.actions import run_teardown_action
 from rollout_pipeline.cli import cli
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.store.engine import make_engine
@@ -97,32 +94,18 @@ def test_a_failing_action_is_retried_reported_and_the_variant_stays_inactive(pro
         assert [(t.status, t.attempts) for t in teardown_records(conn, model="churn")] == [("failed", 2), ("done", 1)]
 
 
-def test_webhook_action_posts_the_variant_and_never_shows_its_token():
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(500 if len(seen) == 1 else 204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/scale?token=s3cret"
-    try:
-        result = run_teardown_action("churn", "v1", PROMOTED, command=None, webhook=url, attempts=3,
-                                     backoff_seconds=0)
-    finally:
-        server.shutdown()
-        server.server_close()  # refused from now on (an open, unserved socket would hang each POST 30 s)
-    assert (result.ok, result.attempts, result.detail) == (True, 2, "HTTP 204")
-    assert seen == [{"model": "churn", "variant": "v1", "day": "2026-07-04", "action": "teardown"}] * 2
-    assert "s3cret" not in result.action and result.action.endswith("/scale")
-    failed = run_teardown_action("churn", "v1", PROMOTED, command=None, webhook=url, attempts=2, backoff_seconds=0)
-    assert not failed.ok and "s3cret" not in failed.detail
+def test_a_misconfigured_action_fails_at_once_in_one_line_and_is_not_retried(promoted, tmp_path, monkeypatch):
+    """A missing executable fails the same way every time: one attempt, one line, the variant stays inactive."""
+    monkeypatch.setenv("ROLLOUT_TEARDOWN_COMMAND", f"{tmp_path / 'no-such-scaler'} --model {{model}}")
+    monkeypatch.setenv("ROLLOUT_TEARDOWN_ATTEMPTS", "5")
+    out = _run("teardown", "--date", (PROMOTED + dt.timedelta(days=4)).isoformat())
+    assert out.exit_code == 1
+    error = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "no-such-scaler" in error[0] and "not found" in error[0], out.stderr
+    assert "Traceback" not in out.output
+    with promoted.connect() as conn:
+        assert [(t.status, t.attempts) for t in teardown_records(conn, model="churn")] == [("failed", 1)]
+    assert _routes(promoted)["v1"] == ("inactive", 0.0)
 
 
 def test_rollback_within_the_window_restores_the_old_variant_at_once(promoted):

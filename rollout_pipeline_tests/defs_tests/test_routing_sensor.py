@@ -41,13 +41,13 @@ def _decide(engine, rollout, day=DAY, materialize_in=None) -> int:
 
 
 def _tick(instance, cursor=None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": StoreResource()}) as context:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}) as context:
         return routing_sensor(context)
 
 
 def _apply(instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     return apply_routing.execute_in_process(run_config=request.run_config, instance=instance, tags=request.tags,
-                                            resources={"store": StoreResource()})
+                                            resources={"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))})
 
 
 def test_a_new_decision_yields_one_run_request_and_a_seen_one_none(store):

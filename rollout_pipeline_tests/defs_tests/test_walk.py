@@ -24,7 +24,7 @@ from rollout_pipeline.store.teardown import teardown_records
 
 MODEL = "diabetes"
 FIRST_DAY = dt.date(2026, 7, 1)
-RESOURCES = {"store": StoreResource()}
+RESOURCES = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}
 
 
 def _at(day: dt.date, hour: int) -> dt.datetime:
@@ -36,7 +36,7 @@ def _launch(instance, job_name: str, request: dg.RunRequest) -> dg.ExecuteInProc
     job = defs.resolve_job_def(job_name)
     return job.execute_in_process(
         run_config=request.run_config or None, instance=instance, partition_key=request.partition_key,
-        tags=request.tags, raise_on_error=True,
+        tags=request.tags, raise_on_error=True, resources=RESOURCES,
     )
 
 
