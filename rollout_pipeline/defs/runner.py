@@ -109,7 +109,7 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
             check_day(model, day, engine)
         with _instance(instance) as instance:
             register_partitions(instance, [day.isoformat()], [model])
-            job = defs.resolve_job_def("daily_analysis")
+            job = job_now("daily_analysis")
             config = {"force": force, "reason": reason, "dry_run": dry_run, "operator": None}
             run_config = {
                 "ops": {"decision": {"config": config}},
@@ -123,7 +123,6 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
                 raise_on_error=False,
                 asset_selection=[decision.key] if force else None,
                 tags={ACTOR_TAG: actor},
-                resources=resources_from_environment(),  # this invocation's environment, not the import's
             )
             evaluations = check_evaluations(instance, result.run_id)
             if result.success:
@@ -134,6 +133,15 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
             return DayRun(result.run_id, result.success, output, failed_checks, time.perf_counter() - started)
     finally:
         engine.dispose()
+
+
+def job_now(name: str) -> dg.JobDefinition:
+    """Job ``name`` of the code location bound to the resources of this invocation's environment (not the
+    import's). Bound here rather than passed to ``execute_in_process``, which refuses resources that differ
+    from the assets' own when a run selects a subset of them (a forced decision)."""
+    current = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
+                             sensors=defs.sensors, schedules=defs.schedules, resources=resources_from_environment())
+    return current.resolve_job_def(name)
 
 
 @contextlib.contextmanager
@@ -202,9 +210,9 @@ def run_retention(day: dt.date, *, actor: str = "cli", instance: dg.DagsterInsta
                   log_level: str = "INFO") -> tuple[str, bool]:
     """Run the retention job for ``day`` in this process; returns (run id, success)."""
     with _instance(instance) as instance:
-        result = defs.resolve_job_def("retention").execute_in_process(
+        result = job_now("retention").execute_in_process(
             run_config={"ops": {"retire_inactive_variants": {"config": {"date": day.isoformat()}}},
                         "loggers": {"console": {"config": {"log_level": log_level}}}},
             instance=instance, raise_on_error=False, tags={ACTOR_TAG: actor},
-            resources=resources_from_environment())
+)
         return result.run_id, result.success
