@@ -98,8 +98,8 @@ def test_each_side_works_under_its_own_role_and_nothing_more(roles, cluster_url,
         run = run_day("m", DAY, instance=instance)
     assert run.success, run
     assert run.result["action"] == "promote", run.result["reasons"]
-    with pipeline.begin() as conn:
-        assert repo.apply_decision(conn, run.result["decision_id"], actor="test") is True
+    with pipeline.begin() as conn:  # applied here, or already by the run's own decision service
+        repo.apply_decision(conn, run.result["decision_id"], actor="test")
     with serving.connect() as conn:  # the serving side sees the new routing
         assert read_routing(conn, "m").candidate.traffic_percent == 1.0
 
@@ -152,3 +152,52 @@ def test_the_serving_writer_does_not_stall_on_partition_ddl_it_may_not_do(roles,
     with owner.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM prediction_log_default").scalar_one() == 0
         assert count_rows(conn, "prediction_log", "m") == 100
+
+
+def test_the_audit_is_append_only_for_the_pipeline_role(roles, cluster_url, monkeypatch):
+    """As the pipeline role: decisions and routing_history take inserts, decisions only the two column
+    updates the code makes (superseded_by, applied_at); rewriting a decision's reasons or deleting
+    history is refused; and a day decided, re-run (superseding) and applied still works."""
+    owner, serving, pipeline = roles
+    with pipeline.begin() as conn:
+        repo.start_rollout(conn, "audit", "v1", "v2", Policy(), actor="test")
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", _as(cluster_url, "pipeline_app"))
+    decision_ids = []
+    for _ in range(2):  # the second run of the day supersedes the first: UPDATE superseded_by
+        with dg.instance_for_test() as instance:
+            run = run_day("audit", DAY, instance=instance)  # a day without logs: held, and the hold recorded
+        assert run.result["action"] == "hold", run
+        decision_ids.append(run.result["decision_id"])
+    with pipeline.begin() as conn:  # UPDATE applied_at, routing_history INSERT
+        repo.apply_decision(conn, decision_ids[-1], actor="test")
+    with owner.connect() as conn:
+        superseded = conn.execute(sa.text("SELECT superseded_by FROM decisions WHERE id = :i"),
+                                  {"i": decision_ids[0]}).scalar_one()
+        applied = conn.execute(sa.text("SELECT applied_at FROM decisions WHERE id = :i"),
+                               {"i": decision_ids[-1]}).scalar_one()
+        history_before = conn.execute(sa.text("SELECT count(*) FROM routing_history")).scalar_one()
+        reasons_before = conn.execute(sa.text("SELECT reasons FROM decisions ORDER BY id")).scalars().all()
+    assert superseded == decision_ids[-1] and applied is not None and history_before >= 1
+
+    refused = [
+        _refused(pipeline, "UPDATE decisions SET reasons = '[\"all good\"]'"),
+        _refused(pipeline, "UPDATE decisions SET action = 'promote', forced = true"),
+        _refused(pipeline, "DELETE FROM decisions"),
+        _refused(pipeline, "TRUNCATE decisions"),
+        _refused(pipeline, "UPDATE routing_history SET reason = 'rewritten'"),
+        _refused(pipeline, "DELETE FROM routing_history"),
+        _refused(pipeline, "DELETE FROM day_evidence"),
+    ]
+    assert all("permission denied" in m for m in refused), refused
+    with owner.connect() as conn:  # nothing changed
+        assert conn.execute(sa.text("SELECT count(*) FROM routing_history")).scalar_one() == history_before
+        assert conn.execute(sa.text("SELECT reasons FROM decisions ORDER BY id")).scalars().all() == reasons_before
+
+
+def test_an_install_granted_the_old_way_loses_update_and_delete_on_the_audit(roles, cluster_url):
+    owner, _serving, pipeline = roles
+    with owner.begin() as conn:  # what docs/roles.sql granted before the audit became append-only
+        conn.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, routing_history TO {PIPELINE_ROLE}")
+    grant_roles(owner)
+    assert "permission denied" in _refused(pipeline, "DELETE FROM routing_history")
+    assert "permission denied" in _refused(pipeline, "UPDATE decisions SET reasons = '[]'")
