@@ -45,12 +45,13 @@ def test_a_healthy_shadow_day_promotes_to_the_first_canary_step(store, instance)
     assert run.success and run.failed_checks == ()
     assert run.result["action"] == "promote"
     assert run.result["to"] == {"stage": "canary", "canary_percent": 1}
-    assert _apply(store, run.result) is True
-    assert _apply(store, run.result) is False  # applying twice changes nothing
+    # Stored and applied in the decision's own transaction: applying again changes nothing.
+    assert run.result["applied"] is True
+    assert _apply(store, run.result) is False
     with store.connect() as conn:
         routing = read_routing(conn, "m")
         assert {(r.variant, r.role, r.traffic_percent, r.shadow) for r in routing.routes} == {
-            ("v1", "stable", 99.0, False), ("v2", "candidate", 1.0, False)}
+            ("v1", "stable", 99.0, True), ("v2", "candidate", 1.0, False)}  # the stable shadows the candidate
         assert active_rollout(conn, "m").canary_percent == 1
 
 
@@ -101,7 +102,7 @@ def test_forced_decision_through_run_config_needs_a_reason_and_is_audited(store,
 def test_rerunning_a_day_supersedes_and_never_advances_twice(store, instance):
     write_predictions(store, log_day("m", D1, "v1", "v2"))
     first = run_day("m", D1, instance=instance)
-    _apply(store, first.result)
+    assert first.result["applied"] is True
     again = run_day("m", D1, instance=instance)
     # Recomputed from the state before the day's first decision: shadow -> 1%, not 1% -> 20%.
     assert again.result["from"] == {"stage": "shadow", "canary_percent": 0}
@@ -141,15 +142,17 @@ def test_a_scheduled_run_stopped_by_the_blocking_check_is_held_by_the_failure_se
     rows.append(PredictionRow(None, rows[0].ts, "m", "v2", False, None, -5.0, "exploded", 1.0, None))
     write_predictions(store, rows)
     instance.add_dynamic_partitions("models", ["m"])
+    instance.add_dynamic_partitions("days", [D1.isoformat()])
+    resources = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}
     result = defs.resolve_job_def("daily_analysis").execute_in_process(
-        instance=instance, partition_key=f"{D1}|m", tags={"rollout/actor": "schedule"}, raise_on_error=False)
+        instance=instance, partition_key=f"{D1}|m", tags={"rollout/actor": "schedule"}, raise_on_error=False,
+        resources=resources)
     assert not result.success
     with store.connect() as conn:
         assert decision_history(conn, "m") == []  # nothing recorded by the run itself
 
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    resources = {"store": StoreResource()}
     for _ in range(2):  # a second evaluation of the same failure records nothing more
         with dg.build_run_status_sensor_context(
                 sensor_name="blocked_day_hold", dagster_event=failure, dagster_instance=instance, dagster_run=run,
@@ -157,11 +160,12 @@ def test_a_scheduled_run_stopped_by_the_blocking_check_is_held_by_the_failure_se
             blocked_day_hold(context.for_run_failure())
     with store.connect() as conn:
         (held,) = decision_history(conn, "m", include_superseded=True)
-    assert (held.action, held.actor, held.run_id, held.applied_at) == ("hold", "schedule", result.run_id, None)
+    assert (held.action, held.actor, held.run_id) == ("hold", "schedule", result.run_id)
+    assert held.applied_at is not None  # decided and applied by the one decision service
+    assert held.metrics["source"] == "blocked" and held.metrics["blocked_run"] == result.run_id
     assert held.reasons[0].startswith("data quality failed")
     assert any("correlation id" in r for r in held.reasons)
 
-    # ...and the routing sensor applies that hold like any decision (the routing does not move).
+    # ...so the routing sensor has nothing left to apply.
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
-        requests = routing_sensor(context).run_requests
-    assert [r.run_key for r in requests] == [f"decision-{held.id}"]
+        assert not routing_sensor(context).run_requests
