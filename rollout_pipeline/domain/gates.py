@@ -33,6 +33,8 @@ from rollout_pipeline.domain.judge import classify_metric
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.stats import (
     Estimate,
+    QuantileBounds,
+    lower_order_statistic,
     clustered_mean,
     difference,
     min_n_for_quantile,
@@ -241,9 +243,8 @@ def compare(ctx: GateContext, value: Callable[[SampleRow], float | None], *, out
 
 
 def _unit_word(comparison: Comparison | None, ctx: GateContext) -> str:
-    if comparison is not None and comparison.paired:
-        return "paired requests' entities"
-    return "entities" if ctx.populations_differ else "requests"
+    """The independent units behind a comparison: entities (requests of one entity are one cluster)."""
+    return "entities, paired" if comparison is not None and comparison.paired else "entities"
 
 
 def _rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callable[[SampleRow], float | None],
@@ -259,10 +260,9 @@ def _rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callab
     c, s, d = comp.candidate, comp.stable, comp.diff
     margin = margin_of(s.value)
     events, trials = floor_events(comp)
-    deff = 1.0
-    if comp.candidate.observations:
-        deff = max(1.0, comp.candidate.observations / comp.candidate.units)
-    se = max(d.se, smoothed_rate_se(events, trials, c.units, deff))
+    # The cluster-robust SE carries the clustering; the smoothed floor only keeps "no event yet" from
+    # meaning "no doubt" (with 0 errors in 300 requests an error rate of 2% is still possible).
+    se = max(d.se, smoothed_rate_se(events, trials, trials))
     target = detectable / (ctx.z + ctx.z_power)  # an excess of `detectable` beyond the margin is caught with `power`
     z = ctx.z
     if d.lower(z) > margin:
@@ -378,8 +378,15 @@ def latency(ctx: GateContext) -> MetricCheck | None:
     c_vals = sample_values(ctx.summary, ctx.summary.candidate_variant, ctx.candidate_served, "latency_ms")
     if p.latency_slo_p99_ms is None and p.latency_regression_allowed is None:
         return _check(ctx, "latency", "latency", "n/a", None, None, "latency: no SLO and no regression limit set")
-    needed = max(min_n_for_quantile(LATENCY_QUANTILE, ctx.z), p.min_units)
+    # Enough requests to bound the p99 from above (at latency_bound_confidence); the verdict then uses
+    # the gate's own, stricter one-sided bound below.
+    needed = max(min_n_for_quantile(LATENCY_QUANTILE, z_of(p.latency_bound_confidence)), p.min_units)
     cb = quantile_bounds(c_vals, LATENCY_QUANTILE, ctx.z) if len(c_vals) >= needed else None
+    if cb is None and len(c_vals) >= needed:
+        cb = quantile_bounds(c_vals, LATENCY_QUANTILE, z_of(p.latency_bound_confidence))
+        if cb is not None:  # the lower bound at the gate's confidence still exists: use it for the verdict
+            lo = lower_order_statistic(c_vals, LATENCY_QUANTILE, ctx.z)
+            cb = QuantileBounds(cb.q, cb.value, lo, cb.upper, cb.n)
     if cb is None:
         return _check(ctx, "latency", "latency", "nodata", None, None,
                       f"p99 latency not judged: {len(c_vals)} candidate requests < {needed} needed to bound a p99",
@@ -485,34 +492,56 @@ def _bounds(ctx: GateContext) -> tuple[float, float] | None:
     return lo - width, hi + width
 
 
+def _known_labels(ctx: GateContext) -> set[str] | None:
+    """The labels the stable model gives (sample and the day's most frequent), or None for item lists."""
+    known = {r.label for r in ctx.stable_rows if r.label is not None}
+    if ctx.stable is not None:
+        known |= {label for label, _ in ctx.stable.label_counts}
+    if not known or any(label.startswith("[") for label in known):
+        return None
+    return known
+
+
 def extremes(ctx: GateContext) -> MetricCheck | None:
-    """Candidate outputs outside plausible bounds: fail when their share is confidently above the limit."""
+    """Candidate outputs outside plausible bounds (numbers), or labels the stable model never gives (classes):
+    fail when their share is confidently above the limit."""
     p = ctx.policy
     c_vals = [r.prediction for r in ctx.candidate_rows if _ok(r) and r.prediction is not None]
-    if not c_vals:
+    c_labels = [r.label for r in ctx.candidate_rows if _ok(r) and r.prediction is None and r.label is not None]
+    if not c_vals and not c_labels:
         return None if ctx.candidate_rows else _check(ctx, "extremes", "predictions", "nodata", None, None,
                                                       "extremes not judged: no candidate answers", 0, p.min_units)
-    bounds = _bounds(ctx)
-    if bounds is None:
-        return _check(ctx, "extremes", "predictions", "n/a", None, None,
-                      "extremes not judged: no bounds (the stable model is a constant; set prediction_bounds)")
-    outside = sum(1 for v in c_vals if not (math.isfinite(v) and bounds[0] <= v <= bounds[1]))
-    n = len(c_vals)
+    if c_vals:
+        bounds = _bounds(ctx)
+        if bounds is None:
+            return _check(ctx, "extremes", "predictions", "n/a", None, None,
+                          "extremes not judged: no bounds (the stable model is a constant; set prediction_bounds)")
+        outside = sum(1 for v in c_vals if not (math.isfinite(v) and bounds[0] <= v <= bounds[1]))
+        n = len(c_vals)
+        where = f"outside [{bounds[0]:.4g}, {bounds[1]:.4g}]"
+    else:
+        known = _known_labels(ctx)
+        if known is None:
+            return _check(ctx, "extremes", "predictions", "n/a", None, None,
+                          "extremes not judged: item lists have no fixed set of labels")
+        outside = sum(1 for label in c_labels if label not in known)
+        n = len(c_labels)
+        shown = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
+        where = f"outside the stable's labels {{{shown}}}"
     share = outside / n
     lower, upper = proportion_bounds(outside, n, ctx.z)
-    where = f"outside [{bounds[0]:.4g}, {bounds[1]:.4g}]"
     if lower > p.extreme_share_limit:
         return _check(ctx, "extremes", "predictions", "high", None, share,
-                      f"candidate predictions {where}: {pct(share)} of {n} sampled (at least {pct(lower)}) "
+                      f"candidate answers {where}: {pct(share)} of {n} sampled (at least {pct(lower)}) "
                       f"> limit {pct(p.extreme_share_limit)}", n)
     needed = max(p.min_units, min_trials_to_exceed(p.extreme_share_limit, p.extreme_share_detectable, ctx.z,
                                                    ctx.z_power))
     if n < needed:
         return _check(ctx, "extremes", "predictions", "nodata", None, share,
                       f"extremes not judged: {n} candidate answers < {needed} needed to catch "
-                      f"{pct(p.extreme_share_detectable)} outside {where[8:]}", n, needed)
+                      f"{pct(p.extreme_share_detectable)} {where}", n, needed)
     return _check(ctx, "extremes", "predictions", "pass", None, share,
-                  f"candidate predictions {where}: {pct(share)} of {n} sampled", n)
+                  f"candidate answers {where}: {pct(share)} of {n} sampled", n)
 
 
 def _prediction(row: SampleRow) -> float | None:

@@ -56,6 +56,8 @@ class Policy(_Strict):
     min_units: int = Field(30, ge=2, description="no gate judges fewer independent units (entities or requests)")
     # latency (critical)
     latency_slo_p99_ms: float | None = Field(250.0, gt=0, description="candidate p99 bound above this fails; None: no SLO")
+    latency_bound_confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="the candidate's p99 is judged once the sample bounds it from above at this")
     latency_regression_allowed: float | None = Field(
         0.2, ge=0, description="candidate p99 may exceed stable p99 by this fraction; None: not compared (baselines)")
     # errors (critical)
@@ -71,8 +73,8 @@ class Policy(_Strict):
         0.5, ge=0, description="|mean shift| allowed, in standard deviations of the stable predictions"
     )
     prediction_shift_detectable: float = Field(1.0, gt=0, description="shift (stable sd) the minimum sample must catch")
-    disagreement_limit: float = Field(0.2, ge=0, le=1, description="labels: share of paired answers that disagree")
-    disagreement_detectable: float = Field(0.35, gt=0, le=1)
+    disagreement_limit: float = Field(0.3, ge=0, le=1, description="labels: share of paired answers that disagree")
+    disagreement_detectable: float = Field(0.45, gt=0, le=1)
     # feedback (normal)
     complaint_margin: float = Field(0.005, ge=0, le=1, description="candidate complaint rate may exceed the stable's by this")
     complaint_regression_allowed: float = Field(0.5, ge=0, description="... or by this fraction of it, whichever is larger")

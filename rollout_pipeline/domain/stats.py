@@ -141,6 +141,14 @@ def quantile_bounds(values: Sequence[float], q: float, z: float) -> QuantileBoun
     return QuantileBounds(q, point, xs[ranks[0]], xs[ranks[1]], n)
 
 
+def lower_order_statistic(values: Sequence[float], q: float, z: float) -> float:
+    """The lower bound of the ``q`` quantile at one-sided confidence z (it exists for any n >= 1)."""
+    xs = sorted(values)
+    n = len(xs)
+    lo = math.floor(n * q - z * math.sqrt(n * q * (1 - q)))
+    return xs[min(max(lo, 0), n - 1)]
+
+
 def proportion_bounds(events: int, trials: int, z: float) -> tuple[float, float]:
     """Wilson score interval of a proportion (one-sided confidence z at each end)."""
     if trials <= 0:
