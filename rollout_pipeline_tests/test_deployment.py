@@ -2,7 +2,12 @@
 
 - every environment variable the code, docker/ and dagster.yaml read is in the README's configuration table;
 - docker/: the module the code location loads exists and holds the definitions, ports and paths match;
-- the production instance config (docker/dagster.yaml: PostgreSQL storage) records a real run on PostgreSQL.
+- the production instance config (docker/dagster.yaml: PostgreSQL storage) records a real run on PostgreSQL;
+- the compose layout starts: Dagster's schema (opening a DagsterInstance on docker/dagster.yaml) and ours
+  (`rollout-pipeline init-db`) migrate the databases compose gives them, in either order and again, while one
+  shared database cannot hold both (both keep their revision in `alembic_version`);
+- the compose file migrates before the code location starts, has healthchecks and restart policies, and
+  turns serving authentication on.
 """
 
 import re
@@ -14,6 +19,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
+
+from rollout_pipeline_tests import postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -36,6 +43,11 @@ def _code_variables() -> set[str]:
 
 def _compose() -> dict:
     return yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+
+
+def _substitute(value: str, variables: dict[str, str]) -> str:
+    """Compose's ${NAME} / ${NAME:?message} substitution."""
+    return re.sub(r"\$\{([A-Z0-9_]+)(?::\?[^}]*)?\}", lambda m: variables[m.group(1)], value)
 
 
 def _compose_variables() -> set[str]:
@@ -89,7 +101,7 @@ def test_compose_ports_paths_and_bindings_match_the_image():
         mounts = {m.split(":")[1]: m.split(":")[0] for m in service.get("volumes", [])}
         source = mounts[f"{workdir}/{workspace}"]
         assert (ROOT / "docker" / source).resolve() == (ROOT / "docker" / "workspace.yaml").resolve()
-        assert service["depends_on"] == ["code"]
+        assert service["depends_on"] == {"code": {"condition": "service_healthy"}}
     # Every COPY source exists in the repository (the build context is the repository root).
     for line in re.findall(r"^COPY (.+)$", dockerfile, flags=re.M):
         for source in shlex.split(line)[:-1]:
@@ -101,6 +113,87 @@ def test_compose_ports_paths_and_bindings_match_the_image():
     envs = [compose["services"][n]["environment"] for n in ("code", "webserver", "daemon")]
     assert envs[0] == envs[1] == envs[2]
     assert envs[0]["DAGSTER_PG_HOST"] == "postgres" and "@postgres:5432/" in envs[0]["ROLLOUT_DATABASE_URL"]
+
+
+def test_compose_migrates_first_checks_health_and_restarts():
+    services = _compose()["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["rollout-pipeline", "init-db"] and migrate["restart"] == "no"
+    assert migrate["environment"] == services["code"]["environment"]
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["code"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    for name in ("postgres", "code", "webserver", "daemon", "serve"):
+        assert services[name]["restart"] == "unless-stopped", name
+        assert services[name]["healthcheck"]["test"][0] == "CMD", name
+    assert "grpc-health-check" in services["code"]["healthcheck"]["test"]
+    assert "liveness-check" in services["daemon"]["healthcheck"]["test"]
+    # Serving in the deployment requires a bearer token, taken from .env (compose refuses to start without it).
+    serve = services["serve"]
+    assert serve["environment"]["ROLLOUT_SERVE_TOKEN"].startswith("${ROLLOUT_SERVE_TOKEN:?")
+    assert serve["ports"] == ["127.0.0.1:8000:8000"]
+
+
+def _compose_databases() -> tuple[str, str, dict]:
+    """(pipeline database, Dagster database, environment) as compose gives them to the code location."""
+    env = {k: _substitute(str(v), {"POSTGRES_PASSWORD": "pw", "ROLLOUT_SERVE_TOKEN": "t"})
+           for k, v in _compose()["services"]["code"]["environment"].items()}
+    return sa.make_url(env["ROLLOUT_DATABASE_URL"]).database, env["DAGSTER_PG_DB"], env
+
+
+def _both_migrations(pipeline_url: str, dagster_url: str, home: Path, monkeypatch) -> None:
+    """Dagster's schema, then ours, then Dagster again (a run recorded), then ours again: what a deployment does
+    on its first start and on every restart. Raises, or fails an assertion, when the two collide."""
+    from click.testing import CliRunner
+
+    from rollout_pipeline.cli import cli
+    from rollout_pipeline.defs.runner import run_retention
+
+    url = sa.make_url(dagster_url)
+    home.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "docker" / "dagster.yaml", home / "dagster.yaml")
+    for key, value in {"DAGSTER_PG_HOST": url.host, "DAGSTER_PG_PORT": str(url.port or 5432),
+                       "DAGSTER_PG_USER": url.username, "DAGSTER_PG_PASSWORD": url.password or "",
+                       "DAGSTER_PG_DB": url.database}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", pipeline_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    def init_db() -> None:
+        result = CliRunner().invoke(cli, ["init-db", "--partition-days-ahead", "0"])
+        assert result.exit_code == 0, result.output
+
+    with dg.DagsterInstance.get() as instance:  # creates and stamps Dagster's schema
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    init_db()
+    with dg.DagsterInstance.get() as instance:
+        instance.upgrade()  # what `dagster instance migrate` does on an upgrade
+        _run_id, success = run_retention(dg_day(), instance=instance)
+        assert success
+    init_db()
+
+
+def test_the_compose_layout_runs_both_migrations_in_either_order(pg_server, tmp_path, monkeypatch):
+    pipeline_db, dagster_db, _env = _compose_databases()
+    assert pipeline_db != dagster_db, "compose puts Dagster and the pipeline in one database"
+    created = (ROOT / "docker" / "initdb").glob("*.sql")
+    assert any(f"CREATE DATABASE {dagster_db};" in p.read_text() for p in created), "nothing creates it"
+    urls = {name: postgres.create_database(pg_server) for name in {pipeline_db, dagster_db}}
+    try:
+        _both_migrations(urls[pipeline_db], urls[dagster_db], tmp_path / "home", monkeypatch)
+    finally:
+        for url in urls.values():
+            postgres.drop_database(pg_server, url)
+
+
+def test_one_shared_database_cannot_hold_both_schemas(pg_server, tmp_path, monkeypatch):
+    """Why the layout above matters: the compose file as it was (one database `rollout`) never started."""
+    url = postgres.create_database(pg_server)
+    try:
+        with pytest.raises((AssertionError, Exception)) as failed:
+            _both_migrations(url, url, tmp_path / "home", monkeypatch)
+        assert "revision" in str(failed.value).lower(), failed.value
+    finally:
+        postgres.drop_database(pg_server, url)
 
 
 def test_local_dagster_yaml_and_the_cli_instance_agree():
