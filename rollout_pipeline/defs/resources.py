@@ -128,7 +128,8 @@ def _env_or(name: str, default):
 
 def store_resource() -> StoreResource:
     """The store named by ROLLOUT_DATABASE_URL, or the embedded SQLite file under ROLLOUT_STATE_DIR (./.state)."""
-    return StoreResource(database_url=_env_or(ENV_DATABASE_URL, ""), state_dir=_env_or(ENV_STATE_DIR, DEFAULT_STATE_DIR))
+    return StoreResource(database_url=_env_or(ENV_DATABASE_URL, ""),
+                         state_dir=_env_or(ENV_STATE_DIR, DEFAULT_STATE_DIR))
 
 
 def teardown_action_resource() -> TeardownAction:
@@ -143,7 +144,7 @@ def teardown_action_resource() -> TeardownAction:
 
 
 def store_engine() -> sa.Engine:
-    """An engine on the store the code location would use now, for in-process callers outside a run (they dispose it)."""
+    """An engine on the store the code location would use now, for callers outside a run (they dispose it)."""
     with dg.build_resources({"store": store_resource()}) as resources:
         return make_engine(resources.store.url())
 

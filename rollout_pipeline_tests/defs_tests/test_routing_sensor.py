@@ -18,6 +18,7 @@ from rollout_pipeline.store.rollouts import apply_decision, get_decision, record
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing, routing_history_rows, write_routing
 
 DAY = dt.date(2026, 7, 1)
+RESOURCES = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}  # set by the fixture
 PROMOTE = Decision("promote", False, ("judge score 100 >= pass 95",), RolloutState("shadow", 0), "canary", 1)
 
 
@@ -41,13 +42,13 @@ def _decide(engine, rollout, day=DAY, materialize_in=None) -> int:
 
 
 def _tick(instance, cursor=None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}) as context:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES) as context:
         return routing_sensor(context)
 
 
 def _apply(instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     return apply_routing.execute_in_process(run_config=request.run_config, instance=instance, tags=request.tags,
-                                            resources={"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))})
+                                            resources=RESOURCES)
 
 
 def test_a_new_decision_yields_one_run_request_and_a_seen_one_none(store):
