@@ -137,7 +137,10 @@ def _table(torn, failed, kept) -> Table:
     return Table(("model", "variant", "outcome", "detail"), tuple(rows))
 
 
-@dg.job(description="Tear down variants inactive for longer than their retention window; prune old log partitions.")
+# Dagster's run retries (dagster.yaml) would run a failed action again: they are left to crashes of
+# the run worker; a failed step has had its own retries (transient database errors, the action's).
+@dg.job(description="Tear down variants inactive for longer than their retention window; prune old log partitions.",
+        tags={"dagster/retry_on_asset_or_op_failure": "false"})
 def retention():
     retire_inactive_variants()
 

@@ -161,9 +161,9 @@ def promoted_store(sqlite_url):
     engine.dispose()
 
 
-def _retention(url: str, instance) -> dg.ExecuteInProcessResult:
-    resources = {"store": StoreResource(database_url=url),
-                 "teardown_action": WebhookTeardown(url=dg.EnvVar("ROLLOUT_TEARDOWN_WEBHOOK"), backoff_seconds=0)}
+def _retention(url: str, instance, attempts: int = 3) -> dg.ExecuteInProcessResult:
+    action = WebhookTeardown(url=dg.EnvVar("ROLLOUT_TEARDOWN_WEBHOOK"), attempts=attempts, backoff_seconds=0)
+    resources = {"store": StoreResource(database_url=url), "teardown_action": action}
     return retention.execute_in_process(
         run_config={"ops": {"retire_inactive_variants": {"config": {"date": DUE.isoformat()}}}},
         resources=resources, instance=instance, raise_on_error=False)
@@ -204,10 +204,9 @@ def test_webhook_credentials_go_as_basic_auth_and_the_password_is_never_recorded
 
 def test_a_401_is_a_configuration_error_not_retried_and_said_in_one_line(promoted_store, clean_env, caplog, capfd):
     url, engine = promoted_store
-    clean_env.setenv("ROLLOUT_TEARDOWN_ATTEMPTS", "4")
     with _Hook(401, 401, 401, 401) as hook, dg.instance_for_test() as instance:
         clean_env.setenv("ROLLOUT_TEARDOWN_WEBHOOK", hook.url(userinfo=f"ops:{PASSWORD}"))
-        result = _retention(url, instance)
+        result = _retention(url, instance, attempts=4)
         seen = _everything_recorded(instance, result, engine, caplog, capfd)
     assert not result.success and len(hook.requests) == 1
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -240,3 +239,17 @@ def test_the_embedded_default_needs_no_variable_at_all(clean_env, tmp_path):
     resources = resources_from_environment()
     assert Path(_resolved(resources["store"]).url().removeprefix("sqlite:///")) == tmp_path / "state" / "rollout.db"
     assert isinstance(_resolved(resources["teardown_action"]), RecordOnlyTeardown)
+
+
+def test_a_failed_retention_run_is_not_retried_by_dagsters_run_retries(promoted_store, clean_env):
+    """The action had its own retries: the daemon's run retries (dagster.yaml) must not run it again."""
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
+
+    url, engine = promoted_store
+    with _Hook(503) as hook, dg.instance_for_test(overrides={"run_retries": {"enabled": True,
+                                                                              "max_retries": 2}}) as instance:
+        clean_env.setenv("ROLLOUT_TEARDOWN_WEBHOOK", hook.url())
+        result = _retention(url, instance, attempts=1)
+        run = instance.get_run_by_id(result.run_id)
+        assert not result.success and len(hook.requests) == 1
+        assert not should_retry(run, instance)
