@@ -582,14 +582,29 @@ def prediction_shift(ctx: GateContext) -> MetricCheck | None:
 
 def _label_distance(a: str, b: str) -> float:
     """0 when two labels agree, 1 when they differ; for item lists (JSON arrays) 1 - Jaccard overlap."""
-    if a.startswith("[") and b.startswith("["):
-        try:
-            x, y = set(map(str, json.loads(a))), set(map(str, json.loads(b)))
-        except ValueError:
-            return float(a != b)
-        union = x | y
-        return 1 - len(x & y) / len(union) if union else 0.0
-    return float(a != b)
+    x, y = _items(a), _items(b)
+    if x is None or y is None:
+        return float(a != b)
+    union = x | y
+    return 1 - len(x & y) / len(union) if union else 0.0
+
+
+def _items(text: str) -> set[str] | None:
+    if not text.startswith("["):
+        return None
+    try:
+        return set(map(str, json.loads(text)))
+    except ValueError:
+        return None
+
+
+def _label_score(predicted: str, actual: str) -> float:
+    """1 for a right class; for item lists the share of the actual items that were recommended (recall)."""
+    items = _items(predicted)
+    if items is None:
+        return float(predicted == actual)
+    truth = _items(actual) or {actual}
+    return len(items & truth) / len(truth) if truth else 1.0
 
 
 def disagreement(ctx: GateContext) -> MetricCheck | None:
@@ -640,8 +655,7 @@ def accuracy(ctx: GateContext) -> MetricCheck | None:
         def value(r: SampleRow) -> float | None:
             if not (_ok(r) and r.actual_label is not None and r.label is not None):
                 return None
-            return 1.0 - _label_distance(r.label, r.actual_label) if r.label.startswith("[") else float(
-                r.label == r.actual_label)
+            return _label_score(r.label, r.actual_label)
 
     comp = compare(ctx, value, outcome=True)
     awaiting = sum(1 for r in ctx.outcome_candidate_rows if r.actual is None and r.actual_label is None)

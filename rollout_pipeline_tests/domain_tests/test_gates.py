@@ -147,7 +147,30 @@ def test_not_applicable_gates_say_so():
     assert gate("complaints", summary, "shadow") is None  # nobody complains about a shadow answer
     assert gate("disagreement", summary, "shadow") is None  # numeric outputs
     labels = summary_of(traffic("shadow", 3000, labels=True))
-    assert gate("extremes", labels, "shadow") is None and gate("prediction_shift", labels, "shadow") is None
+    assert gate("prediction_shift", labels, "shadow") is None  # a class has no mean
+
+
+def test_a_classifier_answering_labels_the_stable_never_gives_is_extreme():
+    rows = traffic("canary", 4000, labels=True, share=0.5)
+    bad = [replace(r, label="\u00bf?") if r.variant == "v2" and r.served and k % 25 == 0 and r.label else r
+           for k, r in enumerate(rows)]
+    assert gate("extremes", summary_of(rows), "canary").classification == "pass"
+    check = gate("extremes", summary_of(bad), "canary")
+    assert check.classification == "high" and "outside the stable's labels {high, low}" in check.reason
+
+
+def test_recommendations_are_scored_by_the_share_of_actual_items_recommended():
+    def row(variant, served, label, k):
+        return SampleRow(f"r{k}", variant, served, 5.0, "ok", None, label, f"u{k % 300}", None, '["a", "b"]')
+
+    rows = []
+    for k in range(3000):  # the top-N baseline recommends neither actual item; the candidate one of the two
+        rows += [row("v1", True, '["x", "y", "z"]', k), row("v2", False, '["a", "y", "z"]', k)]
+    checks = {c.name: c for c in evaluate(summary_of(rows), "shadow", load_policy(None, "first-model")).checks}
+    assert checks["accuracy"].classification == "pass"
+    assert checks["accuracy"].candidate == pytest.approx(0.5) and checks["accuracy"].stable == 0.0
+    assert checks["extremes"].classification == "n/a"  # item lists have no fixed set of labels
+    assert checks["disagreement"].criticality == "report-only"
 
 
 def test_a_constant_baseline_has_no_spread_to_bound_or_scale_by():
