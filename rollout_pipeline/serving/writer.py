@@ -56,6 +56,7 @@ from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
 from rollout_pipeline.serving.spill import TS_POSITION, SpillFolder, SpillFolderInUse
 from rollout_pipeline.store.logs import DATA_ERRORS, unstorable_rows, write_feedback, write_predictions
 from rollout_pipeline.store.serving_queries import count_same_rows
+from rollout_pipeline.store.tables import IDENTITY_COLUMNS, metadata
 
 log = logging.getLogger(__name__)
 
@@ -489,6 +490,5 @@ class LogWriter:
         ts = row[TS_POSITION]
         if isinstance(ts, dt.datetime):
             ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
-        if self.kind == "prediction":
-            return (row[0], ts, row[2], row[3], row[4])
-        return (row[0], ts, row[2], row[3])
+        columns = list(metadata.tables[self.table].columns.keys())  # rows are tuples in this order
+        return tuple(ts if name == "ts" else row[columns.index(name)] for name in IDENTITY_COLUMNS[self.table])

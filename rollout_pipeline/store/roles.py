@@ -28,16 +28,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from rollout_pipeline.store.tables import LOG_TABLES, metadata
+from rollout_pipeline.store.tables import IDENTITY_COLUMNS, LOG_TABLES, metadata
 
 SERVING_ROLE = "rollout_serving"
 PIPELINE_ROLE = "rollout_pipeline"
 
-# Columns the LogWriter's exactly-once check compares (store.serving_queries._IDENTITY).
-_LOG_IDENTITY = {
-    "prediction_log": ("model_name", "ts", "correlation_id", "variant", "served"),
-    "feedback": ("model_name", "ts", "correlation_id", "kind"),
-}
 _ROUTING_READ = ("routing_config", "routing_version")
 # The audit trail: table -> the only columns the pipeline may UPDATE (none: insert-only).
 APPEND_ONLY: dict[str, tuple[str, ...]] = {
@@ -76,7 +71,7 @@ def roles_sql(schema: str = "public") -> str:
         f"GRANT INSERT ON {', '.join(LOG_TABLES)} TO {SERVING_ROLE};",
     ]
     for table in LOG_TABLES:
-        lines.append(f"GRANT SELECT ({', '.join(_LOG_IDENTITY[table])}) ON {table} TO {SERVING_ROLE};")
+        lines.append(f"GRANT SELECT ({', '.join(IDENTITY_COLUMNS[table])}) ON {table} TO {SERVING_ROLE};")
     lines += [
         f"GRANT SELECT ON {', '.join(_ROUTING_READ)} TO {SERVING_ROLE};",
         "",

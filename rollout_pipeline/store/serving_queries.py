@@ -14,15 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rollout_pipeline.store.tables import feedback, prediction_log
+from rollout_pipeline.store.tables import IDENTITY_COLUMNS, feedback, prediction_log
 
 _TABLES = {"prediction_log": prediction_log, "feedback": feedback}
-# Columns that identify one logged answer (a request's correlation id is random,
-# and a router logs one row per variant and request) or one feedback event.
-_IDENTITY = {
-    "prediction_log": ("model_name", "ts", "correlation_id", "variant", "served"),
-    "feedback": ("model_name", "ts", "correlation_id", "kind"),
-}
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -41,7 +35,7 @@ def count_same_rows(connection: sa.Connection, table: str, row: Sequence[Any]) -
     columns = [c.name for c in t.columns]
     values = dict(zip(columns, row))
     conditions = []
-    for name in _IDENTITY[table]:
+    for name in IDENTITY_COLUMNS[table]:
         value = values[name]
         if name == "ts":
             conditions.append(t.c.ts == _ts_param(connection, value))
@@ -75,7 +69,7 @@ def count_rows(
 def duplicate_identities(connection: sa.Connection, table: str, model_name: str | None = None) -> int:
     """How many row identities of ``table`` are stored more than once (0 means no duplicates)."""
     t = _TABLES[table]
-    keys = [t.c[name] for name in _IDENTITY[table]]
+    keys = [t.c[name] for name in IDENTITY_COLUMNS[table]]
     inner = sa.select(*keys).select_from(t)
     if model_name is not None:
         inner = inner.where(t.c.model_name == model_name)

@@ -147,3 +147,10 @@ day_evidence = sa.Table(
 )
 
 LOG_TABLES = ("prediction_log", "feedback")
+# Columns that identify one logged answer (a request's correlation id is random, and a router
+# logs one row per variant and request) or one feedback event. The log writer's exactly-once
+# check compares them (store.serving_queries), and the serving role may read only them (store.roles).
+IDENTITY_COLUMNS = {
+    "prediction_log": ("model_name", "ts", "correlation_id", "variant", "served"),
+    "feedback": ("model_name", "ts", "correlation_id", "kind"),
+}
