@@ -274,8 +274,6 @@ def create_app(
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), token)
 
     async def checked_body(request: Request, shape: type[BaseModel]) -> Any:
-        if not authorized(request):
-            raise _Refused(401, "missing or wrong bearer token")
         data = parse_body(await read_body(request, settings.max_body_bytes))
         try:
             return shape.model_validate(data)
@@ -305,6 +303,8 @@ def create_app(
         })
 
     async def predict(request: Request) -> JSONResponse:
+        if not authorized(request):  # first: without the token, not even which models exist
+            return refused(_Refused(401, "missing or wrong bearer token"))
         model = request.path_params["model"]
         router = routers.get(model)
         if router is None:
@@ -335,6 +335,8 @@ def create_app(
         return JSONResponse(payload, status_code=status)
 
     async def feedback(request: Request) -> JSONResponse:
+        if not authorized(request):
+            return refused(_Refused(401, "missing or wrong bearer token"))
         model = request.path_params["model"]
         if feedback_writer is None:
             return _error(404, "this server takes no feedback (started without a feedback writer)")

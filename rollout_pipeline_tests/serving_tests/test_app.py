@@ -273,6 +273,7 @@ def test_the_bearer_token_guards_predict_and_feedback_but_not_health(edge):
         assert status == 401 and got_headers["WWW-Authenticate"] == "Bearer", headers
         assert SECRET not in json.dumps(answer)
         assert post(f"{url}/feedback/m", {"kind": "complaint"}, headers=headers)[0] == 401
+        assert post(f"{url}/predict/no-such-model", body, headers=headers)[0] == 401  # no model names leak
     assert post(f"{url}/predict/m", body)[0] == 200
     assert call("GET", f"{url}/health")[0] == 200
     # Unauthenticated bodies are not read: an oversized one is still 401, not 413.
@@ -332,3 +333,33 @@ def test_serving_settings_come_from_the_environment_and_refuse_nonsense():
                        ("ROLLOUT_FEEDBACK_MAX_AGE_SECONDS", "nan"), ("ROLLOUT_FEEDBACK_MAX_AHEAD_SECONDS", "1e300")):
         with pytest.raises(SettingsError, match=name):
             serve_settings_from_env({name: text})
+
+
+def test_a_retry_that_arrives_while_the_first_is_answered_waits_for_the_same_answer(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    set_routing(engine, "slow", 0)
+    calls = []
+
+    def slow(features):
+        calls.append(features)
+        time.sleep(0.5)
+        return 1.0
+
+    router = Router(engine, "slow", {"v1": slow, "v2": slow}, spill_dir=tmp_path / "s", refresh_seconds=None)
+    url, stop = run_server(create_app({"slow": router}))
+    try:
+        body = {"features": [1], "correlation_id": "twice-at-once"}
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(call("POST", f"{url}/predict/slow", body)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)
+        for t in threads:
+            t.join(10)
+        assert [a[0] for a in answers] == [200, 200, 200] and len({json.dumps(a[1]) for a in answers}) == 1
+        assert len(calls) == 1
+    finally:
+        stop()
+    assert len([r for r in rows(engine, "slow") if r.served]) == 1
+    engine.dispose()
