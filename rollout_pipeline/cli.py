@@ -122,6 +122,18 @@ def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     configure_logging(log_level)
 
 
+def quiet_dagster() -> None:
+    """Hide Dagster's Preview/Beta/Supersession warnings (they speak to developers, not to the CLI's users).
+
+    Called before the definitions are imported: Dagster warns when they are built."""
+    import warnings
+
+    import dagster as dg  # heavy: imported only by the commands that run Dagster
+
+    for category in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def _dagster_log_level() -> str:
     """Dagster's step logs (and their tracebacks) only with --verbose."""
     ctx = click.get_current_context(silent=True)
@@ -218,10 +230,10 @@ def rollout_start(model: str, stable: str, candidate: str, policy_path: str | No
 def _register_model(model: str) -> None:
     import dagster as dg
 
+    quiet_dagster()
     from rollout_pipeline.defs.partitions import register_partitions
-    from rollout_pipeline.defs.runner import ensure_dagster_home, quiet_dagster_warnings
+    from rollout_pipeline.defs.runner import ensure_dagster_home
 
-    quiet_dagster_warnings()
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
         register_partitions(instance, [], [model])
@@ -256,9 +268,7 @@ def decide(model: str, day: str, force: str | None, reason: str | None, dry_run:
         raise CliError("--force needs --reason: forced decisions are audited")
     if reason and not force:
         raise CliError("--reason is only used with --force")
-    from rollout_pipeline.defs.runner import quiet_dagster_warnings
-
-    quiet_dagster_warnings()
+    quiet_dagster()
     from rollout_pipeline.runs import decide_day
 
     out = decide_day(model, the_day, force, reason, dry_run, log_level=_dagster_log_level())
@@ -399,7 +409,9 @@ def rollback(model: str, reason: str, as_json: bool) -> None:
 def teardown(day: str | None, as_json: bool) -> None:
     """Tear down variants inactive for longer than their retention window (the nightly retention job)."""
     from rollout_pipeline.config import SettingsError
-    from rollout_pipeline.defs.runner import quiet_dagster_warnings, run_retention
+
+    quiet_dagster()
+    from rollout_pipeline.defs.runner import run_retention
     from rollout_pipeline.store.teardown import teardown_records, verdicts
 
     the_day = _parse_day(day) if day else dt.datetime.now(dt.UTC).date()
@@ -408,7 +420,6 @@ def teardown(day: str | None, as_json: bool) -> None:
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     started = time.perf_counter()
-    quiet_dagster_warnings()
     run_id, success = run_retention(the_day, log_level=_dagster_log_level())
     engine = _engine()
     with engine.connect() as conn:
@@ -461,6 +472,7 @@ def report(model: str, day: str | None) -> None:
               help="Requests per simulated day.")
 def demo(days: int, requests: int) -> None:
     """Run two rollouts day by day on the embedded default (state in <state>/demo, wiped first)."""
+    quiet_dagster()
     from rollout_pipeline.demo import run_demo
 
     started = time.perf_counter()

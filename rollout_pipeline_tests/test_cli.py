@@ -86,8 +86,104 @@ def test_decide_json_and_status_json(env):
     status = json.loads(_run("status", "--model", "m", "--json").output)
     assert status["stage"] == "canary" and status["canary_percent"] == 1
     assert sorted((r["variant"], r["role"], r["traffic_percent"], r["shadow"]) for r in status["routing"]) == [
-        ("v1", "stable", 99.0, False), ("v2", "candidate", 1.0, False)]
+        ("v1", "stable", 99.0, True), ("v2", "candidate", 1.0, False)]  # the stable shadows the candidate
     forced = CliRunner().invoke(cli, ["decide", "--model", "m", "--date", day.isoformat(), "--force", "hold"])
     assert forced.exit_code == 1 and "--force needs --reason" in forced.output
     hist = _run("history", "--model", "m")
     assert "PROMOTE" in hist.output and "canary 1%" in hist.output
+
+
+# --- one line per error, documented exit codes, nothing reaches Dagster before the input is checked -------------
+
+def _one_line(result, code: int) -> str:
+    """The result failed with ``code`` and said so in exactly one line on stderr, without a traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def _partitions(env) -> dict[str, list[str]]:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(env / "dagster")) as instance:
+        return {name: instance.get_dynamic_partitions(name) for name in ("models", "days")}
+
+
+@pytest.fixture
+def started(env):
+    _run("init-db")
+    assert _run("rollout", "start", "--model", "m", "--stable", "v1", "--candidate", "v2").exit_code == 0
+    return env
+
+
+@pytest.mark.parametrize("name", ["typo", "x'; DROP TABLE rollouts;--", "../../etc/passwd", "a" * 5000])
+def test_decide_with_a_bad_or_unknown_model_adds_no_partition_and_says_one_line(started, name):
+    out = CliRunner().invoke(cli, ["decide", "--model", name, "--date", "2026-06-01"])
+    line = _one_line(out, 1)
+    assert ("has no rollout" in line) if name == "typo" else ("invalid model name" in line)
+    assert _partitions(started) == {"models": ["m"], "days": []}
+
+
+@pytest.mark.parametrize("offset, word", [(0, "today"), (1, "in the future"), (400, "in the future")])
+def test_decide_refuses_today_and_future_days_in_one_line(started, offset, word):
+    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=offset)
+    line = _one_line(CliRunner().invoke(cli, ["decide", "--model", "m", "--date", day.isoformat()]), 1)
+    assert f"{day} is {word}" in line
+    assert _partitions(started)["days"] == []
+
+
+def test_a_bad_date_is_a_usage_error(started):
+    out = CliRunner().invoke(cli, ["decide", "--model", "m", "--date", "2026-13-01"])
+    assert out.exit_code == 2 and "is not a date" in out.stderr and "Traceback" not in out.output
+
+
+def test_a_forced_decision_on_a_day_never_analysed_succeeds_from_the_cli(started):
+    out = CliRunner().invoke(cli, ["decide", "--model", "m", "--date", "2026-06-01", "--force", "promote",
+                                   "--reason", "reviewed by hand", "--json"])
+    assert out.exit_code == 0, out.output
+    decision = json.loads(out.stdout)
+    assert decision["action"] == "promote" and decision["forced"] and decision["applied"] is True
+    assert _partitions(started) == {"models": ["m"], "days": ["2026-06-01"]}
+    status = json.loads(_run("status", "--model", "m", "--json").output)
+    assert (status["stage"], status["canary_percent"]) == ("canary", 1)
+
+
+def test_refusals_print_one_line_and_no_dagster_traceback(started):
+    engine = make_engine(f"sqlite:///{started / 'state' / 'rollout.db'}")
+    d1, d2 = dt.date(2026, 6, 1), dt.date(2026, 6, 2)
+    write_predictions(engine, log_day("m", d1, "v1", "v2") + log_day("m", d2, "v1", "v2"))
+    engine.dispose()
+    assert CliRunner().invoke(cli, ["decide", "--model", "m", "--date", d2.isoformat()]).exit_code == 0
+    line = _one_line(CliRunner().invoke(cli, ["decide", "--model", "m", "--date", d1.isoformat()]), 1)
+    assert "already decided" in line and "Dagster run" in line
+    # --verbose shows Dagster's step logs (and the failure with its stack) on stderr
+    verbose = CliRunner().invoke(cli, ["--verbose", "decide", "--model", "m", "--date", d1.isoformat()])
+    assert verbose.exit_code == 1 and len(verbose.stderr.splitlines()) > 5
+
+
+def test_a_database_that_refuses_us_is_one_line_exit_3_without_the_password(env, monkeypatch, pg_server):
+    url = sa.engine.make_url(pg_server).set(username="no_such_role_x", password="hunter2-secret")
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", url.render_as_string(hide_password=False))
+    for args in (["status"], ["decide", "--model", "m", "--date", "2026-06-01"], ["init-db"]):
+        line = _one_line(CliRunner().invoke(cli, args), 3)
+        assert line.startswith("Error: cannot connect to the database: ") and "no_such_role_x" in line, line
+        assert "hunter2-secret" not in line
+    assert not (env / "dagster").exists()  # the database was checked before anything reached Dagster
+
+
+def test_the_real_command_shows_no_dagster_warnings(started):
+    """In a fresh process (Dagster's Preview/Beta warnings fire when the definitions are first imported)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli_path = str(Path(sys.executable).with_name("rollout-pipeline"))
+    env = {**os.environ, "ROLLOUT_STATE_DIR": str(started / "state"), "DAGSTER_HOME": str(started / "dagster")}
+    env.pop("ROLLOUT_DATABASE_URL", None)
+    proc = subprocess.run([cli_path, "decide", "--model", "m", "--date", "2026-06-01", "--force", "hold",
+                           "--reason", "quiet please"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr and "HOLD (forced)" in proc.stdout, proc.stderr

@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -72,12 +71,6 @@ class RunFailed(RuntimeError):
         super().__init__(message)
         self.run_id = run_id
         self.kind = kind
-
-
-def quiet_dagster_warnings() -> None:
-    """Hide Dagster's Preview/Beta/Supersession warnings: they speak to developers, not to the CLI's users."""
-    for category in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
-        warnings.filterwarnings("ignore", category=category)
 
 
 def check_day(model: str, day: dt.date, engine) -> None:
