@@ -58,7 +58,8 @@ class Evaluation:
     def not_judged(self) -> list[str]:
         """Other gates without a verdict (not enough data, or not applicable), named with why."""
         return [f"{c.name} ({c.criticality}): {c.reason}" for c in self.checks
-                if c.classification not in JUDGED and not (c.criticality == "critical" and c.insufficient)]
+                if c.classification not in JUDGED and c.criticality != "report-only"
+                and not (c.criticality == "critical" and c.insufficient)]
 
 
 def weights_for(groups: set[str], weights: dict[str, float]) -> dict[str, float]:

@@ -555,7 +555,7 @@ def prediction_shift(ctx: GateContext) -> MetricCheck | None:
     comp = compare(ctx, _prediction)
     if comp is None:
         return None
-    if not sd:
+    if not sd or sd <= 1e-9 * max(1.0, abs(comp.stable.value)):
         return _check(ctx, "prediction_shift", "predictions", "n/a", comp.stable.value, comp.candidate.value,
                       "prediction shift not judged: the stable predictions have no spread (a constant baseline)")
     d = comp.diff

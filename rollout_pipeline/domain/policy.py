@@ -192,6 +192,9 @@ PRESETS: dict[str, dict] = {
     "first-model": {
         "first_model": True,
         "latency_regression_allowed": None,
+        # Against a constant, catching a model twice as wrong is the question; a finer comparison needs
+        # more outcomes than a first model's early days bring (docs/policy.md, "First models").
+        "accuracy_detectable": 1.0,
         "metrics": {"prediction_shift": "report-only", "disagreement": "report-only",
                     "latency_distribution": "report-only", "accuracy": "critical"},
     },
