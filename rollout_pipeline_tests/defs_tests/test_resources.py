@@ -253,3 +253,20 @@ def test_a_failed_retention_run_is_not_retried_by_dagsters_run_retries(promoted_
         run = instance.get_run_by_id(result.run_id)
         assert not result.success and len(hook.requests) == 1
         assert not should_retry(run, instance)
+
+
+def test_a_store_url_that_cannot_work_fails_the_retention_step_once_in_one_line(clean_env):
+    """A configuration error of the store is not a transient database error: no RetryPolicy retry, no password."""
+    resources = {"store": StoreResource(database_url="mysql://bob:hunter2@db.example.com/rollout"),
+                 "teardown_action": RecordOnlyTeardown()}
+    with dg.instance_for_test() as instance:
+        result = retention.execute_in_process(
+            run_config={"ops": {"retire_inactive_variants": {"config": {"date": DUE.isoformat()}}}},
+            resources=resources, instance=instance, raise_on_error=False)
+        logs = repr(instance.all_logs(result.run_id))
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message.strip()
+    assert "\n" not in message and "unsupported database 'mysql'" in message
+    assert "hunter2" not in logs
