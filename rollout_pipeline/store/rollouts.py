@@ -235,7 +235,7 @@ class ConcurrentDecision(RolloutError):
 
 
 _UNCHECKED = object()
-_DECISION_LOCK_SPACE = 7_261_002  # first key of the (space, hashtext(model)) advisory lock; partitions use 7_261_001
+DECISION_LOCK_SPACE = 7_261_002  # first key of the (space, hashtext(model)) advisory lock; partitions use 7_261_001
 
 
 def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, decision: Decision, *, actor: str,
@@ -255,7 +255,7 @@ def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, d
     now = now or dt.datetime.now(dt.UTC)
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:model))"),
-                           {"space": _DECISION_LOCK_SPACE, "model": rollout.model_name})
+                           {"space": DECISION_LOCK_SPACE, "model": rollout.model_name})
     previous = live_decision(connection, rollout.model_name, day)
     if expected_previous is not _UNCHECKED:
         seen = expected_previous
