@@ -22,6 +22,7 @@ from rollout_pipeline import actions
 from rollout_pipeline.config import (
     DEFAULT_STATE_DIR,
     ENV_DATABASE_URL,
+    ENV_LOG_RETENTION_DAYS,
     ENV_STATE_DIR,
     ENV_TEARDOWN_ATTEMPTS,
     ENV_TEARDOWN_COMMAND,
@@ -40,6 +41,9 @@ class StoreResource(dg.ConfigurableResource):
                                           "empty: the embedded SQLite file in state_dir")
     state_dir: str = Field(default=DEFAULT_STATE_DIR,
                            description=f"local state folder (from {ENV_STATE_DIR}) holding the embedded SQLite file")
+    log_retention_days: int | None = Field(
+        default=None, description=f"PostgreSQL: day partitions of the logs older than this many days are dropped by "
+                                  f"the retention job (from {ENV_LOG_RETENTION_DAYS}); unset keeps them")
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
     def url(self) -> str:
@@ -127,9 +131,11 @@ def _env_or(name: str, default):
 
 
 def store_resource() -> StoreResource:
-    """The store named by ROLLOUT_DATABASE_URL, or the embedded SQLite file under ROLLOUT_STATE_DIR (./.state)."""
+    """The store named by ROLLOUT_DATABASE_URL, or the embedded SQLite file under ROLLOUT_STATE_DIR (./.state);
+    log partitions kept ROLLOUT_LOG_RETENTION_DAYS days (unset: all)."""
+    retention = dg.EnvVar.int(ENV_LOG_RETENTION_DAYS) if dg.EnvVar(ENV_LOG_RETENTION_DAYS).get_value() else None
     return StoreResource(database_url=_env_or(ENV_DATABASE_URL, ""),
-                         state_dir=_env_or(ENV_STATE_DIR, DEFAULT_STATE_DIR))
+                         state_dir=_env_or(ENV_STATE_DIR, DEFAULT_STATE_DIR), log_retention_days=retention)
 
 
 def teardown_action_resource() -> TeardownAction:

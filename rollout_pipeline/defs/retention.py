@@ -15,7 +15,6 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.config import SettingsError, load_settings
 from rollout_pipeline.defs.failures import database_errors, refuse
 from rollout_pipeline.defs.resources import StoreResource, TeardownAction
 from rollout_pipeline.defs.tags import ACTOR_TAG
@@ -57,15 +56,14 @@ def retire_inactive_variants(context: dg.OpExecutionContext, config: TeardownCon
     would fail the same way.
     """
     day = _day(config.date)
+    if store.log_retention_days is not None and store.log_retention_days < 1:
+        raise refuse(f"log retention must be a whole number of days >= 1 (got {store.log_retention_days})")
     try:
-        log_retention_days = load_settings().log_retention_days
         engine = store.engine
-    except SettingsError as exc:
-        raise refuse(str(exc)) from None
     except DatabaseUrlError as exc:
         raise refuse(f"the store's database URL: {exc}") from None
     with database_errors():
-        return _retire(context, day, engine, teardown_action, log_retention_days)
+        return _retire(context, day, engine, teardown_action, store.log_retention_days)
 
 
 def _retire(context: dg.OpExecutionContext, day: dt.date, engine, action: TeardownAction,

@@ -44,7 +44,7 @@ TEARDOWN_ENV = ("ROLLOUT_TEARDOWN_COMMAND", "ROLLOUT_TEARDOWN_WEBHOOK", "ROLLOUT
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    for name in (*TEARDOWN_ENV, "ROLLOUT_DATABASE_URL"):
+    for name in (*TEARDOWN_ENV, "ROLLOUT_DATABASE_URL", "ROLLOUT_LOG_RETENTION_DAYS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     return monkeypatch
@@ -68,6 +68,14 @@ def test_the_store_url_is_an_env_var_resolved_when_the_run_starts(clean_env, tmp
     assert isinstance(wired.database_url, dg.EnvVar)
     clean_env.setenv("ROLLOUT_DATABASE_URL", f"sqlite:///{tmp_path / 'second.db'}")
     assert _resolved(wired).url() == f"sqlite:///{tmp_path / 'second.db'}"
+
+
+def test_log_retention_days_come_from_their_env_var(clean_env):
+    assert _resolved(store_resource()).log_retention_days is None  # unset: keep every log partition
+    clean_env.setenv("ROLLOUT_LOG_RETENTION_DAYS", "30")
+    wired = store_resource()
+    clean_env.setenv("ROLLOUT_LOG_RETENTION_DAYS", "7")  # resolved when the run starts
+    assert _resolved(wired).log_retention_days == 7
 
 
 def test_the_store_never_reads_the_environment_itself(clean_env):
