@@ -204,15 +204,19 @@ def rollout() -> None:
 @click.option("--stable", required=True, help="The variant serving today (for a first model: a baseline).")
 @click.option("--candidate", required=True, help="The new variant to roll out.")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
-              help="Policy YAML (default: the documented defaults; see `rollout-pipeline policy`).")
-def rollout_start(model: str, stable: str, candidate: str, policy_path: str | None) -> None:
+              help="Policy YAML over the preset (default: the documented defaults; see `rollout-pipeline policy`).")
+@click.option("--preset", type=click.Choice(["default", "first-model"]), default="default", show_default=True,
+              help="A shipped policy: first-model when the stable variant is a baseline (a constant, top-N items).")
+@click.option("--first-model", "first_model", is_flag=True, help="Same as --preset first-model.")
+def rollout_start(model: str, stable: str, candidate: str, policy_path: str | None, preset: str,
+                  first_model: bool) -> None:
     """Register a rollout in stage shadow: the stable model serves 100%, the candidate shadows it."""
     from rollout_pipeline.domain.policy import PolicyError, load_policy
     from rollout_pipeline.domain.routing import InvalidName
     from rollout_pipeline.store.rollouts import RolloutError, start_rollout
 
     try:
-        policy = load_policy(policy_path)
+        policy = load_policy(policy_path, "first-model" if first_model else preset)
     except PolicyError as exc:
         raise CliError(str(exc)) from None
     engine = _engine()
@@ -240,11 +244,13 @@ def _register_model(model: str) -> None:
 
 
 @cli.command()
-def policy() -> None:
-    """Print the default policy as YAML (copy it, edit it, pass it with --policy)."""
+@click.option("--preset", type=click.Choice(["default", "first-model"]), default="default", show_default=True,
+              help="Print this shipped policy instead of the defaults.")
+def policy(preset: str) -> None:
+    """Print the default policy (or a preset) as YAML (copy it, edit it, pass it with --policy)."""
     from rollout_pipeline.domain.policy import default_policy_yaml
 
-    click.echo(default_policy_yaml(), nl=False)
+    click.echo(default_policy_yaml(preset), nl=False)
 
 
 @cli.command()
@@ -468,7 +474,7 @@ def report(model: str, day: str | None) -> None:
 
 @cli.command()
 @click.option("--days", default=6, show_default=True, type=click.IntRange(1, 30), help="Days to simulate per rollout.")
-@click.option("--requests", default=8000, show_default=True, type=click.IntRange(100, 1_000_000),
+@click.option("--requests", default=16_000, show_default=True, type=click.IntRange(100, 1_000_000),
               help="Requests per simulated day.")
 def demo(days: int, requests: int) -> None:
     """Run two rollouts day by day on the embedded default (state in <state>/demo, wiped first)."""

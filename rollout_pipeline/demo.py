@@ -1,8 +1,9 @@
-"""`rollout-pipeline demo`: two rollouts, day by day, on the embedded default.
+"""`rollout-pipeline demo`: three rollouts, day by day, on the embedded default.
 
 A real regression model and a better candidate go from shadow through each
 canary step to production; a second candidate that answers too slowly is rolled
-back. Traffic comes from the simulator, through the real Router, into the
+back; a first model goes to production over a constant baseline (the
+`first-model` preset). Decisions depend on fixed seeds, never on the date. Traffic comes from the simulator, through the real Router, into the
 embedded SQLite store; each day runs the same Dagster job as the schedule.
 """
 
@@ -12,15 +13,38 @@ import datetime as dt
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from rollout_pipeline.config import ENV_DATABASE_URL, ENV_STATE_DIR, embedded_database_url, state_dir
+from rollout_pipeline.domain.policy import PRESETS, Policy, parse_policy
 
-# (model, stable, candidate, scenario, simulated model kind: see simulate/models.py)
-GOOD = ("diabetes", "v1", "v2", "healthy", "diabetes")
-BAD = ("cancer", "v1", "v2", "slow", "cancer")
+@dataclass(frozen=True)
+class DemoRollout:
+    """One rollout of the demo: the model, its two variants, the simulated day, and the policy it starts with."""
+
+    model: str
+    stable: str
+    candidate: str
+    scenario: str
+    kind: str  # the simulated model pair: see simulate/models.py
+    preset: str = "default"
+    policy: tuple[tuple[str, object], ...] = ()
+
+
+# At the demo's 16,000 requests a day, a 1% canary step serves ~160 requests: too few to bound a p99
+# (446 are needed, docs/policy.md), so that step would hold for "not enough data" every day. The demo's
+# policy starts the canary at 5% instead -- what a team with this little traffic would do.
+DEMO_STEPS = ("canary_steps", (5, 20, 50, 100))
+GOOD = DemoRollout("diabetes", "v1", "v2", "healthy", "diabetes", policy=(DEMO_STEPS,))
+BAD = DemoRollout("cancer", "v1", "v2", "slow", "cancer", policy=(DEMO_STEPS,))
+# A first model: a constant (the training mean) serves today; the candidate must beat it on actual outcomes.
+FIRST = DemoRollout("diabetes-first", "baseline", "v1", "healthy", "diabetes-first", preset="first-model",
+                    policy=(DEMO_STEPS, ("prediction_bounds", (0.0, 400.0))))
+ROLLOUTS = (GOOD, BAD, FIRST)
+DEMO_REQUESTS = 16_000
 
 
 def demo_state() -> Path:
@@ -28,14 +52,23 @@ def demo_state() -> Path:
     return state_dir() / "demo"
 
 
-def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]:
-    """Run both demo rollouts; returns every day's decision (the CLI's JSON objects)."""
+def demo_policy(rollout: DemoRollout) -> Policy:
+    """The policy a demo rollout starts with: its preset, with the demo's fields over it."""
+    return parse_policy({**PRESETS[rollout.preset], **dict(rollout.policy)}, f"demo {rollout.model}")
+
+
+def run_demo(days: int = 6, requests: int = DEMO_REQUESTS, echo=click.echo) -> list[dict]:
+    """Run the demo's rollouts day by day; returns every day's decision (the CLI's JSON objects).
+
+    Traffic depends on fixed seeds only (never the date), so the decisions are the
+    same on any day the demo runs; the dates shown end yesterday.
+    """
+    # Dagster and the simulator's models take seconds to import: only when the demo runs.
     from rollout_pipeline.runs import decide_day
     from rollout_pipeline.simulate.day import simulate_day
     from rollout_pipeline.store.engine import make_engine
     from rollout_pipeline.store.migrate import upgrade
     from rollout_pipeline.store.rollouts import active_rollout, start_rollout
-    from rollout_pipeline.domain.policy import Policy
 
     folder = demo_state()
     if folder.exists():
@@ -50,23 +83,26 @@ def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]
 
     first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
     outcomes = []
-    for model, stable, candidate, scenario, kind in (GOOD, BAD):
+    for r in ROLLOUTS:
+        policy = demo_policy(r)
         with engine.begin() as conn:
-            start_rollout(conn, model, stable, candidate, Policy(), actor="demo")
-        echo(f"\n== {model}: {candidate} (scenario {scenario!r}) rolls out over {stable} ==")
+            start_rollout(conn, r.model, r.stable, r.candidate, policy, actor="demo")
+        what = "a first model over its baseline" if r.preset == "first-model" else f"scenario {r.scenario!r}"
+        echo(f"\n== {r.model}: {r.candidate} ({what}) rolls out over {r.stable}; "
+             f"steps {', '.join(f'{s}%' for s in policy.canary_steps)} ==")
         for k in range(days):
             day = first + dt.timedelta(days=k)
             with engine.connect() as conn:
-                if active_rollout(conn, model) is None:
+                if active_rollout(conn, r.model) is None:
                     break
             t0 = time.perf_counter()
-            sim = simulate_day(engine, model, day, requests, scenario, seed=k, kind=kind,
+            sim = simulate_day(engine, r.model, day, requests, r.scenario, seed=DEMO_SEED, day_index=k, kind=r.kind,
                                spill_dir=folder / "spill")
             sim_s = time.perf_counter() - t0
-            out = decide_day(model, day, None, None, dry_run=False, actor="demo")
+            out = decide_day(r.model, day, None, None, dry_run=False, actor="demo")
             outcomes.append(out)
             f, t = out["from"], out["to"]
-            echo(f"{day} {model}: {out['action'].upper():8} {f['stage']} {f['canary_percent']}% -> "
+            echo(f"{day} {r.model}: {out['action'].upper():8} {f['stage']} {f['canary_percent']}% -> "
                  f"{t['stage']} {t['canary_percent']}%   ({sim.prediction_rows} log rows simulated in {sim_s:.1f} s, "
                  f"analysed in {out['seconds']:.1f} s)")
             for reason in out["reasons"][:6]:
@@ -76,23 +112,27 @@ def run_demo(days: int = 6, requests: int = 8000, echo=click.echo) -> list[dict]
     return outcomes
 
 
+DEMO_SEED = 20261201
+
+
 def _echo_review_hints(echo, folder: Path, outcomes: list[dict]) -> None:
     """How to open the review of what the demo decided, and what to look at."""
     from urllib.parse import quote
 
-    last = next((o for o in reversed(outcomes) if o["model"] == GOOD[0]), None)
+    last = next((o for o in reversed(outcomes) if o["model"] == GOOD.model), None)
     day = last["date"] if last else "<day>"
     env = f"ROLLOUT_STATE_DIR={folder}"
     echo("\nThe morning review, in the Dagster UI:  make ui   then open http://127.0.0.1:3000  (Ctrl-C stops it)")
-    echo(f"  1. The decision of {GOOD[0]} on {day}:"
-         f" http://127.0.0.1:3000/assets/decision?view=partitions&partition={quote(f'{day}|{GOOD[0]}')}")
+    echo(f"  1. The decision of {GOOD.model} on {day}:"
+         f" http://127.0.0.1:3000/assets/decision?view=partitions&partition={quote(f'{day}|{GOOD.model}')}")
     echo("     (or Catalog > decision > Partitions, then a day and a model): the action and why, stage and share")
     echo("     before -> after, stable vs candidate with each metric's verdict and the judge score, the validation")
     echo("     results, the extreme predictions with their correlation ids; `plots` > Show Markdown opens the plots.")
-    echo(f"  2. {BAD[0]}: the slow candidate's rollback, and its p99 against the limit in the reasons.")
-    echo("  3. Catalog > day_summary > Checks: the day's validation suites; Runs: one daily_analysis run per day.")
-    echo(f"  The same as an HTML page: {folder / 'reports' / f'{GOOD[0]}-{day}.html'}")
-    echo(f"  From a terminal:  {env} {_command()} status | history --model {GOOD[0]} | report --model {GOOD[0]}")
+    echo(f"  2. {BAD.model}: the slow candidate's rollback, and its p99 against the limit in the reasons.")
+    echo(f"  3. {FIRST.model}: a first model against a constant baseline, judged on actual outcomes.")
+    echo("  4. Catalog > day_summary > Checks: the day's validation suites; Runs: one daily_analysis run per day.")
+    echo(f"  The same as an HTML page: {folder / 'reports' / f'{GOOD.model}-{day}.html'}")
+    echo(f"  From a terminal:  {env} {_command()} status | history --model {GOOD.model} | report --model {GOOD.model}")
 
 
 def _command() -> str:

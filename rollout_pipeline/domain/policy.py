@@ -240,6 +240,6 @@ def load_policy(path: str | Path | None, preset: str = "default") -> Policy:
     return parse_policy(merged, str(path))
 
 
-def default_policy_yaml() -> str:
-    """The default policy as YAML, for users to copy and edit."""
-    return yaml.safe_dump(Policy().model_dump(mode="json"), sort_keys=False)
+def default_policy_yaml(preset: str = "default") -> str:
+    """The default policy (or a preset) as YAML, for users to copy and edit."""
+    return yaml.safe_dump(load_policy(None, preset).model_dump(mode="json"), sort_keys=False)

@@ -76,22 +76,25 @@ def test_complaints_are_invisible_in_shadow(db_url, monkeypatch, tmp_path):
 
 
 def test_the_demo_promotes_healthy_day_by_day_and_rolls_back_slow_on_sqlite(tmp_path, monkeypatch):
-    """`make demo` on the embedded default: healthy walks to production on consecutive days, slow is rolled back."""
+    """`make demo` on the embedded default: healthy walks to production on consecutive days, slow is rolled back,
+    and a first model walks to production over its constant baseline. Seeds are fixed: the same on any date."""
     from rollout_pipeline.demo import run_demo
 
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     for name in ("ROLLOUT_DATABASE_URL", "DAGSTER_HOME"):
         monkeypatch.setenv(name, "")  # run_demo sets its own; monkeypatch restores them afterwards
     lines: list[str] = []
-    outcomes = run_demo(days=5, requests=8000, echo=lines.append)
+    outcomes = run_demo(days=5, echo=lines.append)
     walk = [(o["model"], o["action"], o["to"]["stage"], o["to"]["canary_percent"]) for o in outcomes]
     assert walk == [
-        ("diabetes", "promote", "canary", 1), ("diabetes", "promote", "canary", 20),
+        ("diabetes", "promote", "canary", 5), ("diabetes", "promote", "canary", 20),
         ("diabetes", "promote", "canary", 50), ("diabetes", "promote", "production", 100),
         ("cancer", "rollback", "rolled_back", 0),
+        ("diabetes-first", "promote", "canary", 5), ("diabetes-first", "promote", "canary", 20),
+        ("diabetes-first", "promote", "canary", 50), ("diabetes-first", "promote", "production", 100),
     ], [o["reasons"] for o in outcomes]
     dates = [o["date"] for o in outcomes if o["model"] == "diabetes"]
     assert [dt.date.fromisoformat(b) - dt.date.fromisoformat(a) for a, b in zip(dates, dates[1:])] == [
         dt.timedelta(days=1)] * 3
-    assert any("p99" in r for r in outcomes[-1]["reasons"])
+    assert any("p99" in r for r in outcomes[4]["reasons"])
     assert all(o["applied"] for o in outcomes)
