@@ -28,6 +28,7 @@ class Settings:
 
     state_dir: Path
     database_url: str
+    teardown_attempts: int = 3
     log_retention_days: int | None = None
 
     @property
@@ -52,6 +53,9 @@ def load_settings() -> Settings:
     return Settings(
         state_dir=folder,
         database_url=os.environ.get(ENV_DATABASE_URL) or embedded_database_url(folder),
+        # Checked here so that the CLI refuses a bad value in one line before a run; the code
+        # location's resources take the same variables as EnvVars (defs/resources.py).
+        teardown_attempts=_int_env(ENV_TEARDOWN_ATTEMPTS, 3, minimum=1),
         log_retention_days=_int_env(ENV_LOG_RETENTION_DAYS, None, minimum=1),
     )
 

@@ -79,6 +79,9 @@ class TeardownAction(dg.ConfigurableResource):
 
     def run(self, model: str, variant: str, day: dt.date) -> actions.ActionResult:
         """Run the action for ``model``/``variant`` with its bounded retries; never raises for a failed action."""
+        if self.attempts < 1:
+            return actions.ActionResult(False, 0, self.describe(), f"configuration error: {ENV_TEARDOWN_ATTEMPTS} "
+                                        f"must be a whole number >= 1 (got {self.attempts})", config_error=True)
         return actions.with_retries(self.describe(), lambda: self.attempt(model, variant, day),
                                     label=f"{model}/{variant}", attempts=self.attempts,
                                     backoff_seconds=self.backoff_seconds)

@@ -278,3 +278,11 @@ def test_a_store_url_that_cannot_work_fails_the_retention_step_once_in_one_line(
     message = failure.step_failure_data.error.message.strip()
     assert "\n" not in message and "unsupported database 'mysql'" in message
     assert "hunter2" not in logs
+
+
+def test_zero_attempts_is_a_configuration_error_naming_the_variable(clean_env):
+    clean_env.setenv("ROLLOUT_TEARDOWN_COMMAND", f"{sys.executable} -c pass")
+    clean_env.setenv("ROLLOUT_TEARDOWN_ATTEMPTS", "0")
+    result = _resolved(teardown_action_resource()).run("churn", "v1", DUE)
+    assert (result.ok, result.attempts, result.config_error) == (False, 0, True)
+    assert "ROLLOUT_TEARDOWN_ATTEMPTS must be a whole number >= 1 (got 0)" in result.detail

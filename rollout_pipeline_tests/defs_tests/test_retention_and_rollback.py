@@ -108,6 +108,18 @@ def test_a_misconfigured_action_fails_at_once_in_one_line_and_is_not_retried(pro
     assert _routes(promoted)["v1"] == ("inactive", 0.0)
 
 
+@pytest.mark.parametrize("attempts", ["abc", "0"])
+def test_a_bad_attempt_count_is_refused_in_one_line_before_any_run(sqlite_url, tmp_path, monkeypatch, attempts):
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("ROLLOUT_TEARDOWN_ATTEMPTS", attempts)
+    out = _run("teardown", "--date", PROMOTED.isoformat())
+    assert out.exit_code == 1 and out.stdout == ""
+    assert [line for line in out.stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: ROLLOUT_TEARDOWN_ATTEMPTS={attempts!r}: expected a whole number >= 1"]
+    assert not (tmp_path / "dagster").exists() or not any((tmp_path / "dagster").rglob("*.db"))  # no run
+
+
 def test_rollback_within_the_window_restores_the_old_variant_at_once(promoted):
     out = _run("rollback", "--model", "churn", "--reason", "conversion dropped after promotion", "--json")
     assert out.exit_code == 0, out.output
