@@ -62,7 +62,8 @@ def day_summary(context: dg.AssetExecutionContext, store: StoreResource) -> dg.M
         # Statistics first: a day just loaded would otherwise be planned for a few dozen rows.
         analyzed = analyze_stale_day(store.engine, "prediction_log", day)
         with store.engine.connect() as conn:
-            summary = collect_day(conn, model, day, rollout.stable_variant, rollout.candidate_variant)
+            summary = collect_day(conn, model, day, rollout.stable_variant, rollout.candidate_variant,
+                                  accuracy_day=rollout.policy.accuracy_day(day))
         with store.engine.begin() as conn:
             evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage,
                                                       run_id=context.run.run_id)

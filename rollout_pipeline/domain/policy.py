@@ -6,6 +6,7 @@ prints the defaults as YAML.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -162,6 +163,10 @@ class Policy(_Strict):
         """A short content hash: decisions record which policy they were made under."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def accuracy_day(self, day: dt.date) -> dt.date:
+        """The day whose requests the accuracy of ``day`` is judged on: outcomes had label_delay_days to arrive."""
+        return day - dt.timedelta(days=self.label_delay_days)
 
     def next_step(self, percent: int) -> int | None:
         """The canary share after ``percent``, or None when already at the last step."""

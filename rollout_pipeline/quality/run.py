@@ -10,7 +10,6 @@ Faulty days must never promote.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -62,9 +61,9 @@ def decide_generated_day(engine: sa.Engine, spec: DaySpec, model: str, policy: P
     write_predictions(engine, rows)
     write_feedback(engine, feedback)
     stage, percent = stage_state(spec.stage)
-    accuracy_day = spec.day - dt.timedelta(days=policy.label_delay_days) if policy.label_delay_days else None
     with engine.connect() as conn:
-        summary = collect_day(conn, model, spec.day, spec.stable, spec.candidate, accuracy_day=accuracy_day)
+        summary = collect_day(conn, model, spec.day, spec.stable, spec.candidate,
+                              accuracy_day=policy.accuracy_day(spec.day))
     evaluation = evaluate(summary, stage, policy)
     failures = validate(summary, stage, policy) if validate is not None else []
     evidence = evidence_from(evaluation, failures)

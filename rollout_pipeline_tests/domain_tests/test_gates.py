@@ -237,3 +237,24 @@ def test_two_identical_models_rarely_fail_a_gate(stage):
     """Identical candidate and stable over 60 days of clustered traffic: no gate fails (per-request tests would)."""
     alarms, judged = _false_alarms(stage, 60, share=0.5)
     assert alarms == 0, f"{alarms} of {judged} identical days failed a gate"
+
+
+def test_late_labels_judge_accuracy_on_the_day_whose_outcomes_had_time_to_arrive():
+    """label_delay_days: today's requests have no outcomes yet; accuracy comes from the earlier day's sample."""
+    today = [replace(r, actual=None) for r in traffic("shadow", 3000, seed=5)]
+    earlier = traffic("shadow", 3000, seed=6, cand_noise=5.0)  # the candidate was far worse on that day
+    policy = Policy(label_delay_days=2)
+    summary = replace(summary_of(today), accuracy_day=policy.accuracy_day(DAY), accuracy_sample=tuple(earlier))
+    assert summary.accuracy_day == DAY - dt.timedelta(days=2)
+    check = {c.name: c for c in evaluate(summary, "shadow", policy).checks}["accuracy"]
+    assert check.classification == "high" and "confidently worse" in check.reason
+    # Without the earlier day's sample nothing can be judged, and the reason says which day is awaited.
+    waiting = {c.name: c for c in evaluate(replace(summary, accuracy_sample=()), "shadow", policy).checks}["accuracy"]
+    assert waiting.classification == "nodata" and str(DAY - dt.timedelta(days=2)) in waiting.reason
+
+
+def test_the_review_counts_outcomes_still_awaited():
+    rows = traffic("canary", 4000, seed=8, share=0.5)
+    half = [replace(r, actual=None) if k % 2 and r.variant == "v2" else r for k, r in enumerate(rows)]
+    check = {c.name: c for c in evaluate(summary_of(half), "canary", P).checks}["accuracy"]
+    assert "still await their outcome" in check.reason
