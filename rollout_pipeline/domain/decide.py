@@ -94,8 +94,8 @@ class Evidence:
     score: float | None
     score_reasons: Sequence[str] = ()
     old_variant_deployable: bool = True  # production: the old stable is still inactive (not torn down)
-    insufficient: Sequence[str] = ()  # critical gates without enough data for a verdict
-    not_judged: Sequence[str] = ()  # other gates without a verdict, with why (shown, never decisive)
+    insufficient: Sequence[str] = ()  # gates below their minimum sample: no verdict, so no promotion
+    not_judged: Sequence[str] = ()  # gates that do not apply today, with why (shown, never decisive)
 
 
 def evidence_from(evaluation, data_quality_failures: Sequence[str], *, old_variant_deployable: bool = True) -> Evidence:
@@ -128,7 +128,7 @@ def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
     if evidence.critical_failures and evidence.candidate_requests > 0:
         return _rollback(state, ["critical failure:", *evidence.critical_failures])
     if evidence.insufficient:
-        return _hold(state, ["not enough data for a critical metric:", *evidence.insufficient])
+        return _hold(state, ["not enough data to judge every metric:", *evidence.insufficient])
     if policy.min_requests is not None and evidence.candidate_requests < policy.min_requests:
         return _hold(state, [f"not enough data: {evidence.candidate_requests} {unit} requests "
                              f"< min_requests {policy.min_requests}"])

@@ -51,15 +51,14 @@ class Evaluation:
 
     @property
     def insufficient(self) -> list[str]:
-        """Critical gates that could not reach a verdict: the day cannot promote on them."""
-        return [c.reason for c in self.checks if c.criticality == "critical" and c.insufficient]
+        """Gates (critical or scored) below their minimum sample: the day cannot promote on them."""
+        return [c.reason for c in self.checks if c.criticality != "report-only" and c.insufficient]
 
     @property
     def not_judged(self) -> list[str]:
-        """Other gates without a verdict (not enough data, or not applicable), named with why."""
+        """Gates that do not apply today (not report-only), named with why: shown, never decisive."""
         return [f"{c.name} ({c.criticality}): {c.reason}" for c in self.checks
-                if c.classification not in JUDGED and c.criticality != "report-only"
-                and not (c.criticality == "critical" and c.insufficient)]
+                if c.classification == "n/a" and c.criticality != "report-only"]
 
 
 def weights_for(groups: set[str], weights: dict[str, float]) -> dict[str, float]:

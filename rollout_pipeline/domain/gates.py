@@ -247,6 +247,26 @@ def _unit_word(comparison: Comparison | None, ctx: GateContext) -> str:
     return "entities, paired" if comparison is not None and comparison.paired else "entities"
 
 
+def _with_shared_design_effect(comp: Comparison) -> Comparison:
+    """Two populations of one randomization: the candidate's rate SE from its own counts and the stable's clustering.
+
+    Entities were assigned at random, so how much one entity's requests cluster (the
+    design effect: cluster-robust variance / binomial variance) is the same on both
+    sides; measured on the stable's many entities it is steadier than on the
+    candidate's few (a 5% canary may hold 150 entities, a handful of them heavy).
+    """
+    c, s = comp.candidate, comp.stable
+
+    def binomial_var(est: Estimate) -> float:
+        p = (est.value * est.observations + 1) / (est.observations + 2)
+        return p * (1 - p) / est.observations
+
+    deff = max(1.0, s.se ** 2 / binomial_var(s)) if s.observations and math.isfinite(s.se) else 1.0
+    c_se = math.sqrt(binomial_var(c) * deff)
+    c = Estimate(c.value, c_se, c.units, c.observations)
+    return Comparison(difference(c, s), c, s, False)
+
+
 def _rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callable[[SampleRow], float | None],
                margin_of: Callable[[float], float], detectable: float, cap: float | None, *,
                paired: bool | None = None, floor_events: Callable[[Comparison], tuple[int, int]]) -> MetricCheck:
@@ -257,6 +277,8 @@ def _rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callab
         return _check(ctx, name, group, "nodata", None, None,
                       f"{what} not judged: {units} {_unit_word(comp, ctx)} < {ctx.policy.min_units} needed",
                       units, ctx.policy.min_units)
+    if not comp.paired:
+        comp = _with_shared_design_effect(comp)
     c, s, d = comp.candidate, comp.stable, comp.diff
     margin = margin_of(s.value)
     events, trials = floor_events(comp)

@@ -90,8 +90,8 @@ def test_the_demo_promotes_healthy_day_by_day_and_rolls_back_slow_on_sqlite(tmp_
         ("diabetes", "promote", "canary", 5), ("diabetes", "promote", "canary", 20),
         ("diabetes", "promote", "canary", 50), ("diabetes", "promote", "production", 100),
         ("cancer", "rollback", "rolled_back", 0),
-        ("diabetes-first", "promote", "canary", 5), ("diabetes-first", "promote", "canary", 20),
-        ("diabetes-first", "promote", "canary", 50), ("diabetes-first", "promote", "production", 100),
+        ("diabetes-first", "promote", "canary", 10), ("diabetes-first", "promote", "canary", 50),
+        ("diabetes-first", "promote", "production", 100),
     ], [o["reasons"] for o in outcomes]
     dates = [o["date"] for o in outcomes if o["model"] == "diabetes"]
     assert [dt.date.fromisoformat(b) - dt.date.fromisoformat(a) for a, b in zip(dates, dates[1:])] == [

@@ -242,3 +242,27 @@ def test_the_accuracy_sample_is_an_earlier_day_with_the_outcomes_arrived_since(e
         assert r.actual == (float(i) + 0.5 if arrived else None)
     assert s.outcome_sample() == acc
     assert (same.accuracy_day, same.accuracy_sample) == (DAY, ())
+
+
+def test_absurd_feedback_stored_by_another_writer_holds_the_day_instead_of_crashing(engine):
+    """A feedback value of 1e308 or NaN written past our writer (which refuses them): collect still sums the day,
+    and the integrity gate turns it into a data-quality hold naming the count."""
+    from rollout_pipeline.domain.decide import RolloutState, decide, evidence_from
+    from rollout_pipeline.domain.evaluate import evaluate
+    from rollout_pipeline.domain.policy import Policy
+    from rollout_pipeline.quality.traffic import DaySpec, generate
+    from rollout_pipeline.store.tables import feedback
+
+    spec = DaySpec("canary-50", 3000, 1, day=DAY)
+    rows, fb, _ = generate(spec, "m")
+    write_predictions(engine, rows)
+    poisoned = [dict(f._asdict(), value=(1e308 if k % 3 == 0 else math.nan) if f.kind == "actual" and k % 3 < 2
+                     else f.value) for k, f in enumerate(fb)]
+    with engine.begin() as conn:
+        conn.execute(feedback.insert(), poisoned)
+    with engine.connect() as conn:
+        summary = collect_day(conn, "m", DAY, "v1", "v2")
+    decision = decide(RolloutState("canary", 50, 5), evidence_from(evaluate(summary, "canary", Policy()), []), Policy())
+    assert decision.action == "hold"
+    assert "data quality failed" in decision.reasons[0]
+    assert "sampled actual outcomes are not finite numbers" in decision.reasons[1]

@@ -1,0 +1,55 @@
+"""Decisions on logs written the way another serving system would (``rollout_pipeline.quality``), several seeds per
+scenario, through the product's own path: bulk writer -> collect_day -> log-quality suite -> gates -> state machine.
+
+The full figures (hundreds of days) come from ``benchmarks/decision_quality.py``; this keeps them from regressing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rollout_pipeline.domain.policy import Policy
+from rollout_pipeline.quality.run import decide_generated_day, log_quality_failures
+from rollout_pipeline.quality.traffic import FAULTS, DaySpec
+
+SEEDS = (11, 12)
+# Which gate must speak for each fault (a word of its reason).
+NAMED_BY = {
+    "latency": "p99", "errors": "error rate", "error_burst": "error rate", "shifted": "shifted",
+    "extreme": "outside", "null": "carry no output", "inaccurate": "confidently worse",
+    "complaints": "complaint rate", "missing": "answered only", "orphan": "served=true during shadow",
+    "duplicates": "duplicate",
+}
+
+
+@pytest.fixture(scope="module")
+def quality_engine(tmp_path_factory):
+    from rollout_pipeline.store.engine import make_engine
+    from rollout_pipeline.store.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('quality')}/days.db")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _visible_stage(fault: str, seed: int) -> str:
+    stages = [s for s in FAULTS[fault].stages if s != "canary-1"]  # 1% of a test-sized day is too small to judge
+    return stages[seed % len(stages)]
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_faulty_days_are_never_promoted_and_the_right_gate_says_why(quality_engine, fault):
+    for seed in SEEDS:
+        spec = DaySpec(_visible_stage(fault, seed), 8000, seed, fault, labels=fault not in ("shifted",) and seed % 2 == 0)
+        out = decide_generated_day(quality_engine, spec, f"{fault}-{seed}", Policy(), log_quality_failures)
+        assert out.decision.action != "promote", (spec, out.decision.reasons)
+        assert NAMED_BY[fault] in " ".join(out.decision.reasons), (spec, out.decision.reasons)
+
+
+@pytest.mark.parametrize("stage", ["shadow", "canary-20", "canary-50", "production"])
+def test_healthy_days_promote_over_several_seeds(quality_engine, stage):
+    for seed in (21, 22, 23):
+        spec = DaySpec(stage, 8000, seed, None, labels=seed % 2 == 1)
+        out = decide_generated_day(quality_engine, spec, f"h-{stage}-{seed}", Policy(), log_quality_failures)
+        assert out.verdict == "correct", (spec, out.decision.reasons)
