@@ -15,6 +15,7 @@ from rollout_pipeline.defs.jobs import nightly_analysis
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.defs.retention import nightly_retention
 from rollout_pipeline.defs.routing import routing_sensor
+from rollout_pipeline.defs.runner import decision_of
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.simulate.day import simulate_day
 from rollout_pipeline.store.engine import make_engine
@@ -52,42 +53,42 @@ def _tick(instance, cursor: str | None) -> dg.SensorResult:
 
 
 def _night(instance, engine, day: dt.date, cursor: str | None) -> tuple[dict, str]:
-    """The night after ``day``: schedule -> daily run -> routing sensor -> routing run."""
+    """The night after ``day``: schedule -> daily run (decides and applies) -> routing sensor (nothing to do)."""
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=_at(day + dt.timedelta(days=1), 2),
                                    resources=RESOURCES) as context:
         requests = nightly_analysis(context)
     assert [r.partition_key for r in requests] == [f"{day.isoformat()}|{MODEL}"]
     assert requests[0].tags["rollout/actor"] == "schedule"
-    decided = _launch(instance, "daily_analysis", requests[0]).output_for_node("decision")
+    decided = decision_of(_launch(instance, "daily_analysis", requests[0]))
+    assert decided["applied"] is True  # stored and applied in the decision's own transaction
 
     sensor = _tick(instance, cursor)
-    assert [r.run_key for r in sensor.run_requests] == [f"decision-{decided['decision_id']}"]
-    _launch(instance, "apply_routing", sensor.run_requests[0])
-    again = _tick(instance, sensor.cursor)
-    assert again.run_requests == []  # applied: nothing left to ask for
-    return decided, again.cursor
+    assert sensor.run_requests == []  # applied already: nothing left for the routing sensor
+    return decided, sensor.cursor
 
 
 def test_shadow_to_production_to_retired_through_schedule_and_sensors(pg_url, monkeypatch, tmp_path):
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     engine = make_engine(pg_url)
-    policy = Policy(wiring_step_min_requests=20, retention_days=3)
+    # As the demo: at 16,000 requests a day a 1% step could not bound a candidate p99, a 5% one can.
+    policy = Policy(canary_steps=(5, 20, 50, 100), retention_days=3)
     with engine.begin() as conn:
         start_rollout(conn, MODEL, "v1", "v2", policy, actor="test")
     assert _routes(engine) == {"v1": ("stable", 100.0, False), "v2": ("candidate", 0.0, True)}
 
     expected = [
-        ("shadow", 0, "canary", 1, {"v1": ("stable", 99.0, False), "v2": ("candidate", 1.0, False)}),
-        ("canary", 1, "canary", 20, {"v1": ("stable", 80.0, False), "v2": ("candidate", 20.0, False)}),
-        ("canary", 20, "canary", 50, {"v1": ("stable", 50.0, False), "v2": ("candidate", 50.0, False)}),
+        # During canary the stable shadows the candidate's requests (policy shadow_stable_during_canary).
+        ("shadow", 0, "canary", 5, {"v1": ("stable", 95.0, True), "v2": ("candidate", 5.0, False)}),
+        ("canary", 5, "canary", 20, {"v1": ("stable", 80.0, True), "v2": ("candidate", 20.0, False)}),
+        ("canary", 20, "canary", 50, {"v1": ("stable", 50.0, True), "v2": ("candidate", 50.0, False)}),
         ("canary", 50, "production", 100, {"v2": ("stable", 100.0, False), "v1": ("inactive", 0.0, True)}),
     ]
     cursor = None
     with dg.instance_for_test() as instance:
         for i, (stage_before, pct_before, stage_after, pct_after, routes) in enumerate(expected):
             day = FIRST_DAY + dt.timedelta(days=i)
-            simulate_day(engine, MODEL, day, 6000, "healthy", seed=i, spill_dir=tmp_path / "spill")
+            simulate_day(engine, MODEL, day, 16000, "healthy", seed=i, spill_dir=tmp_path / "spill")
             decided, cursor = _night(instance, engine, day, cursor)
             assert decided["action"] == "promote", decided["reasons"]
             assert decided["from"] == {"stage": stage_before, "canary_percent": pct_before}
@@ -95,7 +96,7 @@ def test_shadow_to_production_to_retired_through_schedule_and_sensors(pg_url, mo
             assert _routes(engine) == routes, day
             with engine.connect() as conn:
                 last = routing_history_rows(conn, MODEL)[-1]
-            assert (last.version, last.decision_id, last.actor) == (i + 2, decided["decision_id"], "sensor")
+            assert (last.version, last.decision_id, last.actor) == (i + 2, decided["decision_id"], "schedule")
             assert last.reason.startswith(f"promote on {day}")
 
         production_day = FIRST_DAY + dt.timedelta(days=len(expected) - 1)
