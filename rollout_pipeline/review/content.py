@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from rollout_pipeline.domain.evaluate import compared_sides as judged_sides  # the sides the judge compared
 from rollout_pipeline.domain.evaluate import sample_values
+from rollout_pipeline.domain.gates import pairs_of
 from rollout_pipeline.domain.summary import DaySummary, VariantDay
 
 HIST_BINS = 30
@@ -215,18 +216,16 @@ def _histograms(summary: DaySummary, stable: Side | None, cand: Side | None) -> 
         edges = _log_edges(min(values), max(values))
         out.append(Histogram("Latency (sample)", "ms", tuple(edges),
                              tuple((label[k], histogram(v, edges)) for k, v in lat.items() if v), log_x=True))
-    # Shadow pairs (one side served, the other shadowing it): candidate minus stable on the same request;
-    # both halves of a pair are sampled together.
-    if stable and cand and stable.served != cand.served:
-        stable_by_id = {r.correlation_id: r.prediction for r in summary.sample
-                        if r.variant == stable.variant and r.served == stable.served and r.correlation_id
-                        and _finite(r.prediction)}
-        diffs = [r.prediction - stable_by_id[r.correlation_id] for r in summary.sample
-                 if r.variant == cand.variant and r.served == cand.served and r.correlation_id in stable_by_id
-                 and _finite(r.prediction)]
+    # Pairs (one side served, the other answering the same request in shadow): candidate minus stable on the
+    # same request -- in shadow, in canary (the stable model shadows the candidate's own users) and after
+    # promotion; both halves of a pair are sampled together.
+    if stable and cand:
+        diffs = [p.candidate.prediction - p.stable.prediction
+                 for p in pairs_of(summary.sample, stable.variant, cand.variant)
+                 if _finite(p.candidate.prediction) and _finite(p.stable.prediction)]
         if diffs:
             edges = _linear_edges(min(diffs), max(diffs))
-            out.append(Histogram(f"Paired difference, candidate - stable ({len(diffs)} shadow pairs)", "",
+            out.append(Histogram(f"Paired difference, candidate - stable ({len(diffs)} requests both answered)", "",
                                  tuple(edges), (("candidate - stable", histogram(diffs, edges)),)))
     return tuple(out)
 

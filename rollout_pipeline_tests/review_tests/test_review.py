@@ -52,7 +52,7 @@ def test_the_review_holds_the_day_and_survives_its_json_round_trip():
     assert [e.correlation_id for e in review.extremes] == ["c9", "c7", "c3"]  # highest highs, then lowest lows
     titles = [h.title for h in review.histograms]
     assert titles[0] == "Predictions (whole day)" and titles[1] == "Latency (sample)"
-    assert titles[2].startswith("Paired difference") and "40 shadow pairs" in titles[2]
+    assert titles[2].startswith("Paired difference") and "40 requests both answered" in titles[2]
     assert Review.from_json(review.to_json()) == review
 
 
@@ -91,3 +91,20 @@ def test_after_promotion_the_old_model_shadowing_the_new_one_is_the_stable_side(
     assert (review.side("candidate").variant, review.side("candidate").served) == ("v2", True)
     assert comparison_table(review).rows[0] == ("variant", "v1 (shadow)", "v2", "")
     assert any(h.title.startswith("Paired difference") for h in review.histograms)
+
+
+def test_canary_pairs_through_the_stable_shadow_are_plotted():
+    """In canary the stable model answers the candidate's requests in shadow: the review plots those pairs too."""
+    sample = []
+    for i in range(30):
+        sample.append(SampleRow(f"c{i}", "v2", True, 10.0, "ok", 0.6 + i / 100, None, f"u{i}"))
+        sample.append(SampleRow(f"c{i}", "v1", False, 10.0, "ok", 0.5 + i / 100, None, f"u{i}"))
+        sample.append(SampleRow(f"s{i}", "v1", True, 10.0, "ok", 0.5, None, f"w{i}"))
+    summary = DaySummary("m", DAY, "v1", "v2", (
+        _variant("v1", True, 1000, 30.5, 0.5, [1, 5, 3, 1]), _variant("v2", True, 30, 30.5, 0.6, [0, 4, 5, 1]),
+        _variant("v1", False, 30, 30.5, 0.5, [0, 4, 5, 1]),
+    ), (0.0, 0.25, 0.5, 0.75, 1.0), None, (), tuple(sample))
+    decision = Decision("hold", False, ("x",), RolloutState("canary", 20), "canary", 20)
+    review = build_review("m", DAY.isoformat(), decision, "test", evaluation=_evaluation(), summary=summary)
+    paired = [h for h in review.histograms if h.title.startswith("Paired difference")]
+    assert paired and "30 requests both answered" in paired[0].title
