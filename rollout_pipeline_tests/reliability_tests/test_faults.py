@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import types
 
 import dagster as dg
 import pytest
@@ -60,10 +61,12 @@ def _started(url: str, model: str = "m") -> sa.Engine:
 def test_connection_killed_while_applying_leaves_the_routing_untouched_and_a_retry_applies(pg_url, pg_server,
                                                                                           monkeypatch):
     engine = _started(pg_url)
-    with dg.instance_for_test() as instance:
-        monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
-        run = run_day("m", DAY, instance=instance)
-    assert run.result["action"] == "promote"
+    # A stored, unapplied promote (the daily run applies its own decision now; the routing job applies such ones).
+    with engine.begin() as conn:
+        rollout = repo.active_rollout(conn, "m")
+        promote = force_decision(repo.state_before(conn, rollout, DAY), "promote", "fault test", Policy(), "test")
+        run = types.SimpleNamespace(result={"decision_id": repo.record_decision(
+            conn, rollout, DAY, promote, actor="test", metrics={}, run_id=None).id})
     before = _routing_state(engine, "m")
 
     real = repo.write_routing
