@@ -189,3 +189,26 @@ def test_a_new_analysis_supersedes_the_day_evidence(store, instance):
         assert load_evidence(conn, "m", D1).run_id == second.run_id
         # a run still finishing keeps reading its own analysis, not the newer one
         assert load_evidence(conn, "m", D1, run_id=first.run_id).id == rows[0].id
+
+
+class _DriverError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("message, final", [
+    ('connection to server at "db" failed: FATAL:  password authentication failed for user "x"', True),
+    ('FATAL:  role "x" does not exist', True),
+    ("server closed the connection unexpectedly", False),
+])
+def test_a_database_that_refuses_us_fails_once_in_one_line_and_a_transient_error_is_retried(message, final):
+    from rollout_pipeline.defs.failures import database_errors
+
+    error = sa.exc.OperationalError("SELECT 1", {}, _DriverError(message + "\nDETAIL: more"))
+    with pytest.raises(Exception) as raised:
+        with database_errors():
+            raise error
+    if final:
+        assert isinstance(raised.value, dg.Failure) and raised.value.allow_retries is False
+        assert raised.value.description == f"cannot connect to the database: {message}"
+    else:
+        assert raised.value is error  # left to the step's RetryPolicy
