@@ -1,7 +1,7 @@
 """What a decision's review shows, as one small JSON-able record built by a pure function.
 
-The decision asset builds it from the day's summary and evaluation and stores it in
-the decision row's ``metrics`` JSON; the asset metadata and the HTML report are both
+The decision service (``rollout_pipeline.decisions``, every path that decides) builds
+it from the day's stored evidence and stores it in the decision row's ``metrics`` JSON; the asset metadata and the HTML report are both
 rendered from that one record, so they show the same numbers, and the CLI can
 rebuild the report without the Dagster run.
 """
@@ -277,7 +277,7 @@ def review_from_record(record) -> Review:
     stored = (record.metrics or {}).get("review")
     if stored:
         return Review.from_json(stored, **columns, **ids)
-    # Decisions without a stored review (a run stopped by a blocking check): what the row says.
+    # Rows stored before every path stored its review (a blocked run's hold, a manual rollback): what the row says.
     m = record.metrics or {}
     checks = tuple(Check(c["name"], c["classification"], c["criticality"], c.get("stable"), c.get("candidate"),
                          c["reason"]) for c in m.get("checks", ()))
