@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime as dt
+import enum
 import math
 import types
 import typing
@@ -30,6 +31,8 @@ def encode(value):
     """A JSON-able form of ``value`` (a dataclass tree, or any mix of containers and scalars)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return encode(value.value)
     if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
         return value
     if isinstance(value, float):
@@ -70,6 +73,12 @@ def decode(tp, data, where: str = ""):
             except (CodecError, TypeError, ValueError):
                 continue
         raise CodecError(f"{where}: {data!r} fits none of {tp}")
+    if origin is typing.Literal:
+        if data not in typing.get_args(tp):
+            raise CodecError(f"{where}: {data!r} is not one of {typing.get_args(tp)}")
+        return data
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(data)
     if dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise CodecError(f"{where}: expected an object, got {type(data).__name__}")

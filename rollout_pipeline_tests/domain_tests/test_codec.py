@@ -2,8 +2,10 @@
 non-finite floats, defaults for fields added later), and errors that name the field."""
 
 import datetime as dt
+import enum
 import json
 import math
+import typing
 from dataclasses import dataclass
 
 import pytest
@@ -72,6 +74,23 @@ def test_nested_records_datetimes_and_none():
     value = _Outer(_Inner(dt.datetime(2026, 6, 1, 2, 3, tzinfo=dt.UTC), ("a",)), (("x", 1),), {"k": 2})
     assert decode(_Outer, _through_json(value)) == value
     assert decode(_Outer, _through_json(_Outer(None, (), {}))) == _Outer(None, (), {})
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+@dataclass(frozen=True)
+class _Tagged:
+    kind: typing.Literal["a", "b"]
+    color: _Color = _Color.RED
+
+
+def test_literals_and_enums():
+    assert decode(_Tagged, _through_json(_Tagged("b"))) == _Tagged("b")
+    assert _through_json(_Tagged("a")) == {"kind": "a", "color": "red"}
+    with pytest.raises(CodecError, match="_Tagged.kind: 'c' is not one of"):
+        decode(_Tagged, {"kind": "c"})
 
 
 def test_bad_data_names_the_field():
