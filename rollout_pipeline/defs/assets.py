@@ -17,10 +17,11 @@ import dagster as dg
 from rollout_pipeline.decisions import DecisionRequest, make_decision
 from rollout_pipeline.defs.failures import database_errors, refuse
 from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
-from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
+from rollout_pipeline.notify import decision_message
 from rollout_pipeline.review.plots import review_plots
 from rollout_pipeline.review.render import Table, markdown_sections, md_table, num
 from rollout_pipeline.review.report import write_report
@@ -109,7 +110,8 @@ class DecisionConfig(dg.Config):
 
 
 @dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"}, deps=[judgement])
-def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource) -> dg.MaterializeResult:
+def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource,
+             notifier: Notifier) -> dg.MaterializeResult:
     """The day's decision (promote / hold / rollback) with its reasons: stored and applied in one transaction."""
     day, model = partition_of(context)
     actor = config.operator or context.run.tags.get(ACTOR_TAG) or "dagster-ui"
@@ -126,6 +128,8 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         context.log.warning("decision %d stored but not applied yet (the routing sensor will): %s",
                             record.id, outcome.unapplied_reason)
     review = review_metadata(outcome, write=not config.dry_run)
+    if not config.dry_run:  # after the decision's transaction committed; a failed post never fails the decision
+        review["notifications"] = notify_decision(context, notifier, outcome, model, day, actor, review["report"])
     return dg.MaterializeResult(metadata={
         "action": record.action,
         "reasons": review.pop("reasons"),
@@ -138,6 +142,20 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         "decision": dg.MetadataValue.json(outcome.output()),
         **review,
     })
+
+
+def notify_decision(context, notifier: Notifier, outcome, model: str, day, actor: str, report) -> str:
+    """Post the decision to the configured webhooks; what happened, logged and returned for the metadata."""
+    if not notifier.configured:
+        return "none configured"
+    links = notifier.links(model, day.isoformat(), context.run.run_id, getattr(report, "value", None))
+    message = decision_message(outcome.output(), model=model, day=day.isoformat(), actor=actor,
+                               run_id=context.run.run_id, links_=links)
+    lines = []
+    for delivery in notifier.send(message):
+        (context.log.info if delivery.ok else context.log.warning)("notification %s", delivery.line())
+        lines.append(delivery.line())
+    return "; ".join(lines)
 
 
 def review_metadata(outcome, *, write: bool) -> dict:

@@ -18,7 +18,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
-from rollout_pipeline import actions
+from rollout_pipeline import actions, notify
 from rollout_pipeline.config import (
     DEFAULT_STATE_DIR,
     ENV_DATABASE_URL,
@@ -128,6 +128,35 @@ class RecordOnlyTeardown(TeardownAction):
                                     "no teardown action configured: recorded in our tables only")
 
 
+class Notifier(dg.ConfigurableResource):
+    """Posts one message per decision or teardown to the configured webhooks; empty URLs: nothing is sent."""
+
+    webhook_url: str = Field(default="", description=f"generic JSON webhook (from {notify.ENV_NOTIFY_WEBHOOK}); "
+                                                     "never shown")
+    slack_webhook_url: str = Field(default="", description="Slack incoming webhook (from "
+                                                           f"{notify.ENV_NOTIFY_SLACK_WEBHOOK}); never shown")
+    ui_base_url: str = Field(default=notify.DEFAULT_UI_BASE_URL,
+                             description=f"the Dagster UI's address for links (from {notify.ENV_UI_BASE_URL})")
+    report_base_url: str = Field(default="", description="where the HTML reports are served, for links (from "
+                                                         f"{notify.ENV_REPORT_BASE_URL}); empty: the file's path")
+    attempts: int = Field(default=notify.DEFAULT_ATTEMPTS, description="tries of a transiently failing post")
+    backoff_seconds: float = Field(default=notify.DEFAULT_BACKOFF_SECONDS,
+                                   description="pause before the second try, doubled after each")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.webhook_url or self.slack_webhook_url)
+
+    def links(self, model: str, day: str, run_id: str | None, report_path: str | None = None) -> dict:
+        return notify.links(model, day, run_id=run_id, ui_base_url=self.ui_base_url, report_path=report_path,
+                            report_base_url=self.report_base_url)
+
+    def send(self, message: dict) -> tuple[notify.Delivery, ...]:
+        """Post ``message`` to every configured channel; never raises (failures come back as deliveries)."""
+        return notify.notify(message, webhook_url=self.webhook_url, slack_webhook_url=self.slack_webhook_url,
+                             attempts=self.attempts, backoff_seconds=self.backoff_seconds)
+
+
 def _env_or(name: str, default):
     """``EnvVar(name)`` when the variable is set now (Dagster resolves it per run), else ``default``."""
     return dg.EnvVar(name) if dg.EnvVar(name).get_value() is not None else default
@@ -152,6 +181,15 @@ def teardown_action_resource() -> TeardownAction:
     return RecordOnlyTeardown()
 
 
+def notifier_resource() -> Notifier:
+    """Notifications to ROLLOUT_NOTIFY_WEBHOOK and/or ROLLOUT_NOTIFY_SLACK_WEBHOOK (neither set: none), links to
+    ROLLOUT_UI_BASE_URL (default http://127.0.0.1:3000) and ROLLOUT_REPORT_BASE_URL."""
+    return Notifier(webhook_url=_env_or(notify.ENV_NOTIFY_WEBHOOK, ""),
+                    slack_webhook_url=_env_or(notify.ENV_NOTIFY_SLACK_WEBHOOK, ""),
+                    ui_base_url=_env_or(notify.ENV_UI_BASE_URL, notify.DEFAULT_UI_BASE_URL),
+                    report_base_url=_env_or(notify.ENV_REPORT_BASE_URL, ""))
+
+
 def store_engine() -> sa.Engine:
     """An engine on the store the code location would use now, for callers outside a run (they dispose it)."""
     with dg.build_resources({"store": store_resource()}) as resources:
@@ -164,4 +202,4 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
     ``definitions.py`` calls it when the code location loads; an in-process run
     (the CLI) calls it again so that it sees the environment of its own invocation.
     """
-    return {"store": store_resource(), "teardown_action": teardown_action_resource()}
+    return {"store": store_resource(), "teardown_action": teardown_action_resource(), "notifier": notifier_resource()}

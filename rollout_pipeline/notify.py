@@ -1,0 +1,222 @@
+"""Notifications: one message per decision or teardown, to a JSON webhook and/or a Slack incoming webhook.
+
+No Dagster here: the message is built by pure functions from what the decision
+service returned, and posted with the standard library's ``urllib`` (as the
+teardown webhook is; one POST of a small JSON body needs no client library). The
+``Notifier`` resource in ``defs/resources.py`` holds the URLs (from ``EnvVar``s)
+and calls :func:`deliver` once the decision's transaction has committed.
+
+A notification never fails or blocks what it reports: every failure (bad URL,
+unreachable host, an HTTP error after the retries) comes back as a ``Delivery``
+with ``ok=False`` that the caller logs and records, never as an exception. URLs
+are never printed: a webhook's path and query often *are* its secret (Slack's
+``/services/T…/B…/…``), so messages name only the scheme and host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rollout_pipeline.actions import RETRYABLE_HTTP, ActionConfigError, TransientActionError, Webhook, parse_webhook
+
+log = logging.getLogger(__name__)
+
+ENV_NOTIFY_WEBHOOK = "ROLLOUT_NOTIFY_WEBHOOK"
+ENV_NOTIFY_SLACK_WEBHOOK = "ROLLOUT_NOTIFY_SLACK_WEBHOOK"
+ENV_UI_BASE_URL = "ROLLOUT_UI_BASE_URL"
+ENV_REPORT_BASE_URL = "ROLLOUT_REPORT_BASE_URL"
+
+DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"  # `dagster dev`'s default address
+NOTIFY_TIMEOUT_SECONDS = 10
+DEFAULT_ATTEMPTS = 3
+DEFAULT_BACKOFF_SECONDS = 1.0  # pauses 1 s, then 2 s: a notification is never worth holding a run for long
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one notification went: the channel, success, attempts made, what happened (never the URL's secret)."""
+
+    channel: str
+    ok: bool
+    attempts: int
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.channel}: {'sent' if self.ok else 'FAILED'} after {self.attempts} attempt(s): {self.detail}"
+
+
+# --- the messages (pure) ----------------------------------------------------------------------
+
+
+def links(model: str, day: str, *, run_id: str | None, ui_base_url: str, report_path: str | None = None,
+          report_base_url: str = "") -> dict:
+    """Links to the decision partition's page and the run in the Dagster UI, and to the HTML report."""
+    base = (ui_base_url or DEFAULT_UI_BASE_URL).rstrip("/")
+    partition = urllib.parse.quote(f"{day}|{model}", safe="")
+    out = {"dagster": f"{base}/assets/decision?partition={partition}"}
+    if run_id:
+        out["run"] = f"{base}/runs/{urllib.parse.quote(run_id, safe='')}"
+    if report_base_url:
+        out["report"] = f"{report_base_url.rstrip('/')}/{urllib.parse.quote(f'{model}-{day}.html')}"
+    elif report_path:
+        out["report"] = report_path
+    return out
+
+
+def decision_message(decision: dict, *, model: str, day: str, actor: str, run_id: str | None,
+                     links_: dict) -> dict:
+    """The generic JSON message of a decision (``decision`` as ``DecisionOutcome.output()`` gives it)."""
+    return {
+        "event": "decision", "model": model, "date": day, "action": decision["action"],
+        "forced": bool(decision.get("forced")), "reasons": list(decision.get("reasons", ())),
+        "from": decision["from"], "to": decision["to"], "applied": bool(decision.get("applied")),
+        "decision_id": decision.get("decision_id"), "actor": actor, "run_id": run_id, "links": links_,
+    }
+
+
+def teardown_message(record: dict, *, run_id: str | None, links_: dict | None = None) -> dict:
+    """The generic JSON message of a teardown (``TeardownRecord.as_dict()``)."""
+    return {"event": "teardown", "model": record["model"], "variant": record["variant"],
+            "date": str(record.get("day") or ""), "status": record.get("status"), "detail": record.get("detail"),
+            "run_id": run_id, "links": links_ or {}}
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's mrkdwn treats these three as control characters (its docs, "Escaping text").
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _stage(side: dict) -> str:
+    return f"{side['stage']} {side['canary_percent']}%"
+
+
+def slack_message(message: dict) -> dict:
+    """The Slack incoming-webhook form of a message: a ``text`` fallback and mrkdwn blocks with the links."""
+    if message["event"] == "decision":
+        head = (f"{message['model']} {message['date']}: {message['action'].upper()}"
+                f"{' (forced)' if message['forced'] else ''} {_stage(message['from'])} → {_stage(message['to'])}"
+                f"{'' if message['applied'] else ' (not applied yet)'}")
+        body = "\n".join(f"• {_slack_escape(r)}" for r in message["reasons"]) or "(no reasons)"
+    else:
+        head = f"{message['model']}/{message['variant']} {message['date']}: teardown {message['status']}"
+        body = _slack_escape(message.get("detail") or "")
+    link_names = {"dagster": "Dagster UI", "run": "run", "report": "report"}
+    link_line = " | ".join(f"<{_slack_escape(url)}|{link_names.get(name, name)}>"
+                           for name, url in message.get("links", {}).items() if str(url).startswith("http"))
+    link_line += "".join(f" | report: {_slack_escape(url)}" for name, url in message.get("links", {}).items()
+                         if name == "report" and not str(url).startswith("http"))
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{_slack_escape(head)}*\n{body}"}}]
+    if link_line:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link_line.strip(' |')}]})
+    return {"text": head, "blocks": blocks}
+
+
+# --- posting -------------------------------------------------------------------------------------
+
+
+def safe_target(url: str) -> str:
+    """What may be printed of a webhook URL: its scheme and host (the path and query may be the secret)."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an invalid URL)"
+    return f"{parts.scheme or '?'}://{host}{port}/…"
+
+
+def _without_path(message: str, url: str, channel: str) -> str:
+    """A ``parse_webhook`` message about our URL: it speaks of the teardown webhook and may name the URL's path."""
+    try:
+        path = urllib.parse.urlsplit(url.strip()).path
+    except ValueError:
+        path = ""
+    if len(path) > 1:
+        message = message.replace(path, "/…")
+    return message.replace("teardown webhook", f"{channel} notification")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: the POST (and any credentials) is never replayed elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913 (urllib's signature)
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def post_json(hook: Webhook, body: dict, where: str, timeout: float = NOTIFY_TIMEOUT_SECONDS) -> str:
+    """POST ``body`` once; ``HTTP <status>`` on a 2xx, else ``TransientActionError`` / ``ActionConfigError``."""
+    headers = {"Content-Type": "application/json"}
+    if hook.authorization:
+        headers["Authorization"] = hook.authorization
+    request = urllib.request.Request(hook.url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        message = f"POST {where} answered HTTP {exc.code}"
+        if exc.code >= 500 or exc.code in RETRYABLE_HTTP:
+            raise TransientActionError(message) from None
+        raise ActionConfigError(message) from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            raise ActionConfigError(f"POST {where}: TLS certificate not trusted") from None
+        raise TransientActionError(f"POST {where} failed: {exc.reason}") from None
+    except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, broken answers
+        raise TransientActionError(f"POST {where} failed: {exc or type(exc).__name__}") from None
+
+
+def deliver(channel: str, url: str, body: dict, *, attempts: int = DEFAULT_ATTEMPTS,
+            backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
+            sleep: Callable[[float], None] = time.sleep) -> Delivery:
+    """POST ``body`` to ``url`` with up to ``attempts`` tries (pauses ``backoff_seconds`` * 2^k); never raises.
+
+    Only a transient failure (unreachable, timeout, 5xx, 408/425/429) is retried.
+    """
+    where = safe_target(url)
+    try:
+        hook = parse_webhook(url)
+    except ActionConfigError as exc:
+        return Delivery(channel, False, 0, f"configuration error: {_without_path(str(exc), url, channel)}")
+    attempts = max(1, attempts)
+    error = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            detail = post_json(hook, body, where)
+        except ActionConfigError as exc:
+            log.warning("notification %s: not retried: %s", channel, exc)
+            return Delivery(channel, False, attempt, f"configuration error: {exc}")
+        except TransientActionError as exc:
+            error = str(exc)
+            log.warning("notification %s: attempt %d of %d failed: %s", channel, attempt, attempts, error)
+            if attempt < attempts:
+                sleep(backoff_seconds * 2 ** (attempt - 1))
+            continue
+        return Delivery(channel, True, attempt, f"{detail} from {where}")
+    return Delivery(channel, False, attempts, f"failed {attempts} time(s); last error: {error}")
+
+
+def notify(message: dict, *, webhook_url: str = "", slack_webhook_url: str = "", attempts: int = DEFAULT_ATTEMPTS,
+           backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
+           sleep: Callable[[float], None] = time.sleep) -> tuple[Delivery, ...]:
+    """Post ``message`` to every configured channel (JSON as is; Slack in its own format); never raises."""
+    out = []
+    if webhook_url:
+        out.append(deliver("webhook", webhook_url, message, attempts=attempts, backoff_seconds=backoff_seconds,
+                           sleep=sleep))
+    if slack_webhook_url:
+        out.append(deliver("slack", slack_webhook_url, slack_message(message), attempts=attempts,
+                           backoff_seconds=backoff_seconds, sleep=sleep))
+    return tuple(out)
