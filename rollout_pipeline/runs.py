@@ -18,8 +18,8 @@ def check_day_is_over(day: dt.date, today: dt.date | None = None) -> None:
     today = today or dt.datetime.now(dt.UTC).date()
     if day >= today:
         what = "today" if day == today else "in the future"
-        raise RunFailed(f"{day} is {what}: a day can be decided once it is over (UTC), i.e. up to {today - dt.timedelta(days=1)}",
-                        None)
+        latest = today - dt.timedelta(days=1)
+        raise RunFailed(f"{day} is {what}: a day can be decided once it is over (UTC), i.e. up to {latest}", None)
 
 
 def decide_day(model: str, day: dt.date, force: str | None, reason: str | None, dry_run: bool,

@@ -24,6 +24,11 @@ from rollout_pipeline.store.tables import day_evidence
 EVIDENCE_LOCK_SPACE = 7_261_003  # (space, hashtext(model)) advisory lock; decisions use 7_261_002
 
 
+SUPERSEDED_KEPT = dt.timedelta(hours=6)  # longer than any run of a day takes
+_DECODED: dict[tuple, DaySummary] = {}  # (database, row id, created_at) -> summary: a row's summary never changes
+_DECODED_MAX = 4
+
+
 class EvidenceGone(LookupError):
     """The evidence row a step meant to complete no longer exists."""
 
@@ -45,9 +50,21 @@ class DayEvidence:
     created_at: dt.datetime
 
 
-def _record(row) -> DayEvidence:
+def _summary(connection: sa.Connection, row) -> DaySummary:
+    """The row's summary, decoded once per process (the checks, the judge and the decision of a run all read it)."""
+    key = (connection.engine.url.render_as_string(hide_password=True), row.id, row.created_at)
+    summary = _DECODED.get(key)
+    if summary is None:
+        summary = decode(DaySummary, row.summary)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[key] = summary
+    return summary
+
+
+def _record(connection: sa.Connection, row) -> DayEvidence:
     return DayEvidence(row.id, row.model_name, row.day, row.rollout_id, row.stage, row.run_id,
-                       decode(DaySummary, row.summary), dict(row.validations or {}),
+                       _summary(connection, row), dict(row.validations or {}),
                        None if row.evaluation is None else decode(Evaluation, row.evaluation),
                        row.superseded_by is None, row.created_at)
 
@@ -74,6 +91,11 @@ def save_summary(connection: sa.Connection, summary: DaySummary, *, rollout_id: 
     ).scalar_one()
     if previous is not None:
         connection.execute(day_evidence.update().where(day_evidence.c.id == previous).values(superseded_by=new_id))
+    # Older analyses of the day are kept while a run may still be finishing with them, then dropped
+    # (a day's summary with its sample is megabytes; the live one is what the day's decision used).
+    connection.execute(day_evidence.delete().where(
+        day_evidence.c.model_name == model, day_evidence.c.day == day, day_evidence.c.superseded_by.is_not(None),
+        day_evidence.c.updated_at < now - SUPERSEDED_KEPT))
     return new_id
 
 
@@ -111,6 +133,6 @@ def load_evidence(connection: sa.Connection, model: str, day: dt.date, *,
         row = connection.execute(sa.select(day_evidence).where(*where, day_evidence.c.run_id == run_id)
                                  .order_by(day_evidence.c.id.desc()).limit(1)).first()
         if row is not None:
-            return _record(row)
+            return _record(connection, row)
     row = connection.execute(sa.select(day_evidence).where(*where, day_evidence.c.superseded_by.is_(None))).first()
-    return _record(row) if row else None
+    return _record(connection, row) if row else None

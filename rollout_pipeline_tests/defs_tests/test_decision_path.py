@@ -235,3 +235,22 @@ def test_the_hold_sensor_reads_a_run_tagged_only_with_dagster_partition(store, i
         blocked_day_hold(context.for_run_failure())
     (held,) = _live(store)
     assert (held.action, held.run_id, held.actor) == ("hold", result.run_id, "schedule")
+
+
+def test_older_analyses_of_a_day_are_dropped_once_no_run_can_still_use_them(store):
+    from rollout_pipeline.domain.summary import DaySummary
+    from rollout_pipeline.store.evidence import SUPERSEDED_KEPT, save_summary
+
+    summary = DaySummary("m", D1, "v1", "v2", (), (), None, (), ())
+    t0 = dt.datetime(2026, 6, 2, tzinfo=dt.UTC)
+    with store.begin() as conn:
+        rollout_id = repo.active_rollout(conn, "m").id
+        first = save_summary(conn, summary, rollout_id=rollout_id, stage="shadow", run_id="a", now=t0)
+        second = save_summary(conn, summary, rollout_id=rollout_id, stage="shadow", run_id="b",
+                              now=t0 + SUPERSEDED_KEPT)
+        assert {r.id for r in conn.execute(sa.select(day_evidence))} == {first, second}  # "a" may still run
+        third = save_summary(conn, summary, rollout_id=rollout_id, stage="shadow", run_id="c",
+                             now=t0 + SUPERSEDED_KEPT + dt.timedelta(seconds=1))
+        # "a" untouched for longer than any run takes: dropped; "b" was written a second ago: kept
+        assert {r.id for r in conn.execute(sa.select(day_evidence))} == {second, third}
+        assert load_evidence(conn, "m", D1).id == third

@@ -26,7 +26,8 @@ def _variant(served: bool, mean: float | None) -> VariantDay:
 SUMMARY = DaySummary(
     "m", dt.date(2026, 6, 1), "v1", "v2", (_variant(True, 0.5), _variant(False, None)), (0.0, 0.5, 1.0),
     Pairing(sample_fraction=0.1, served_in_sample=5, shadow_in_sample=5, matched=4, unmatched_shadow=1,
-            duplicate_correlation_ids=0, diff_abs_mean=None, disagreement_rate=0.2), (Extreme("c1", 9.0, None, "high"),),
+            duplicate_correlation_ids=0, diff_abs_mean=None, disagreement_rate=0.2),
+    (Extreme("c1", 9.0, None, "high"),),
     (SampleRow("c1", "v1", True, 3.0, "ok", 0.5, None, entity_id="e1", complaints=2),),
     accuracy_day=dt.date(2026, 5, 30), collect_seconds=1.25)
 
@@ -39,7 +40,7 @@ def test_a_day_summary_round_trips_through_strict_json():
     back = decode(DaySummary, _through_json(SUMMARY))
     assert back.variants[0].prediction_std == math.inf and math.isnan(back.variants[0].prediction_max)
     assert back.variants[0].prediction_min == -1.0
-    nan_free = lambda s: s.variants[0].__class__(**{**s.variants[0].__dict__, "prediction_max": 0.0})  # noqa: E731
+    nan_free = lambda s: type(s.variants[0])(**{**s.variants[0].__dict__, "prediction_max": 0.0})  # noqa: E731
     assert nan_free(back) == nan_free(SUMMARY)
     assert back.sample == SUMMARY.sample and back.extremes == SUMMARY.extremes and back.pairing == SUMMARY.pairing
     assert back.day == dt.date(2026, 6, 1) and back.accuracy_day == dt.date(2026, 5, 30)
