@@ -260,8 +260,13 @@ def policy(preset: str) -> None:
               help="Override the policy's decision (needs --reason; kept in the audit).")
 @click.option("--reason", default=None, help="Why the decision is forced.")
 @click.option("--dry-run", is_flag=True, help="Compute and print the decision; store and apply nothing.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
+              help="With --dry-run: what this policy (YAML over --preset) would decide, from the stored evidence.")
+@click.option("--preset", type=click.Choice(["default", "first-model"]), default=None,
+              help="With --dry-run: the shipped policy under --policy (default: default).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def decide(model: str, day: str, force: str | None, reason: str | None, dry_run: bool, as_json: bool) -> None:
+def decide(model: str, day: str, force: str | None, reason: str | None, dry_run: bool, policy_path: str | None,
+           preset: str | None, as_json: bool) -> None:
     """Analyse a model's day (collect, validate, judge, decide); the decision is stored and applied at once."""
     from rollout_pipeline.domain.routing import InvalidName, validate_name
 
@@ -274,6 +279,12 @@ def decide(model: str, day: str, force: str | None, reason: str | None, dry_run:
         raise CliError("--force needs --reason: forced decisions are audited")
     if reason and not force:
         raise CliError("--reason is only used with --force")
+    if policy_path or preset:
+        if not dry_run or force:
+            raise CliError("--policy/--preset answer a what-if: only with --dry-run and without --force "
+                           "(a rollout's policy is set when it starts)")
+        _what_if(model, the_day, _load_policy(policy_path, preset), as_json)
+        return
     quiet_dagster()
     from rollout_pipeline.runs import decide_day
 
@@ -282,6 +293,76 @@ def decide(model: str, day: str, force: str | None, reason: str | None, dry_run:
         _echo_json(out)
         return
     click.echo(_describe(out))
+
+
+def _load_policy(path: str | None, preset: str | None):
+    from rollout_pipeline.domain.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(path, preset or "default")
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _backtest_rows(model: str, start: dt.date, end: dt.date, policy) -> list:
+    """Re-decide the days read-only; the input checked as ``decide`` checks it (one line, exit 1)."""
+    from rollout_pipeline.backtest import BacktestError, run_backtest
+
+    engine = _engine()
+    try:
+        return run_backtest(engine, model, start, end, policy)
+    except BacktestError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
+def _what_if(model: str, day: dt.date, policy, as_json: bool) -> None:
+    (row,) = _backtest_rows(model, day, day, policy)
+    out = {"model": model, "date": day.isoformat(), "dry_run": True, "applied": False, "policy_what_if": True,
+           **row.as_dict()}
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(f"{model} {day} [dry run, what-if policy] from {row.state}: now {row.now}; then {row.then}"
+               f"{'' if row.differs else ' (same)'}")
+    click.echo("\n".join(f"    - {r}" for r in row.reasons or (row.difference,)))
+
+
+@cli.command()
+@click.option("--model", required=True)
+@click.option("--from", "start", required=True, help="First UTC day, YYYY-MM-DD.")
+@click.option("--to", "end", required=True, help="Last UTC day (over), YYYY-MM-DD.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
+              help="The policy to test: YAML over --preset (see `rollout-pipeline policy`).")
+@click.option("--preset", type=click.Choice(["default", "first-model"]), default=None,
+              help="The shipped policy under --policy (default: default).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def backtest(model: str, start: str, end: str, policy_path: str | None, preset: str | None, as_json: bool) -> None:
+    """Re-decide past days from their stored evidence under another policy; never touches routing or the audit."""
+    from rollout_pipeline.domain.routing import InvalidName, validate_name
+
+    try:
+        validate_name("model", model)
+    except InvalidName as exc:
+        raise CliError(str(exc)) from None
+    first, last = _parse_day(start), _parse_day(end)
+    if not (policy_path or preset):
+        raise CliError("name the policy to test: --policy FILE and/or --preset NAME")
+    policy = _load_policy(policy_path, preset)
+    rows = _backtest_rows(model, first, last, policy)
+    differing = [r for r in rows if r.differs]
+    if as_json:
+        _echo_json({"model": model, "from": first.isoformat(), "to": last.isoformat(), "days": len(rows),
+                    "differing": len(differing), "rows": [r.as_dict() for r in rows]})
+        return
+    from rollout_pipeline.backtest import table
+
+    t = table(rows)
+    widths = [max(len(str(x)) for x in col) for col in zip(t.header, *t.rows)]
+    for line in (t.header, *t.rows):
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    click.echo(f"{len(differing)} of {len(rows)} days would be decided differently")
 
 
 def _describe(out: dict) -> str:
