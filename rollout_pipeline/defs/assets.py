@@ -4,11 +4,12 @@ Thin wiring: each asset looks the rollout up once, calls the pure layer and the
 store, and attaches metadata. The day's evidence lives in the pipeline's database
 (``store.evidence``), not in Dagster's IO manager: each asset stores what it found
 and returns a ``MaterializeResult``, and downstream assets depend on it with
-``deps=`` and read it from the database. That is how Dagster's docs model assets
-that store their own data ("Defining dependencies using deps"/``MaterializeResult``,
-no I/O manager): a forced decision run alone, a re-run in another process or
-container, and the report all read the same stored evidence, and two runs of a
-day never share a pickle.
+``deps=`` and read it from the database. Dagster's docs say I/O managers are not
+the best fit when "your pipeline manages I/O on its own" or runs SQL that writes a
+table (docs.dagster.io, "Managing your own I/O"): such assets return a
+``MaterializeResult`` (metadata only) and declare their upstream with ``deps``. So a
+forced decision run alone, a re-run in another process or container, and the report
+all read the same stored evidence, and two runs of a day never share a pickle.
 """
 
 
