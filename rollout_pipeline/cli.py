@@ -484,10 +484,29 @@ def rollback(model: str, reason: str, as_json: bool) -> None:
         engine.dispose()
     out = outcome.output()
     out.update({"model": model, "date": outcome.record.day.isoformat()})
+    _notify(out, actor="cli")  # after the commit; a failed post is a warning, never a failed rollback
     if as_json:
         _echo_json(out)
         return
     click.echo(_describe(out))
+
+
+def _notify(out: dict, *, actor: str) -> None:
+    """Post a decision the CLI made outside a Dagster run through the same ``notifier`` resource."""
+    import dagster as dg
+
+    quiet_dagster()
+    from rollout_pipeline.defs.resources import notifier_resource
+    from rollout_pipeline.notify import decision_message
+
+    with dg.build_resources({"notifier": notifier_resource()}) as resources:
+        notifier = resources.notifier
+        if not notifier.configured:
+            return
+        message = decision_message(out, model=out["model"], day=out["date"], actor=actor, run_id=None,
+                                   links_=notifier.links(out["model"], out["date"], None))
+        for delivery in notifier.send(message):
+            (log.info if delivery.ok else log.warning)("notification %s", delivery.line())
 
 
 @cli.command()

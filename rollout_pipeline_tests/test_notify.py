@@ -186,3 +186,22 @@ def test_the_slack_message_escapes_its_text_and_links_a_local_report_as_text():
     assert "• candidate p99 412 ms &gt; limit 250 ms &lt;b&gt;&amp;" in slack["blocks"][0]["text"]["text"]
     context = slack["blocks"][1]["elements"][0]["text"]
     assert "<http://127.0.0.1:3000/runs/r1|run>" in context and "report: /s/reports/m.html" in context
+
+
+def test_a_manual_rollback_from_the_cli_posts_one_message(store, monkeypatch):
+    from click.testing import CliRunner
+
+    from rollout_pipeline.cli import cli
+
+    url, engine = store
+    with _Hook() as hook:
+        monkeypatch.setenv("ROLLOUT_NOTIFY_WEBHOOK", hook.url("/hook"))
+        result = CliRunner().invoke(cli, ["rollback", "--model", "m", "--reason", "pager", "--json"])
+        received = list(hook.received)
+    assert result.exit_code == 0, result.output
+    ((path, message),) = received
+    assert path == "/hook" and message["action"] == "rollback" and message["forced"] is True
+    assert message["to"] == {"stage": "rolled_back", "canary_percent": 0} and message["actor"] == "cli"
+    with engine.connect() as conn:
+        (record,) = repo.decision_history(conn, "m")
+    assert record.action == "rollback" and message["decision_id"] == record.id
