@@ -148,13 +148,14 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
                           summary=evidence.summary if evidence else None, validations=review_validations(suites),
                           data_quality_failures=failures)
     metrics = decision_metrics(source, request.run_id, evidence, evaluation, failures, review)
+    now = dt.datetime.now(dt.UTC)  # one time for the decision and its routing change: one transaction
     record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
-                                  run_id=request.run_id, expected_previous=seen.id if seen else None)
+                                  run_id=request.run_id, now=now, expected_previous=seen.id if seen else None)
     applied, why = False, None
     if not request.dry_run:
         try:
             with connection.begin_nested():
-                applied = repo.apply_decision(connection, record.id, actor=request.actor)
+                applied = repo.apply_decision(connection, record.id, actor=request.actor, now=now)
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
     return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)

@@ -148,6 +148,13 @@ def test_a_forced_decision_on_a_day_never_analysed_succeeds_from_the_cli(started
     assert _partitions(started) == {"models": ["m"], "days": ["2026-06-01"]}
     status = json.loads(_run("status", "--model", "m", "--json").output)
     assert (status["stage"], status["canary_percent"]) == ("canary", 1)
+    # Stored and applied in one transaction by the run (one timestamp), not applied afterwards by the CLI.
+    engine = make_engine(f"sqlite:///{started / 'state' / 'rollout.db'}")
+    with engine.connect() as conn:
+        (row,) = conn.execute(sa.text("SELECT created_at, applied_at FROM decisions")).all()
+        (change,) = conn.execute(sa.text("SELECT created_at FROM routing_history WHERE decision_id IS NOT NULL")).all()
+    engine.dispose()
+    assert row.created_at == row.applied_at == change.created_at
 
 
 def test_refusals_print_one_line_and_no_dagster_traceback(started):
