@@ -23,11 +23,10 @@ GRANT SELECT ON routing_config, routing_version TO rollout_serving;
 
 -- The pipeline: reads the logs, writes its own tables.
 GRANT SELECT ON prediction_log, feedback TO rollout_pipeline;
-GRANT SELECT, INSERT, UPDATE, DELETE ON rollouts, routing_config, routing_version, teardowns TO rollout_pipeline;
+GRANT SELECT, INSERT, UPDATE, DELETE ON rollouts, routing_config, routing_version, teardowns, day_evidence TO rollout_pipeline;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO rollout_pipeline;
 
 -- The audit is append-only for the pipeline (REVOKE first: an install granted more before).
-REVOKE UPDATE, DELETE, TRUNCATE ON decisions, routing_history, day_evidence FROM rollout_pipeline;
+REVOKE UPDATE, DELETE, TRUNCATE ON decisions, routing_history FROM rollout_pipeline;
 GRANT SELECT, INSERT ON decisions, routing_history TO rollout_pipeline;
 GRANT UPDATE (superseded_by, applied_at) ON decisions TO rollout_pipeline;
-GRANT SELECT, INSERT, UPDATE ON day_evidence TO rollout_pipeline;

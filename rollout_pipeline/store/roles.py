@@ -12,9 +12,10 @@
   ``decisions`` and ``routing_history`` take INSERT and SELECT, and of ``decisions`` only the two
   columns the code moves (``store.rollouts``: ``superseded_by`` when a re-run supersedes a
   decision, ``applied_at`` when it is applied) may be updated; nothing there is deleted, and a
-  decision's action, reasons, metrics and actor cannot be rewritten. ``day_evidence`` takes
-  INSERT, SELECT and UPDATE (a re-run replaces a day's evidence), no DELETE. It cannot write
-  logs, and it owns nothing (no DDL).
+  decision's action, reasons, metrics and actor cannot be rewritten. ``day_evidence`` is a
+  working table (a re-run supersedes a day's evidence and the superseded rows are pruned; the
+  decision keeps the numbers it was made on in its own metrics). It cannot write logs, and it
+  owns nothing (no DDL).
 
 Both are group roles (NOLOGIN): each application logs in as a role of its own that is a member,
 e.g. ``CREATE ROLE router_app LOGIN PASSWORD '...' IN ROLE rollout_serving``. The schema's owner
@@ -39,8 +40,8 @@ APPEND_ONLY: dict[str, tuple[str, ...]] = {
     "decisions": ("superseded_by", "applied_at"),
     "routing_history": (),
 }
-# Written and rewritten, never deleted.
-NO_DELETE = ("day_evidence",)
+# Written and rewritten, never deleted (none today: day_evidence prunes its superseded rows).
+NO_DELETE: tuple[str, ...] = ()
 
 
 def roles_sql(schema: str = "public") -> str:

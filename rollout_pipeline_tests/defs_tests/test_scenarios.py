@@ -60,13 +60,13 @@ def test_shifted_predictions_fail_the_judge_and_roll_back(db_url, monkeypatch, t
     ("critical", "rollback", "critical failure:"),  # a policy that makes complaints critical rolls back
 ])
 def test_complaints_in_canary_follow_the_policy(db_url, monkeypatch, tmp_path, criticality, action, first):
-    result = _decide_a_day(db_url, monkeypatch, tmp_path, "complaints", 6000,
-                           policy=Policy(metrics={"complaints": criticality}), canary_percent=20)
+    result = _decide_a_day(db_url, monkeypatch, tmp_path, "complaints", 10000,
+                           policy=Policy(metrics={"complaints": criticality}), canary_percent=50)
     reasons = result["reasons"]
     assert result["action"] == action, reasons
     assert first in reasons[0], reasons
     assert any("candidate complaint rate" in r and " > stable " in r for r in reasons), reasons  # the limit explains itself
-    assert result["from"] == {"stage": "canary", "canary_percent": 20}
+    assert result["from"] == {"stage": "canary", "canary_percent": 50}
 
 
 def test_complaints_are_invisible_in_shadow(db_url, monkeypatch, tmp_path):

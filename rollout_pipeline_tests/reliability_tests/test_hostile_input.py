@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from rollout_pipeline.cli import cli
-from rollout_pipeline.domain.policy import Policy, PolicyError, load_policy
+from rollout_pipeline.domain.policy import parse_policy, Policy, PolicyError, load_policy
 from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
 from rollout_pipeline.domain.routing import InvalidName, validate_name
 from rollout_pipeline.store import rollouts as repo
@@ -160,10 +160,14 @@ def test_hostile_policy_values_are_refused_naming_the_field(tmp_path):
         load_policy(path)
 
 
-def test_free_text_in_a_policy_round_trips(env):
-    """group_weights takes any group name: a hostile one is stored in the rollout and read back exactly."""
+def test_a_hostile_group_name_is_refused_and_the_actor_round_trips(env):
+    """group_weights takes known groups only: a hostile name is refused in one line naming the field; a hostile
+    actor (free text) is stored with the rollout's routing and read back exactly."""
     name = "g'); DROP TABLE rollouts; -- 🚀"
-    policy = Policy(group_weights={name: 10.0})
+    with pytest.raises(PolicyError) as caught:
+        parse_policy({"group_weights": {name: 10.0}}, "p.yaml")
+    assert "group_weights" in str(caught.value) and "\n" not in str(caught.value)
+    policy = Policy(group_weights={"latency": 10.0})
     engine = make_engine(env)
     with engine.begin() as conn:
         repo.start_rollout(conn, "m", "v1", "v2", policy, actor=REASON)
