@@ -93,6 +93,11 @@ class Policy(_Strict):
     max_duplicate_rows: int = Field(0, ge=0, description="rows of the sample repeating (correlation id, variant, served)")
     max_null_output_share: float = Field(0.001, ge=0, le=1, description="ok answers with neither prediction nor label")
     max_unmatched_shadow_share: float = Field(0.01, ge=0, le=1)
+    # the intraday guardrail (domain/guardrail.py): anytime-valid tests of the day so far, rollback only
+    guardrail: bool = Field(True, description="run the intraday guardrail for this rollout (canary, and the watch)")
+    guardrail_alpha: float = Field(0.001, gt=0, lt=0.5, description="chance of a false rollback over a whole day")
+    guardrail_rate_ratio: float = Field(2.0, ge=1, description="it acts on a candidate rate above this x the stable's")
+    guardrail_min_events: int = Field(10, ge=1, description="candidate events needed before it may act")
     judge: JudgeThresholds = JudgeThresholds()
     retention_days: int = Field(3, ge=0)
     shadow_old_model_during_retention: bool = True

@@ -117,6 +117,7 @@ def generate(spec: DaySpec, model: str) -> tuple[list[PredictionRow], list[Feedb
         cand_err |= rng.random(n) < r
     elif fault == "error_burst":
         start = rng.uniform(6, 16) * 3600
+        drawn["start_hour"] = start / 3600
         drawn["hours"] = hours = rng.uniform(2, 4)
         cand_err |= (seconds >= start) & (seconds < start + hours * 3600) & (rng.random(n) < 0.5)
     elif fault == "shifted":
