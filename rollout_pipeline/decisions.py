@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.codec import CodecError, decode
-from rollout_pipeline.domain.decide import ForceError, decide, evidence_from, force_decision
+from rollout_pipeline.domain.decide import ForceError, decide, evidence_from, force_decision, guardrail_rollback
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
 from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
                                              review_from_record)
@@ -27,7 +27,8 @@ from rollout_pipeline.store.evidence import DayEvidence, load_evidence
 from rollout_pipeline.store.routing import ConcurrentUpdate
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
 
-SOURCES = ("analysis", "forced", "blocked", "manual_rollback")
+SOURCES = ("analysis", "forced", "blocked", "manual_rollback", "guardrail")
+GUARDRAIL_ACTOR = "guardrail"
 
 
 class DecisionRefused(repo.RolloutError):
@@ -46,6 +47,7 @@ class DecisionRequest:
     reason: str | None = None
     dry_run: bool = False
     source: str = "analysis"  # one of SOURCES; "forced" is implied by ``force``
+    alarms: tuple[str, ...] = ()  # source "guardrail": the sequential tests that crossed
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,11 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     seen = repo.live_decision(connection, model, day)  # a run deciding this day meanwhile makes ours fail, not double
     if request.source == "blocked" and seen is not None and seen.metrics.get("blocked_run") == request.run_id:
         return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
+    if (seen is not None and seen.metrics.get("source") == "guardrail" and not request.force
+            and request.source != "guardrail"):
+        # The guardrail rolled this day back while it was under way: the night's analysis of the completed
+        # day keeps that decision (a force with a reason overrides it).
+        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
     state = repo.state_before(connection, rollout, day)
     evidence = load_evidence(connection, model, day, run_id=request.run_id)
     if evidence is not None and evidence.rollout_id != rollout.id:
@@ -130,7 +137,13 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     failures = data_quality_failures(suites) if evidence is not None else []
     evaluation = _evaluation(evidence, rollout)
     source = "forced" if request.force and request.source == "analysis" else request.source
-    if request.force:
+    if request.source == "guardrail":
+        evidence, evaluation, failures, suites = None, None, [], {}
+        try:
+            result = guardrail_rollback(state, request.alarms)
+        except ForceError as exc:
+            raise DecisionRefused(str(exc)) from None
+    elif request.force:
         try:
             result = force_decision(state, request.force, request.reason, rollout.policy, request.actor)
         except ForceError as exc:

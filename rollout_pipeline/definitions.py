@@ -3,6 +3,7 @@
 import dagster as dg
 
 from rollout_pipeline.defs.backtest import backtest
+from rollout_pipeline.defs.guardrail import guardrail, hourly_guardrail
 from rollout_pipeline.defs.holds import blocked_day_hold
 from rollout_pipeline.defs.jobs import ALL_CHECKS, ASSETS, JOBS, SCHEDULES
 from rollout_pipeline.defs.resources import resources_from_environment
@@ -12,8 +13,8 @@ from rollout_pipeline.defs.routing import apply_routing, routing_sensor
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[*JOBS, apply_routing, retention, backtest],
-    schedules=[*SCHEDULES, nightly_retention],
+    jobs=[*JOBS, apply_routing, retention, backtest, guardrail],
+    schedules=[*SCHEDULES, nightly_retention, hourly_guardrail],
     sensors=[routing_sensor, blocked_day_hold],
     # ROLLOUT_DATABASE_URL, ROLLOUT_TEARDOWN_COMMAND / _WEBHOOK / _ATTEMPTS as EnvVars; documented defaults when unset
     resources=resources_from_environment(),

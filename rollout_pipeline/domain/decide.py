@@ -168,3 +168,10 @@ def _watch(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
                                  *evidence.score_reasons])
     return _hold(state, [f"production: the new model holds up against the old one ({summary})",
                          *evidence.score_reasons])
+
+
+def guardrail_rollback(state: RolloutState, alarms: Sequence[str]) -> Decision:
+    """The intraday guardrail's rollback of a candidate serving traffic (canary, or the watch after promotion)."""
+    if state.stage not in ("canary", "production"):
+        raise ForceError(f"the guardrail acts on a canary or a promoted model under watch, not on stage {state.stage!r}")
+    return _rollback(state, ["intraday guardrail: a critical regression in the day so far:", *alarms])
