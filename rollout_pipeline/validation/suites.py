@@ -8,16 +8,21 @@ day's row count. GX is imported lazily: it takes seconds to import.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import threading
 from dataclasses import dataclass
 
+from rollout_pipeline.domain.gates import context_for, latency_distribution, num
+from rollout_pipeline.domain.gates import latency as latency_gate
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.records import STATUSES
 from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary
 
 LOG_QUALITY, LATENCY, PREDICTIONS = "log_quality", "latency_slo", "prediction_distribution"
+# A latency gate's verdicts that do not hold the candidate slower (too little data is a hold, not a latency failure).
+LATENCY_NOT_WORSE = ("pass", "low", "nodata", "n/a")
 
 
 @dataclass(frozen=True)
@@ -192,11 +197,36 @@ def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> 
 
 
 def _latency(E, summary: DaySummary, stage: str, policy: Policy, groups) -> SuiteResult:
-    cand_rows = groups[(groups["variant"] == summary.candidate_variant) & (groups["served"] == (stage != "shadow"))]
-    return run_suite(LATENCY, False, cand_rows, [
-        (f"candidate p99 latency <= SLO {policy.latency_slo_p99_ms:.0f} ms",
-         E.ExpectColumnValuesToBeBetween(column="latency_p99", min_value=0.0, max_value=float(policy.latency_slo_p99_ms))),
-    ])
+    """The decision's own latency gates (``domain.gates``), so the check and the decision never contradict.
+
+    A raw p99 against the SLO would pass a day the decision rolls back for a regression against the
+    stable's p99 (+ the policy's allowance), and fail a day whose p99 bound does not exceed the SLO.
+    """
+    import pandas as pd
+
+    ctx = context_for(summary, stage, policy)
+    gates = [c for c in (latency_gate(ctx), latency_distribution(ctx)) if c is not None]
+    frame = pd.DataFrame([{"gate": c.name, "verdict": c.classification} for c in gates], columns=["gate", "verdict"])
+    if frame.empty:
+        return SuiteResult(LATENCY, False, ())
+    outcomes = []
+    for check in gates:
+        (outcome,) = run_suite(LATENCY, False, frame[frame["gate"] == check.name], [
+            (f"decision's {check.name} gate does not find the candidate slower (p99 bound vs SLO "
+             f"{num(policy.latency_slo_p99_ms, ' ms')} and stable p99 + {num(_pct(policy.latency_regression_allowed), '%')})"
+             if check.name == "latency" else
+             f"decision's {check.name} gate does not find the candidate slower (Mann-Whitney, "
+             f"+{num(_pct(policy.latency_regression_allowed), '%')} allowed)",
+             E.ExpectColumnValuesToBeInSet(column="verdict", value_set=list(LATENCY_NOT_WORSE))),
+        ]).outcomes
+        # What the gate said, not GX's "1 unexpected": the same words as the decision's reasons.
+        observed = outcome.observed if outcome.errored else f"{check.classification}: {check.reason}"
+        outcomes.append(dataclasses.replace(outcome, observed=observed))
+    return SuiteResult(LATENCY, False, tuple(outcomes))
+
+
+def _pct(share: float | None) -> float | None:
+    return None if share is None else 100 * share
 
 
 def _predictions(E, summary: DaySummary, stage: str, policy: Policy, sample) -> SuiteResult:

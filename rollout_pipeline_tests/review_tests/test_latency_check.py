@@ -1,0 +1,51 @@
+"""The latency_slo check and the decision's latency gate agree: same summary, same rule, same verdict.
+
+A day whose candidate p99 is well under the SLO but far above the stable's p99 (+20%) is rolled back by
+the gate; the check used to compare only the raw p99 with the SLO and said "passed".
+"""
+
+import datetime as dt
+
+import pytest
+
+from rollout_pipeline.domain.evaluate import evaluate
+from rollout_pipeline.domain.policy import Policy
+from rollout_pipeline.domain.summary import DaySummary, SampleRow, VariantDay
+from rollout_pipeline.validation.suites import LATENCY, validate_day
+
+DAY = dt.date(2026, 6, 1)
+N = 2000
+
+
+def _variant(variant, served, p99):
+    return VariantDay(variant, served, N, N, 0, 0, 0, 0, 0, p99 / 3, p99 / 2, p99 * 0.9, p99, p99, N,
+                      0.5, 0.1, 0.0, 1.0, 0, (), ())
+
+
+def _summary(stable_ms: float, candidate_ms: float) -> DaySummary:
+    """A shadow day: the stable serves, the candidate answers the same requests in shadow."""
+    sample = []
+    for i in range(N):
+        spread = 1 + (i % 100) / 100  # each side's latencies spread over [x, 2x)
+        sample.append(SampleRow(f"c{i}", "v1", True, stable_ms * spread, "ok", 0.5, None))
+        sample.append(SampleRow(f"c{i}", "v2", False, candidate_ms * spread, "ok", 0.5, None))
+    return DaySummary("m", DAY, "v1", "v2", (_variant("v1", True, stable_ms * 2), _variant("v2", False, candidate_ms * 2)),
+                      (), None, (), tuple(sample))
+
+
+@pytest.mark.parametrize("stable_ms, candidate_ms, passed", [
+    (10.0, 10.0, True),      # same speed
+    (10.0, 60.0, False),     # p99 ~120 ms: under the 250 ms SLO, six times the stable's: the gate says high
+    (100.0, 200.0, False),   # p99 ~400 ms: over the SLO
+])
+def test_the_latency_check_says_what_the_decision_s_latency_gate_says(stable_ms, candidate_ms, passed):
+    summary, policy = _summary(stable_ms, candidate_ms), Policy()
+    gate = {c.name: c for c in evaluate(summary, "shadow", policy).checks}["latency"]
+    (suite,) = validate_day(summary, "shadow", policy, suites=(LATENCY,))
+    assert suite.passed is passed and not suite.errored
+    assert (gate.classification == "pass") is passed
+    latency = next(o for o in suite.outcomes if "latency gate" in o.description)
+    # The check shows the gate's own words, so the UI's check and the decision's reasons read alike.
+    assert latency.observed == f"{gate.classification}: {gate.reason}"
+    if not passed:
+        assert any(gate.reason in f for f in suite.failures)
