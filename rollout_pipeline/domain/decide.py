@@ -7,6 +7,7 @@ and only a day with enough good data and a passing score promotes.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -175,3 +176,70 @@ def guardrail_rollback(state: RolloutState, alarms: Sequence[str]) -> Decision:
     if state.stage not in ("canary", "production"):
         raise ForceError(f"the guardrail acts on a canary or a promoted model under watch, not on stage {state.stage!r}")
     return _rollback(state, ["intraday guardrail: a critical regression in the day so far:", *alarms])
+
+
+# --- approval gates: a nightly promotion into a step of ``require_approval_for`` waits for a person -------------
+
+APPROVAL_STATES = ("pending", "approved", "rejected", "expired")
+
+
+def needs_approval(decision: Decision, policy: Policy) -> bool:
+    """True when ``decision`` is the policy's own promotion into a step whose entry waits for a person."""
+    return (decision.action == "promote" and not decision.forced
+            and decision.percent_after in policy.require_approval_for)
+
+
+def _step_label(stage: str, percent: int) -> str:
+    return "production (100%)" if stage == "production" else f"canary {percent}%"
+
+
+def approval_expires_on(pending_day: dt.date, policy: Policy) -> dt.date:
+    """The last day (UTC) a promotion pending since ``pending_day`` may be approved."""
+    return pending_day + dt.timedelta(days=policy.approval_expiry_days)
+
+
+def approval_expired(pending_day: dt.date, today: dt.date, policy: Policy) -> bool:
+    """True once ``today`` is past the last day the pending promotion could be approved."""
+    return today > approval_expires_on(pending_day, policy)
+
+
+def waiting_hold(state: RolloutState, pending_day: dt.date, pending: Decision, today: Decision) -> Decision:
+    """A later night's decision while a promotion waits for approval: a hold saying whether the evidence still holds."""
+    head = f"waiting for approval of {pending_day}'s promotion to {_step_label(pending.stage_after, pending.percent_after)}"
+    if today.action == "promote":
+        return _hold(state, [f"{head}; today's evidence still passes"])
+    return _hold(state, [f"{head}; today's evidence no longer passes: {today.action}", *today.reasons])
+
+
+def _approval_reason(verb: str, operator: str, reason: str | None) -> str:
+    if not reason or not reason.strip():
+        what = "an approval" if verb == "approved" else "a rejection"
+        raise ForceError(f"{what} needs a reason (it is kept in the audit trail)")
+    return f"{verb} by {operator}: {reason.strip()}"
+
+
+def approve_promotion(pending: Decision, operator: str, reason: str | None) -> Decision:
+    """The pending promotion, approved by a person: the same step, with who and why first among its reasons."""
+    if pending.action != "promote":
+        raise ForceError(f"only a promotion waits for approval, not a {pending.action}")
+    return Decision("promote", False, (_approval_reason("approved", operator, reason), *pending.reasons),
+                    pending.before, pending.stage_after, pending.percent_after)
+
+
+def reject_promotion(pending: Decision, operator: str, reason: str | None, rollback: bool = False) -> Decision:
+    """The pending promotion, rejected by a person: a hold where the rollout stands, or a rollback."""
+    why = _approval_reason("rejected", operator, reason)
+    target = _step_label(pending.stage_after, pending.percent_after)
+    if rollback:
+        if pending.before.stage == "rolled_back":
+            raise ForceError("the rollout is already rolled back")
+        return _rollback(pending.before, [why, f"promotion to {target} rejected: roll back"], forced=True)
+    return _hold(pending.before, [why, f"promotion to {target} rejected: hold"], forced=True)
+
+
+def expire_promotion(pending: Decision, pending_day: dt.date, policy: Policy) -> Decision:
+    """A promotion nobody approved in time: a hold where the rollout stands."""
+    return _hold(pending.before, [
+        f"approval of {pending_day}'s promotion to {_step_label(pending.stage_after, pending.percent_after)} expired: "
+        f"not approved by {approval_expires_on(pending_day, policy)} (approval_expiry_days "
+        f"{policy.approval_expiry_days}); hold"])

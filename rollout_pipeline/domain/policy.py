@@ -100,6 +100,10 @@ class Policy(_Strict):
     guardrail_min_events: int = Field(10, ge=1, description="candidate events needed before it may act")
     judge: JudgeThresholds = JudgeThresholds()
     retention_days: int = Field(3, ge=0)
+    # approval gates: a nightly promotion into one of these canary steps (100: production) waits for a person
+    require_approval_for: tuple[int, ...] = Field(
+        (), description="canary percentages whose promotion into them waits for a person's approval (e.g. [1, 100])")
+    approval_expiry_days: int = Field(3, ge=1, description="a pending approval not given by then becomes a hold")
     shadow_old_model_during_retention: bool = True
     shadow_stable_during_canary: bool = Field(
         True, description="canary: the stable model answers the candidate's requests in shadow (paired analysis)")
@@ -126,6 +130,14 @@ class Policy(_Strict):
         if steps[-1] != 100:
             raise ValueError("the last step must be 100")
         return steps
+
+    @model_validator(mode="after")
+    def _approval_steps(self):
+        unknown = sorted(set(self.require_approval_for) - set(self.canary_steps))
+        if unknown:
+            raise ValueError(f"require_approval_for {unknown} must be steps of canary_steps "
+                             f"{list(self.canary_steps)}")
+        return self
 
     @field_validator("metrics")
     @classmethod
