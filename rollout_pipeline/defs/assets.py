@@ -13,18 +13,20 @@ all read the same stored evidence, and two runs of a day never share a pickle.
 """
 
 
+import urllib.parse
+
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_decision
 from rollout_pipeline.defs.failures import database_errors, refuse
 from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
 from rollout_pipeline.defs.resources import Notifier, StoreResource
-from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.defs.tags import ACTION_TAG, ACTOR_TAG
 from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
 from rollout_pipeline.notify import decision_message
 from rollout_pipeline.review.plots import review_plots
-from rollout_pipeline.review.render import Table, markdown_sections, md_table, num
+from rollout_pipeline.review.render import Table, key_numbers, markdown_sections, md_table, num, why_lines
 from rollout_pipeline.review.report import write_report
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
@@ -96,6 +98,7 @@ def judgement(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mat
         "score": evaluation.score if evaluation.score is not None else "n/a",
         "compared": evaluation.compared,
         "metrics": dg.MetadataValue.md(md_table(metrics_table(evaluation))),
+        **{f"why: {c.name}": dg.MetadataValue.text(f"{c.classification}: {c.reason}") for c in evaluation.checks},
         "evaluation": dg.MetadataValue.json(encode(evaluation)),
         "evidence_id": found.id,
     })
@@ -128,20 +131,26 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
     if outcome.unapplied_reason:
         context.log.warning("decision %d stored but not applied yet (the routing sensor will): %s",
                             record.id, outcome.unapplied_reason)
-    review = review_metadata(outcome, write=not config.dry_run)
+    review = review_metadata(outcome, write=not config.dry_run, report_base_url=notifier.report_base_url)
     if not config.dry_run:  # after the decision's transaction committed; a failed post never fails the decision
         review["notifications"] = notify_decision(context, notifier, outcome, model, day, actor, review["report"])
+        # The Runs list shows the outcome without opening the run.
+        context.instance.add_run_tags(context.run.run_id, {ACTION_TAG: record.action})
+    # Order is the UI's order: the report link and the plain numbers first (inline, no modal), tables after.
+    report = {k: review.pop(k) for k in ("report_url", "report") if k in review}
     return dg.MaterializeResult(metadata={
+        **report,
         "action": record.action,
-        "reasons": review.pop("reasons"),
         "before": f"{record.stage_before} {record.percent_before}%",
         "after": f"{record.stage_after} {record.percent_after}%",
         "forced": record.forced,
         "applied": outcome.applied,
         "score": outcome.review.score if outcome.review.score is not None else "n/a",
         "decision_id": record.id if not config.dry_run else "dry run: not stored",
-        "decision": dg.MetadataValue.json(outcome.output()),
+        **key_numbers(outcome.review),
+        "reasons": review.pop("reasons"),
         **review,
+        "decision": dg.MetadataValue.json(outcome.output()),
     })
 
 
@@ -159,18 +168,31 @@ def notify_decision(context, notifier: Notifier, outcome, model: str, day, actor
     return "; ".join(lines)
 
 
-def review_metadata(outcome, *, write: bool) -> dict:
-    """The review as metadata entries (markdown with plots), and the path of its HTML report."""
+def review_metadata(outcome, *, write: bool, report_base_url: str = "") -> dict:
+    """The review as metadata entries: markdown tables, one text entry per metric's "why", and the HTML report.
+
+    Markdown under 1,000 characters renders inline in the Dagster UI, longer markdown (the plots) only
+    behind "Show Markdown"; so the tables are narrow and each reason is its own plain-text entry.
+    """
     plots = review_plots(outcome.review, outcome.history)
-    meta = {key: dg.MetadataValue.md(text)
-            for key, text in markdown_sections(outcome.review, outcome.history, plots).items()}
-    meta["report"] = (dg.MetadataValue.path(str(write_report(outcome.review, outcome.history, plots)))
-                      if write else "dry run: not written")
+    sections = markdown_sections(outcome.review, outcome.history, plots)
+    sections.pop("why")
+    meta: dict = {}
+    if write:
+        path = write_report(outcome.review, outcome.history, plots)
+        if report_base_url:
+            meta["report_url"] = dg.MetadataValue.url(
+                f"{report_base_url.rstrip('/')}/{urllib.parse.quote(path.name)}")
+        meta["report"] = dg.MetadataValue.path(str(path))
+    else:
+        meta["report"] = "dry run: not written"
+    meta.update({key: dg.MetadataValue.md(text) for key, text in sections.items()})
+    meta.update({f"why: {name}": dg.MetadataValue.text(text) for name, text in why_lines(outcome.review)})
     return meta
 
 
 def metrics_table(evaluation: Evaluation) -> Table:
-    """Every judged metric: verdict, criticality, both values and why."""
-    return Table(("metric", "verdict", "criticality", "stable", "candidate", "why"),
-                 tuple((c.name, c.classification, c.criticality, num(c.stable), num(c.candidate), c.reason)
+    """Every judged metric: verdict, criticality, both values (the reasons are separate entries)."""
+    return Table(("metric", "verdict", "criticality", "stable", "candidate"),
+                 tuple((c.name, c.classification, c.criticality, num(c.stable), num(c.candidate))
                        for c in evaluation.checks))

@@ -1,6 +1,7 @@
 """Run tags the pipeline reads and writes (Dagster's own partition tags included)."""
 
 ACTOR_TAG = "rollout/actor"  # who asked for the run: schedule, cli, demo, sensor, or an operator
+ACTION_TAG = "rollout/action"  # decision runs: the action decided (promote, hold, rollback), for the Runs list
 DECISION_TAG = "rollout/decision_id"  # routing runs: the decision they apply
 MODEL_TAG = "rollout/model"
 DAY_TAG = "rollout/day"

@@ -78,6 +78,30 @@ def checks_table(r: Review) -> Table:
                        for c in r.checks))
 
 
+def verdicts_table(r: Review) -> Table:
+    """Every judged metric, narrow enough for the Dagster UI at 1,400 px: the "why" is in :func:`why_lines`."""
+    return Table(("metric", "verdict", "stable", "candidate"),
+                 tuple((c.name, c.classification, num(c.stable), num(c.candidate)) for c in r.checks))
+
+
+def why_lines(r: Review) -> tuple[tuple[str, str], ...]:
+    """Each judged metric's reason, prefixed by its verdict and criticality: (metric, text)."""
+    return tuple((c.name, f"{c.classification} ({c.criticality}): {c.reason}") for c in r.checks)
+
+
+def key_numbers(r: Review) -> dict[str, float | int | str]:
+    """The day's headline numbers as plain values (shown inline as metadata entries, no table to scroll)."""
+    out: dict[str, float | int | str] = {}
+    for side in r.sides:
+        out[f"{side.role}_requests"] = side.requests
+        for name, value in (("p99_ms", side.latency_p99), ("error_rate", side.error_rate)):
+            if value is not None and math.isfinite(value):
+                out[f"{side.role}_{name}"] = round(float(value), 6)
+    if r.prediction_shift_sd is not None and math.isfinite(r.prediction_shift_sd):
+        out["prediction_shift_sd"] = round(r.prediction_shift_sd, 4)
+    return out
+
+
 def validation_table(r: Review) -> Table:
     """The day's validation suites (asset checks) and what failed."""
     rows = [(v.name, "passed" if v.passed else "FAILED", "blocking" if v.severity == "ERROR" else "warning",
@@ -124,11 +148,12 @@ def md_plots(plots: list[tuple[str, str]]) -> str:
 
 
 def markdown_sections(r: Review, history: tuple[HistoryPoint, ...], plots: list[tuple[str, str]]) -> dict[str, str]:
-    """The review as markdown, one entry per metadata key."""
+    """The review as markdown, one entry per metadata key (tables kept narrow: the "why" is a list of its own)."""
     return {
         "reasons": md_reasons(r),
         "stable_vs_candidate": (f"Compared: {r.compared or 'n/a'}\n\n" if r.compared else "") + md_table(comparison_table(r)),
-        "metrics": md_table(checks_table(r)),
+        "metrics": md_table(verdicts_table(r)),
+        "why": "\n".join(f"- **{name}** {_md_cell(text)}" for name, text in why_lines(r)) or "_none_",
         "validation": md_table(validation_table(r)),
         "extremes": md_table(extremes_table(r)),
         "plots": md_plots(plots),

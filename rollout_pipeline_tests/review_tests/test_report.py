@@ -77,8 +77,10 @@ def test_metadata_report_and_decision_table_agree(decided):
     for check in row.metrics["checks"]:
         cells = [check["name"], check["classification"], check["criticality"], num(check["stable"]),
                  num(check["candidate"])]
+        md_cells = [check["name"], check["classification"], num(check["stable"]), num(check["candidate"])]
         line = next(x for x in meta["metrics"].splitlines() if x.startswith(f"| {check['name']} |"))
-        assert line.startswith("| " + " | ".join(cells) + " |"), (line, cells)
+        assert line == "| " + " | ".join(md_cells) + " |", (line, md_cells)
+        assert meta[f"why: {check['name']}"] == f"{check['classification']} ({check['criticality']}): {check['reason']}"
         assert re.search(r"\s+".join(re.escape(c) for c in cells), text), cells
     assert f"| judge score |  | {num(row.metrics['score'])} |" in meta["stable_vs_candidate"]
     # The stable-vs-candidate table is rebuilt from the row alone and shows in both.
@@ -115,3 +117,24 @@ def test_status_prints_a_table_and_history_the_reasons(decided):
     assert any(r.split()[-3:] == ["v2", "candidate", "1.0%"] for r in rows)
     hist = _run("history", "--model", "m")
     assert "PROMOTE" in hist and "HOLD" in hist and "not enough data" in hist
+
+
+def test_the_decision_page_reads_inline_at_1400_px(decided):
+    """The report link comes first, key numbers are plain entries, every table but the plots renders inline
+    (Dagster shows markdown of 1,000 characters or more only behind "Show Markdown"), and the run is tagged."""
+    _, rows = decided
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("decision"))
+        run = instance.get_run_by_id(event.run_id)
+    metadata = event.asset_materialization.metadata
+    keys = list(metadata)
+    assert keys[:2] == ["report", "action"]
+    assert isinstance(metadata["report"], dg.PathMetadataValue)
+    assert isinstance(metadata["candidate_p99_ms"], dg.FloatMetadataValue)
+    assert isinstance(metadata["candidate_requests"], dg.IntMetadataValue)
+    assert keys.index("candidate_p99_ms") < keys.index("reasons") < keys.index("metrics") < keys.index("plots")
+    for key, value in metadata.items():
+        if isinstance(value, dg.MarkdownMetadataValue) and key != "plots":
+            assert len(value.value) < 1000, key
+    assert max(len(line) for line in metadata["metrics"].value.splitlines()) < 80
+    assert run.tags["rollout/action"] == rows[-1].action

@@ -68,7 +68,8 @@ def test_markdown_and_html_show_the_same_cells():
             assert cell in md["stable_vs_candidate"] and cell in page
     assert num(33.25, " ms") == "33.25 ms" and "33.25 ms" in md["stable_vs_candidate"]
     assert "HOLD: shadow 0% -> shadow 0%" in md["reasons"] and "HOLD: shadow 0% -&gt; shadow 0%" in page
-    assert "predictions shifted up: a / b" in md["metrics"]  # a pipe would break the markdown table
+    assert "predictions shifted up: a / b" in md["why"]  # a pipe would break the markdown table
+    assert "predictions shifted up" not in md["metrics"]  # the table stays narrow: reasons are listed apart
     assert "p99 too high" in md["validation"] and "p99 too high" in page
     assert md["plots"].count("data:image/png;base64,") == 3 and page.count("data:image/png;base64,") == 3
 
