@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-import yaml
 
 from rollout_pipeline.decisions import data_quality_failures, suite_results
 from rollout_pipeline.domain.decide import Decision, RolloutState, decide, evidence_from
 from rollout_pipeline.domain.evaluate import evaluate
-from rollout_pipeline.domain.policy import PRESETS, Policy, PolicyError, parse_policy
+from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.summary import DaySummary
 from rollout_pipeline.review.render import Table
 from rollout_pipeline.store import rollouts as repo
@@ -148,23 +147,6 @@ def days_between(start: dt.date, end: dt.date, today: dt.date | None = None) -> 
     if count > MAX_DAYS:
         raise BacktestError(f"{count} days from {start} to {end}: at most {MAX_DAYS} days per backtest")
     return [start + dt.timedelta(days=i) for i in range(count)]
-
-
-def policy_from_yaml(text: str | None, preset: str = "default", source: str = "(run config)") -> Policy:
-    """A policy from YAML text over a preset, merged as ``load_policy`` merges a file (``metrics`` key by key)."""
-    if preset not in PRESETS:
-        raise PolicyError(f"unknown preset {preset!r}: one of {', '.join(PRESETS)}")
-    base = PRESETS[preset]
-    try:
-        data = yaml.safe_load(text) if text else None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"policy {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if data is not None and not isinstance(data, dict):
-        raise PolicyError(f"policy {source} must be a mapping of fields, got {type(data).__name__}")
-    merged = {**base, **(data or {})}
-    if "metrics" in base and data and "metrics" in data:
-        merged["metrics"] = {**base["metrics"], **(data["metrics"] or {})}
-    return parse_policy(merged, source)
 
 
 # --- reading the stored days (through the store, read-only) -------------------------------------------

@@ -23,11 +23,11 @@ from rollout_pipeline.backtest import (
     Taken,
     backtest,
     days_between,
-    policy_from_yaml,
     run_backtest,
 )
 from rollout_pipeline.cli import cli
 from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.domain.policy import policy_from_yaml
 from rollout_pipeline.defs.backtest import backtest as backtest_job
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.decide import RolloutState

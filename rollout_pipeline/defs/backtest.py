@@ -10,7 +10,7 @@ import datetime as dt
 import dagster as dg
 
 from rollout_pipeline.backtest import BacktestError, run_backtest, table
-from rollout_pipeline.backtest import policy_from_yaml as parse_policy_text
+from rollout_pipeline.domain.policy import policy_from_yaml as parse_policy_text
 from rollout_pipeline.defs.failures import database_errors, refuse
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.policy import PolicyError

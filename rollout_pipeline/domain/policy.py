@@ -240,26 +240,38 @@ def parse_policy(data: dict | None, source: str = "(inline)") -> Policy:
         raise PolicyError(_explain(exc, source)) from None
 
 
-def load_policy(path: str | Path | None, preset: str = "default") -> Policy:
-    """The policy of ``preset`` with the fields of the YAML file at ``path`` (if any) over it."""
+def policy_over_preset(data: dict | None, preset: str = "default", source: str = "(inline)") -> Policy:
+    """The policy of ``preset`` with ``data``'s fields over it (``metrics`` merged key by key)."""
     if preset not in PRESETS:
         raise PolicyError(f"unknown preset {preset!r}: one of {', '.join(PRESETS)}")
-    base = PRESETS[preset]
-    if path is None:
-        return parse_policy(base, f"preset {preset}")
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"policy {path} is not valid YAML: {exc}") from None
     if data is not None and not isinstance(data, dict):
-        raise PolicyError(f"policy {path} must be a mapping of fields, got {type(data).__name__}")
+        raise PolicyError(f"policy {source} must be a mapping of fields, got {type(data).__name__}")
+    base = PRESETS[preset]
     merged = {**base, **(data or {})}
     if "metrics" in base and data and "metrics" in data:
         merged["metrics"] = {**base["metrics"], **(data["metrics"] or {})}
-    return parse_policy(merged, str(path))
+    return parse_policy(merged, source)
+
+
+def policy_from_yaml(text: str | None, preset: str = "default", source: str = "(inline)") -> Policy:
+    """A policy from YAML text (a file's, or run config's) over a preset."""
+    try:
+        data = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return policy_over_preset(data, preset, source)
+
+
+def load_policy(path: str | Path | None, preset: str = "default") -> Policy:
+    """The policy of ``preset`` with the fields of the YAML file at ``path`` (if any) over it."""
+    if path is None:
+        return policy_over_preset(None, preset, f"preset {preset}")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+    return policy_from_yaml(text, preset, str(path))
 
 
 def default_policy_yaml(preset: str = "default") -> str:
