@@ -171,19 +171,23 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def call_webhook(hook: Webhook, model: str, variant: str, day: dt.date) -> str:
-    """POST the teardown once; ``HTTP <status>`` on a 2xx answer."""
-    body = json.dumps({"model": model, "variant": variant, "day": day.isoformat(), "action": "teardown"}).encode()
+def post_json(hook: Webhook, body: dict, where: str, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> str:
+    """POST ``body`` once to ``hook`` (named ``where`` in messages: never its secret parts).
+
+    ``HTTP <status>`` on a 2xx answer; ``TransientActionError`` for what may pass (5xx, 408, 429, timeouts,
+    resets, an unreachable host), ``ActionConfigError`` for what will not (other 4xx, a redirect, an untrusted
+    certificate).
+    """
     headers = {"Content-Type": "application/json"}
     if hook.authorization:
         headers["Authorization"] = hook.authorization
-    request = urllib.request.Request(hook.url, data=body, method="POST", headers=headers)
+    request = urllib.request.Request(hook.url, data=json.dumps(body).encode(), method="POST", headers=headers)
     try:
-        with _OPENER.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         exc.close()
-        message = f"POST {hook.safe_url} answered HTTP {exc.code}"
+        message = f"POST {where} answered HTTP {exc.code}"
         if exc.code >= 500 or exc.code in RETRYABLE_HTTP:
             raise TransientActionError(message) from None
         if 300 <= exc.code < 400:
@@ -191,11 +195,17 @@ def call_webhook(hook: Webhook, model: str, variant: str, day: dt.date) -> str:
         raise ActionConfigError(message) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ssl.SSLCertVerificationError):
-            raise ActionConfigError(f"POST {hook.safe_url}: TLS certificate not trusted "
+            raise ActionConfigError(f"POST {where}: TLS certificate not trusted "
                                     f"({exc.reason.verify_message})") from None
-        raise TransientActionError(f"POST {hook.safe_url} failed: {exc.reason}") from None
+        raise TransientActionError(f"POST {where} failed: {exc.reason}") from None
     except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, broken answers
-        raise TransientActionError(f"POST {hook.safe_url} failed: {exc or type(exc).__name__}") from None
+        raise TransientActionError(f"POST {where} failed: {exc or type(exc).__name__}") from None
+
+
+def call_webhook(hook: Webhook, model: str, variant: str, day: dt.date) -> str:
+    """POST the teardown once; ``HTTP <status>`` on a 2xx answer."""
+    return post_json(hook, {"model": model, "variant": variant, "day": day.isoformat(), "action": "teardown"},
+                     hook.safe_url)
 
 
 # --- the one retry layer of an action --------------------------------------------------------

@@ -15,10 +15,7 @@ are never printed: a webhook's path and query often *are* its secret (Slack's
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
-import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -26,7 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rollout_pipeline.actions import RETRYABLE_HTTP, ActionConfigError, TransientActionError, Webhook, parse_webhook
+from rollout_pipeline.actions import ActionConfigError, TransientActionError, parse_webhook, post_json
 
 log = logging.getLogger(__name__)
 
@@ -145,39 +142,6 @@ def _without_path(message: str, url: str, channel: str) -> str:
     return message.replace("teardown webhook", f"{channel} notification")
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error: the POST (and any credentials) is never replayed elsewhere."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913 (urllib's signature)
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def post_json(hook: Webhook, body: dict, where: str, timeout: float = NOTIFY_TIMEOUT_SECONDS) -> str:
-    """POST ``body`` once; ``HTTP <status>`` on a 2xx, else ``TransientActionError`` / ``ActionConfigError``."""
-    headers = {"Content-Type": "application/json"}
-    if hook.authorization:
-        headers["Authorization"] = hook.authorization
-    request = urllib.request.Request(hook.url, data=json.dumps(body).encode(), method="POST", headers=headers)
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        message = f"POST {where} answered HTTP {exc.code}"
-        if exc.code >= 500 or exc.code in RETRYABLE_HTTP:
-            raise TransientActionError(message) from None
-        raise ActionConfigError(message) from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, ssl.SSLCertVerificationError):
-            raise ActionConfigError(f"POST {where}: TLS certificate not trusted") from None
-        raise TransientActionError(f"POST {where} failed: {exc.reason}") from None
-    except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, broken answers
-        raise TransientActionError(f"POST {where} failed: {exc or type(exc).__name__}") from None
-
-
 def deliver(channel: str, url: str, body: dict, *, attempts: int = DEFAULT_ATTEMPTS,
             backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
             sleep: Callable[[float], None] = time.sleep) -> Delivery:
@@ -194,7 +158,7 @@ def deliver(channel: str, url: str, body: dict, *, attempts: int = DEFAULT_ATTEM
     error = ""
     for attempt in range(1, attempts + 1):
         try:
-            detail = post_json(hook, body, where)
+            detail = post_json(hook, body, where, NOTIFY_TIMEOUT_SECONDS)
         except ActionConfigError as exc:
             log.warning("notification %s: not retried: %s", channel, exc)
             return Delivery(channel, False, attempt, f"configuration error: {exc}")
