@@ -181,6 +181,16 @@ def init_db(partition_days_ahead: int) -> None:
     log.info("init-db took %.2f s", time.perf_counter() - started)
 
 
+def cli_actor(operator: str | None) -> str:
+    """The audited actor of a CLI command: the operator (default: the OS user) and the surface, e.g. "alice (cli)"."""
+    import getpass
+
+    name = (operator or "").strip() or getpass.getuser()
+    if len(name) > 64 or not name.isprintable():
+        raise CliError("--operator must be a printable name of at most 64 characters")
+    return f"{name} (cli)"
+
+
 def _parse_day(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
@@ -265,8 +275,9 @@ def policy(preset: str) -> None:
 @click.option("--preset", type=click.Choice(["default", "first-model"]), default=None,
               help="With --dry-run: the shipped policy under --policy (default: default).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--operator", default=None, help="Who decides (default: the OS user); audited as 'NAME (cli)'.")
 def decide(model: str, day: str, force: str | None, reason: str | None, dry_run: bool, policy_path: str | None,
-           preset: str | None, as_json: bool) -> None:
+           preset: str | None, as_json: bool, operator: str | None) -> None:
     """Analyse a model's day (collect, validate, judge, decide); the decision is stored and applied at once."""
     from rollout_pipeline.domain.routing import InvalidName, validate_name
 
@@ -288,7 +299,8 @@ def decide(model: str, day: str, force: str | None, reason: str | None, dry_run:
     quiet_dagster()
     from rollout_pipeline.runs import decide_day
 
-    out = decide_day(model, the_day, force, reason, dry_run, log_level=_dagster_log_level())
+    out = decide_day(model, the_day, force, reason, dry_run, actor=cli_actor(operator),
+                     log_level=_dagster_log_level())
     if as_json:
         _echo_json(out)
         return
@@ -369,7 +381,8 @@ def _describe(out: dict) -> str:
     f, t = out["from"], out["to"]
     head = (f"{out['model']} {out['date']}: {out['action'].upper()}{' (forced)' if out['forced'] else ''} "
             f"{f['stage']} {f['canary_percent']}% -> {t['stage']} {t['canary_percent']}%"
-            f"{' [dry run]' if out.get('dry_run') else ''}")
+            f"{' [dry run]' if out.get('dry_run') else ''}"
+            + (" [approval " + out["approval"] + "]" if out.get("approval") else ""))
     return "\n".join([head, *(f"    - {r}" for r in out["reasons"])])
 
 
@@ -380,6 +393,7 @@ def status(model: str | None, as_json: bool) -> None:
     """Show each model's stage, canary share and routing."""
     import sqlalchemy as sa
 
+    from rollout_pipeline.decisions import pending_approval
     from rollout_pipeline.store.rollouts import latest_rollout
     from rollout_pipeline.store.routing import read_routing
     from rollout_pipeline.store.tables import rollouts
@@ -404,6 +418,7 @@ def status(model: str | None, as_json: bool) -> None:
                 "routing_version": routing.version if routing else None,
                 "routing": [{"variant": x.variant, "role": x.role, "traffic_percent": x.traffic_percent,
                              "shadow": x.shadow} for x in (routing.routes if routing else ())],
+                "approval": pending_approval(conn, m),  # a promotion waiting for a person, or None
             })
     engine.dispose()
     if as_json:
@@ -413,6 +428,12 @@ def status(model: str | None, as_json: bool) -> None:
         click.echo("no rollouts yet: start one with `rollout-pipeline rollout start`")
         return
     click.echo(_status_table(items))
+    for it in items:
+        if it["approval"]:
+            a = it["approval"]
+            click.echo(f"{it['model']}: waiting for approval of {a['date']}'s promotion to {a['to']['stage']} "
+                       f"{a['to']['canary_percent']}% (until {a['expires_after']}): `rollout-pipeline approve "
+                       f"--model {it['model']} --date {a['date']} --reason ...` or `reject`")
 
 
 def _status_table(items: list[dict]) -> str:
@@ -444,25 +465,38 @@ def history(model: str, as_json: bool, include_superseded: bool) -> None:
     with engine.connect() as conn:
         rows = decision_history(conn, model, include_superseded)
     engine.dispose()
+    successor = superseded_by(rows)
     if as_json:
-        _echo_json([{k: getattr(d, k) for k in ("id", "day", "action", "forced", "actor", "reasons", "stage_before",
-                                                 "percent_before", "stage_after", "percent_after", "applied_at")}
+        _echo_json([{**{k: getattr(d, k) for k in ("id", "day", "action", "forced", "actor", "reasons", "stage_before",
+                                                    "percent_before", "stage_after", "percent_after", "applied_at")},
+                     "superseded_by": successor.get(d.id)}
                     for d in rows])
         return
     if not rows:
         click.echo(f"no decisions for {model}")
     for d in rows:
+        later = f" [superseded by #{successor[d.id]}]" if d.id in successor else ""
         click.echo(f"{d.day} #{d.id} {d.action.upper()}{' (forced)' if d.forced else ''} by {d.actor}: "
-                   f"{d.stage_before} {d.percent_before}% -> {d.stage_after} {d.percent_after}%")
+                   f"{d.stage_before} {d.percent_before}% -> {d.stage_after} {d.percent_after}%{later}")
         for r in d.reasons:
             click.echo(f"    - {r}")
+
+
+def superseded_by(rows) -> dict[int, int]:
+    """Which decision replaced which: a model's day has one live decision, and each new one supersedes the
+    previous (``store.rollouts.record_decision``), so within a (model, day) each row is superseded by the next id."""
+    by_day: dict[tuple[str, dt.date], list[int]] = {}
+    for d in rows:
+        by_day.setdefault((d.model_name, d.day), []).append(d.id)
+    return {a: b for ids in by_day.values() for a, b in zip(sorted(ids), sorted(ids)[1:])}
 
 
 @cli.command()
 @click.option("--model", required=True)
 @click.option("--reason", required=True, help="Why (kept in the audit trail).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def rollback(model: str, reason: str, as_json: bool) -> None:
+@click.option("--operator", default=None, help="Who rolls back (default: the OS user); audited as 'NAME (cli)'.")
+def rollback(model: str, reason: str, as_json: bool, operator: str | None) -> None:
     """Roll a model back at once: the candidate to 0%, or after promotion the previous stable back to 100%.
 
     Works within the retention window, while the previous stable variant is
@@ -474,21 +508,79 @@ def rollback(model: str, reason: str, as_json: bool) -> None:
 
     if not reason.strip():
         raise CliError("--reason must say why (it is kept in the audit trail)")
+    actor = cli_actor(operator)
     engine = _engine()
     try:
         with engine.begin() as conn:
-            outcome = do_rollback(conn, model, reason, actor="cli", day=dt.datetime.now(dt.UTC).date())
+            outcome = do_rollback(conn, model, reason, actor=actor, day=dt.datetime.now(dt.UTC).date())
     except (RolloutError, InvalidName) as exc:
         raise CliError(str(exc)) from None
     finally:
         engine.dispose()
     out = outcome.output()
     out.update({"model": model, "date": outcome.record.day.isoformat()})
-    _notify(out, actor="cli")  # after the commit; a failed post is a warning, never a failed rollback
+    _notify(out, actor=actor)  # after the commit; a failed post is a warning, never a failed rollback
     if as_json:
         _echo_json(out)
         return
     click.echo(_describe(out))
+
+
+def _verdict(model: str, day: str, reason: str, operator: str | None, verdict: str, rollback_: bool,
+             as_json: bool) -> None:
+    """``approve`` and ``reject``: a person's verdict on a promotion waiting for approval, through the decision service."""
+    import getpass
+
+    from rollout_pipeline.decisions import DecisionRequest, make_approval
+    from rollout_pipeline.domain.routing import InvalidName, validate_name
+    from rollout_pipeline.store.rollouts import RolloutError
+
+    try:
+        validate_name("model", model)
+    except InvalidName as exc:
+        raise CliError(str(exc)) from None
+    the_day = _parse_day(day)
+    if not reason.strip():
+        raise CliError("--reason must say why (it is kept in the audit trail)")
+    operator = operator or getpass.getuser()
+    engine = _engine()
+    try:
+        outcome = make_approval(engine, DecisionRequest(model, the_day, operator, reason=reason, source="approval",
+                                                        verdict=verdict, rollback=rollback_))
+    except RolloutError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+    out = outcome.output()
+    out.update({"model": model, "date": the_day.isoformat(), "operator": operator})
+    _notify(out, actor=operator)  # after the commit; a failed post is a warning, never a failed verdict
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(_describe(out))
+
+
+@cli.command()
+@click.option("--model", required=True)
+@click.option("--date", "day", required=True, help="The UTC day whose promotion waits for approval, YYYY-MM-DD.")
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.option("--operator", default=None, help="Who approves (default: the OS user).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def approve(model: str, day: str, reason: str, operator: str | None, as_json: bool) -> None:
+    """Approve a promotion waiting for approval: it is applied to the routing at once."""
+    _verdict(model, day, reason, operator, "approve", False, as_json)
+
+
+@cli.command()
+@click.option("--model", required=True)
+@click.option("--date", "day", required=True, help="The UTC day whose promotion waits for approval, YYYY-MM-DD.")
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.option("--operator", default=None, help="Who rejects (default: the OS user).")
+@click.option("--rollback", "rollback_", is_flag=True, help="Roll the candidate back instead of holding.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def reject(model: str, day: str, reason: str, operator: str | None, rollback_: bool, as_json: bool) -> None:
+    """Reject a promotion waiting for approval: the rollout holds where it stands (or, with --rollback, rolls back)."""
+    _verdict(model, day, reason, operator, "reject", rollback_, as_json)
 
 
 def _notify(out: dict, *, actor: str) -> None:

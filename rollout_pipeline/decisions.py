@@ -18,7 +18,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.codec import CodecError, decode
-from rollout_pipeline.domain.decide import ForceError, decide, evidence_from, force_decision, guardrail_rollback
+from rollout_pipeline.domain.decide import (Decision, ForceError, RolloutState, approval_expired, approval_expires_on,
+                                            approve_promotion, decide, evidence_from, expire_promotion,
+                                            force_decision, guardrail_rollback, needs_approval, reject_promotion,
+                                            waiting_hold)
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
 from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
                                              review_from_record)
@@ -27,7 +30,8 @@ from rollout_pipeline.store.evidence import DayEvidence, load_evidence
 from rollout_pipeline.store.routing import ConcurrentUpdate
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
 
-SOURCES = ("analysis", "forced", "blocked", "manual_rollback", "guardrail")
+SOURCES = ("analysis", "forced", "blocked", "manual_rollback", "guardrail", "approval", "expiry")
+VERDICTS = ("approve", "reject")
 GUARDRAIL_ACTOR = "guardrail"
 
 
@@ -48,6 +52,9 @@ class DecisionRequest:
     dry_run: bool = False
     source: str = "analysis"  # one of SOURCES; "forced" is implied by ``force``
     alarms: tuple[str, ...] = ()  # source "guardrail": the sequential tests that crossed
+    verdict: str | None = None  # source "approval": approve | reject (the pending promotion of ``day``)
+    rollback: bool = False  # source "approval", verdict reject: roll back instead of holding
+    today: dt.date | None = None  # source "approval": the day an approval's expiry is judged on (default: UTC today)
 
 
 @dataclass(frozen=True)
@@ -67,11 +74,12 @@ class DecisionOutcome:
 
 
 def decision_output(record: repo.DecisionRecord, dry_run: bool = False) -> dict:
-    """A stored decision as the CLI prints it."""
+    """A stored decision as the CLI prints it (``approval``: None when none was needed)."""
     return {"decision_id": None if dry_run else record.id, "action": record.action,
             "forced": record.forced, "reasons": list(record.reasons), "dry_run": dry_run,
             "from": {"stage": record.stage_before, "canary_percent": record.percent_before},
-            "to": {"stage": record.stage_after, "canary_percent": record.percent_after}}
+            "to": {"stage": record.stage_after, "canary_percent": record.percent_after},
+            "approval": record.approval}
 
 
 def suite_results(evidence: DayEvidence | None) -> dict[str, SuiteResult]:
@@ -116,6 +124,8 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     """
     model, day = request.model, request.day
     rollout = repo.rollout_for_day(connection, model, day)
+    if request.source == "approval":
+        return _decide_approval(connection, request, rollout)
     latest = repo.latest_decided_day(connection, rollout.id)
     if latest is not None and day < latest and not request.force:
         raise DecisionRefused(
@@ -129,6 +139,16 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         # The guardrail rolled this day back while it was under way: the night's analysis of the completed
         # day keeps that decision (a force with a reason overrides it).
         return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
+    if seen is not None and seen.approval == "approved" and not request.force:
+        # A person approved this day's promotion and it is applied: a re-run must not make it pending again.
+        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
+    waiting = repo.open_approval(connection, rollout.id)
+    if waiting is not None and waiting.day >= day:
+        waiting = None  # this day's own pending promotion (a re-run supersedes it), or a later one
+    if waiting is not None and request.source == "analysis" and not request.force and not request.dry_run \
+            and approval_expired(waiting.day, day, rollout.policy):
+        _expire(connection, waiting, rollout, request.actor, request.run_id)  # the night that sees it expires it
+        waiting = None
     state = repo.state_before(connection, rollout, day)
     evidence = load_evidence(connection, model, day, run_id=request.run_id)
     if evidence is not None and evidence.rollout_id != rollout.id:
@@ -157,21 +177,136 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
                 "or materialize day_summary, judgement and decision), or force an action with a reason")
         deployable = repo.old_variant_deployable(connection, rollout)
         result = decide(state, evidence_from(evaluation, failures, old_variant_deployable=deployable), rollout.policy)
+        if waiting is not None and result.action != "rollback":
+            # A promotion waits for a person: tonight holds, saying whether today's evidence still passes.
+            result = waiting_hold(state, waiting.day, _as_decision(waiting), result)
+        else:
+            waiting = None  # a rollback does not wait: it is applied, and the promotion can no longer be approved
+    approval = "pending" if source == "analysis" and needs_approval(result, rollout.policy) else None
     review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
                           summary=evidence.summary if evidence else None, validations=review_validations(suites),
                           data_quality_failures=failures)
     metrics = decision_metrics(source, request.run_id, evidence, evaluation, failures, review)
+    if waiting is not None and result.action == "hold" and not result.forced:
+        metrics["waiting_for"] = waiting.day.isoformat()  # the promotion of that day may still be approved
+    if approval == "pending":
+        metrics["approval"] = {"state": "pending", "expires_after": approval_expires_on(day, rollout.policy).isoformat()}
     now = dt.datetime.now(dt.UTC)  # one time for the decision and its routing change: one transaction
     record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
-                                  run_id=request.run_id, now=now, expected_previous=seen.id if seen else None)
+                                  run_id=request.run_id, now=now, expected_previous=seen.id if seen else None,
+                                  approval=approval)
     applied, why = False, None
-    if not request.dry_run:
+    if approval == "pending":
+        why = (f"waits for approval (until {approval_expires_on(day, rollout.policy)}): "
+               f"`rollout-pipeline approve --model {model} --date {day} --reason ...`")
+    elif not request.dry_run:
         try:
             with connection.begin_nested():
                 applied = repo.apply_decision(connection, record.id, actor=request.actor, now=now)
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
     return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)
+
+
+def _as_decision(record: repo.DecisionRecord) -> Decision:
+    """A stored decision as the state machine's record."""
+    return Decision(record.action, record.forced, tuple(record.reasons),
+                    RolloutState(record.stage_before, record.percent_before), record.stage_after, record.percent_after)
+
+
+def _expire(connection: sa.Connection, pending: repo.DecisionRecord, rollout: repo.Rollout, actor: str,
+            run_id: str | None) -> repo.DecisionRecord:
+    """Record that nobody approved ``pending`` in time: a hold of its day, superseding it (applied: no move)."""
+    result = expire_promotion(_as_decision(pending), pending.day, rollout.policy)
+    metrics = {**pending.metrics, "source": "expiry",
+               "approval": {"state": "expired", "of": pending.id,
+                            "expires_after": approval_expires_on(pending.day, rollout.policy).isoformat()}}
+    now = dt.datetime.now(dt.UTC)
+    record = repo.record_decision(connection, rollout, pending.day, result, actor=actor, metrics=metrics,
+                                  run_id=run_id, now=now, expected_previous=pending.id, approval="expired")
+    repo.apply_decision(connection, record.id, actor=actor, now=now)
+    return record
+
+
+def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollout: repo.Rollout) -> DecisionOutcome:
+    """A person's verdict on a promotion waiting for approval: apply it, or hold (or roll back) instead.
+
+    Refused in one line when nothing waits on that day, when it was decided already, without a reason, or when
+    a later decision moved the rollout. An approval past its expiry records the expiry (a hold) and returns it:
+    the caller commits that and tells the person (``record.approval == "expired"``).
+    """
+    model, day = request.model, request.day
+    if request.verdict not in VERDICTS:
+        raise DecisionRefused(f"unknown verdict {request.verdict!r}: use approve or reject")
+    verb = "approve" if request.verdict == "approve" else "reject"
+    seen = repo.live_decision(connection, model, day)
+    if seen is None:
+        raise DecisionRefused(f"nothing to {verb}: {model} {day} has no decision")
+    if seen.approval is None:
+        raise DecisionRefused(f"nothing to {verb}: {model} {day}'s decision #{seen.id} ({seen.action}) "
+                              "does not wait for approval")
+    if seen.approval != "pending":
+        raise DecisionRefused(f"nothing to {verb}: {model} {day}'s promotion is already {seen.approval} "
+                              f"(decision #{seen.id} by {seen.actor} at {seen.created_at:%Y-%m-%d %H:%M} UTC)")
+    if not (request.reason and request.reason.strip()):
+        raise DecisionRefused(f"to {verb} needs a reason (it is kept in the audit trail)")
+    moved = [d for d in repo.decisions_after(connection, rollout.id, day)
+             if d.metrics.get("waiting_for") != day.isoformat()]
+    if moved:
+        d = moved[0]
+        raise DecisionRefused(f"cannot {verb} {model} {day}: decision #{d.id} of {d.day} ({d.action}) was taken "
+                              "since; decide a new day instead")
+    today = request.today or dt.datetime.now(dt.UTC).date()
+    if approval_expired(day, today, rollout.policy):
+        expired = _expire(connection, seen, rollout, request.actor, request.run_id)
+        return _outcome(connection, expired, applied=True, dry_run=False)
+    pending = _as_decision(seen)
+    try:
+        if request.verdict == "approve":
+            result = approve_promotion(pending, request.actor, request.reason)
+        else:
+            result = reject_promotion(pending, request.actor, request.reason, rollback=request.rollback)
+    except ForceError as exc:
+        raise DecisionRefused(str(exc)) from None
+    state = "approved" if request.verdict == "approve" else "rejected"
+    now = dt.datetime.now(dt.UTC)
+    evidence = load_evidence(connection, model, day)
+    evaluation = _evaluation(evidence, rollout) if evidence is not None and evidence.rollout_id == rollout.id else None
+    review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
+                          summary=evidence.summary if evaluation else None)
+    stored = review.to_json()
+    metrics = {**seen.metrics, "source": "approval", "review": stored, "score": seen.metrics.get("score"),
+               "approval": {"state": state, "of": seen.id, "operator": request.actor, "reason": request.reason.strip(),
+                            "at": now.isoformat(), "rollback": bool(request.rollback)}}
+    record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
+                                  run_id=request.run_id, now=now, expected_previous=seen.id, approval=state)
+    applied = repo.apply_decision(connection, record.id, actor=request.actor, now=now)
+    return _outcome(connection, record, applied=applied, dry_run=False)
+
+
+def make_approval(engine: sa.Engine, request: DecisionRequest) -> DecisionOutcome:
+    """A person's verdict on a pending promotion in one transaction (stored and applied together).
+
+    Raises ``DecisionRefused`` in one line when it cannot be given; a promotion found expired is recorded as
+    its hold first (committed), then refused saying so.
+    """
+    with engine.begin() as connection:
+        outcome = decide_in(connection, request)
+    if outcome.record.approval == "expired":
+        raise DecisionRefused(f"too late: {outcome.record.reasons[0]} (recorded as decision #{outcome.record.id})")
+    return outcome
+
+
+def pending_approval(connection: sa.Connection, model: str) -> dict | None:
+    """The model's promotion waiting for approval, as ``status --json`` shows it (None: nothing waits)."""
+    rollout = repo.latest_rollout(connection, model)
+    record = repo.open_approval(connection, rollout.id) if rollout else None
+    if record is None:
+        return None
+    return {"state": "pending", "decision_id": record.id, "date": record.day.isoformat(),
+            "to": {"stage": record.stage_after, "canary_percent": record.percent_after},
+            "expires_after": approval_expires_on(record.day, rollout.policy).isoformat(),
+            "reasons": list(record.reasons)}
 
 
 def _evaluation(evidence: DayEvidence | None, rollout: repo.Rollout) -> Evaluation | None:

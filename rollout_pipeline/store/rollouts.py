@@ -58,6 +58,7 @@ class DecisionRecord:
     run_id: str | None
     applied_at: dt.datetime | None
     created_at: dt.datetime
+    approval: str | None = None  # None: no approval needed; pending | approved | rejected | expired
 
 
 def _rollout(row) -> Rollout:
@@ -68,7 +69,8 @@ def _rollout(row) -> Rollout:
 def _decision(row) -> DecisionRecord:
     return DecisionRecord(row.id, row.rollout_id, row.model_name, row.day, row.action, bool(row.forced), row.actor,
                           list(row.reasons), row.stage_before, row.percent_before, row.stage_after, row.percent_after,
-                          dict(row.metrics), row.policy_version, row.run_id, row.applied_at, row.created_at)
+                          dict(row.metrics), row.policy_version, row.run_id, row.applied_at, row.created_at,
+                          row.approval)
 
 
 def routes_for(rollout: Rollout, state: RolloutState, day: dt.date | None) -> tuple[VariantRoute, ...]:
@@ -218,8 +220,8 @@ def state_before(connection: sa.Connection, rollout: Rollout, day: dt.date) -> R
     if existing is not None and existing.rollout_id == rollout.id:
         stage, percent = existing.stage_before, existing.percent_before
     elif earlier:
-        # The previous day's decision, applied or not yet (the routing sensor may lag behind).
-        stage, percent = earlier[-1].stage_after, earlier[-1].percent_after
+        # The previous day's decision, applied or not yet (the routing sensor may lag behind); see _state_after.
+        stage, percent = _state_after(connection, earlier[-1])
     else:
         stage, percent = rollout.stage, rollout.canary_percent
     holds = 0
@@ -228,6 +230,35 @@ def state_before(connection: sa.Connection, rollout: Rollout, day: dt.date) -> R
             break
         holds += 1
     return RolloutState(stage, percent, holds)
+
+
+def _state_after(connection: sa.Connection, record: DecisionRecord) -> tuple[str, int]:
+    """Where ``record`` leaves the rollout: a promotion waiting for approval has not moved it yet, and a hold
+    that waited for one leaves it where that promotion took it once approved."""
+    if record.approval == "pending":
+        return record.stage_before, record.percent_before
+    waited = record.metrics.get("waiting_for")
+    if waited:
+        awaited = live_decision(connection, record.model_name, dt.date.fromisoformat(waited))
+        if awaited is not None and awaited.approval == "approved":
+            return awaited.stage_after, awaited.percent_after
+    return record.stage_after, record.percent_after
+
+
+def open_approval(connection: sa.Connection, rollout_id: int) -> DecisionRecord | None:
+    """The rollout's promotion waiting for a person's approval (the latest, if several), or None."""
+    row = connection.execute(
+        sa.select(decisions).where(decisions.c.rollout_id == rollout_id, decisions.c.superseded_by.is_(None),
+                                   decisions.c.approval == "pending")
+        .order_by(decisions.c.day.desc(), decisions.c.id.desc()).limit(1)).first()
+    return _decision(row) if row else None
+
+
+def decisions_after(connection: sa.Connection, rollout_id: int, day: dt.date) -> list[DecisionRecord]:
+    """The rollout's live decisions of days after ``day``, oldest first."""
+    query = sa.select(decisions).where(decisions.c.rollout_id == rollout_id, decisions.c.day > day,
+                                       decisions.c.superseded_by.is_(None))
+    return [_decision(r) for r in connection.execute(query.order_by(decisions.c.day, decisions.c.id))]
 
 
 class ConcurrentDecision(RolloutError):
@@ -240,7 +271,8 @@ DECISION_LOCK_SPACE = 7_261_002  # first key of the (space, hashtext(model)) adv
 
 def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, decision: Decision, *, actor: str,
                     metrics: dict, run_id: str | None, now: dt.datetime | None = None,
-                    expected_previous: int | None | object = _UNCHECKED) -> DecisionRecord:
+                    expected_previous: int | None | object = _UNCHECKED,
+                    approval: str | None = None) -> DecisionRecord:
     """Store ``decision`` for ``day``, superseding the day's earlier decision if there is one.
 
     On PostgreSQL a transaction-scoped advisory lock on the model serializes the
@@ -282,7 +314,7 @@ def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, d
             forced=decision.forced, actor=actor, reasons=list(decision.reasons),
             stage_before=decision.before.stage, percent_before=decision.before.canary_percent,
             stage_after=decision.stage_after, percent_after=decision.percent_after, metrics=metrics,
-            policy_version=rollout.policy_version, run_id=run_id, created_at=now,
+            policy_version=rollout.policy_version, run_id=run_id, created_at=now, approval=approval,
         ).returning(decisions.c.id)
     ).scalar_one()
     if previous is not None:
@@ -308,6 +340,9 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
         return False
     if row.superseded_by is not None:
         raise RolloutError(f"decision {decision_id} was superseded by decision {row.superseded_by}; apply that one")
+    if record.approval == "pending":
+        raise RolloutError(f"decision {decision_id} waits for approval: `rollout-pipeline approve --model "
+                           f"{record.model_name} --date {record.day} --reason ...` applies it")
     rollout_row = connection.execute(sa.select(rollouts).where(rollouts.c.id == record.rollout_id)).first()
     rollout = _rollout(rollout_row)
     later = connection.execute(
@@ -315,7 +350,7 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
             decisions.c.rollout_id == record.rollout_id, decisions.c.day > record.day,
             decisions.c.superseded_by.is_(None), decisions.c.applied_at.is_not(None))
     ).scalar_one()
-    if later and not record.forced:
+    if later and not record.forced and record.approval != "approved":
         # A later day is applied already: this older decision is history now, it must not step the rollout back.
         connection.execute(decisions.update().where(decisions.c.id == decision_id).values(applied_at=now))
         return False
@@ -344,10 +379,13 @@ def _latest_rollout_ids() -> sa.Select:
 
 
 def pending_decisions(connection: sa.Connection) -> list[DecisionRecord]:
-    """Live decisions never applied to the routing, of each model's latest rollout, oldest first."""
+    """Live decisions never applied to the routing, of each model's latest rollout, oldest first.
+
+    A promotion waiting for approval is not among them: only ``approve`` applies it."""
     query = (sa.select(decisions)
              .where(decisions.c.rollout_id.in_(_latest_rollout_ids()), decisions.c.superseded_by.is_(None),
-                    decisions.c.applied_at.is_(None))
+                    decisions.c.applied_at.is_(None),
+                    sa.or_(decisions.c.approval.is_(None), decisions.c.approval != "pending"))
              .order_by(decisions.c.day, decisions.c.id))
     return [_decision(r) for r in connection.execute(query)]
 
@@ -373,3 +411,10 @@ def watched_models(connection: sa.Connection) -> list[str]:
         if route is not None and route.role == "inactive" and route.shadow:
             out.append(rollout.model_name)
     return sorted(out)
+
+
+def decisions_on(connection: sa.Connection, day: dt.date) -> list[DecisionRecord]:
+    """Every live (not superseded) decision of ``day``, across models, by model name (the morning digest)."""
+    query = (sa.select(decisions).where(decisions.c.day == day, decisions.c.superseded_by.is_(None))
+             .order_by(decisions.c.model_name, decisions.c.id))
+    return [_decision(row) for row in connection.execute(query)]

@@ -110,6 +110,7 @@ decisions = sa.Table(
     sa.Column("superseded_by", sa.Integer, nullable=True),
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("approval", sa.Text, nullable=True),  # NULL: none needed; pending | approved | rejected | expired
 )
 
 teardowns = sa.Table(
