@@ -529,8 +529,6 @@ def rollback(model: str, reason: str, as_json: bool, operator: str | None) -> No
 def _verdict(model: str, day: str, reason: str, operator: str | None, verdict: str, rollback_: bool,
              as_json: bool) -> None:
     """``approve`` and ``reject``: a person's verdict on a promotion waiting for approval, through the decision service."""
-    import getpass
-
     from rollout_pipeline.decisions import DecisionRequest, make_approval
     from rollout_pipeline.domain.routing import InvalidName, validate_name
     from rollout_pipeline.store.rollouts import RolloutError
@@ -542,7 +540,7 @@ def _verdict(model: str, day: str, reason: str, operator: str | None, verdict: s
     the_day = _parse_day(day)
     if not reason.strip():
         raise CliError("--reason must say why (it is kept in the audit trail)")
-    operator = operator or getpass.getuser()
+    operator = cli_actor(operator)  # audited as "NAME (cli)", NAME defaulting to the OS user
     engine = _engine()
     try:
         outcome = make_approval(engine, DecisionRequest(model, the_day, operator, reason=reason, source="approval",
@@ -564,7 +562,7 @@ def _verdict(model: str, day: str, reason: str, operator: str | None, verdict: s
 @click.option("--model", required=True)
 @click.option("--date", "day", required=True, help="The UTC day whose promotion waits for approval, YYYY-MM-DD.")
 @click.option("--reason", required=True, help="Why (kept in the audit trail).")
-@click.option("--operator", default=None, help="Who approves (default: the OS user).")
+@click.option("--operator", default=None, help="Who approves (default: the OS user); audited as 'NAME (cli)'.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def approve(model: str, day: str, reason: str, operator: str | None, as_json: bool) -> None:
     """Approve a promotion waiting for approval: it is applied to the routing at once."""
@@ -575,7 +573,7 @@ def approve(model: str, day: str, reason: str, operator: str | None, as_json: bo
 @click.option("--model", required=True)
 @click.option("--date", "day", required=True, help="The UTC day whose promotion waits for approval, YYYY-MM-DD.")
 @click.option("--reason", required=True, help="Why (kept in the audit trail).")
-@click.option("--operator", default=None, help="Who rejects (default: the OS user).")
+@click.option("--operator", default=None, help="Who rejects (default: the OS user); audited as 'NAME (cli)'.")
 @click.option("--rollback", "rollback_", is_flag=True, help="Roll the candidate back instead of holding.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def reject(model: str, day: str, reason: str, operator: str | None, rollback_: bool, as_json: bool) -> None:

@@ -244,13 +244,14 @@ def test_the_cli_decide_status_approve_and_reject(tmp_path, monkeypatch):
     approved = run("approve", "--model", "m", "--date", str(D), "--reason", "reviewed", "--operator", "bo", "--json")
     assert approved.exit_code == 0, approved.output
     out = json.loads(approved.output)
-    assert out["approval"] == "approved" and out["applied"] is True and out["operator"] == "bo"
+    assert out["approval"] == "approved" and out["applied"] is True and out["operator"] == "bo (cli)"
+    assert out["reasons"][0] == "approved by bo (cli): reviewed"
     status = json.loads(run("status", "--model", "m", "--json").output)
     assert status["approval"] is None and (status["stage"], status["canary_percent"]) == ("canary", 1)
     again = run("reject", "--model", "m", "--date", str(D), "--reason", "too late")
     line = again.stderr.strip()
     assert again.exit_code == 1 and "\n" not in line
     assert line.startswith(f"Error: nothing to reject: m 2026-06-01's promotion is already approved (decision "
-                           f"#{out['decision_id']} by bo at ")
+                           f"#{out['decision_id']} by bo (cli) at ")
     nothing = run("approve", "--model", "m", "--date", "2026-05-31", "--reason", "x")
     assert nothing.exit_code == 1 and "nothing to approve: m 2026-05-31 has no decision" in nothing.stderr
