@@ -663,6 +663,42 @@ def report(model: str, day: str | None) -> None:
 
 
 @cli.command()
+@click.option("--date", "day", required=True, help="The decided UTC day (the night's analysis of it), YYYY-MM-DD.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def digest(day: str, as_json: bool) -> None:
+    """The morning digest: every rollout's decision of that day, pending approvals first, with report links."""
+    from rollout_pipeline.review import digest as digests
+    from rollout_pipeline.review.content import review_from_record
+    from rollout_pipeline.review.report import report_path, rollout_history, write_report
+    from rollout_pipeline.store.rollouts import decision_history, decisions_on
+
+    the_day = _parse_day(day)
+    engine = _engine()
+    try:
+        with engine.connect() as conn:
+            records = decisions_on(conn, the_day)
+            # A report missing (a decision made outside a Dagster run) is written, so every link opens.
+            for record in records:
+                if not report_path(record.model_name, the_day.isoformat()).exists():
+                    write_report(review_from_record(record),
+                                 rollout_history(decision_history(conn, record.model_name), record))
+    finally:
+        engine.dispose()
+    rows = digests.digest_rows(records)
+    path = digests.write_digest(the_day.isoformat(), rows)
+    if as_json:
+        _echo_json({"date": the_day.isoformat(), "digest": str(path), "decisions": digests.to_json(rows)})
+        return
+    if not rows:
+        click.echo(f"no decisions on {the_day}")
+    for r in rows:
+        waiting = f" [approval {r.approval}]" if r.approval else ""
+        click.echo(f"{r.model}: {r.action.upper()}{' (forced)' if r.forced else ''}{waiting} {r.before} -> {r.after} "
+                   f"(#{r.decision_id} by {r.actor}) {path.parent / r.report}")
+    click.echo(str(path))
+
+
+@cli.command()
 @click.option("--days", default=6, show_default=True, type=click.IntRange(1, 30), help="Days to simulate per rollout.")
 @click.option("--requests", default=16_000, show_default=True, type=click.IntRange(100, 1_000_000),
               help="Requests per simulated day.")

@@ -7,6 +7,7 @@ logged and recorded in the decision's metadata; the secret path of a Slack URL i
 """
 
 import datetime as dt
+import getpass
 import http.server
 import json
 import socket
@@ -201,7 +202,7 @@ def test_a_manual_rollback_from_the_cli_posts_one_message(store, monkeypatch):
     assert result.exit_code == 0, result.output
     ((path, message),) = received
     assert path == "/hook" and message["action"] == "rollback" and message["forced"] is True
-    assert message["to"] == {"stage": "rolled_back", "canary_percent": 0} and message["actor"] == "cli"
+    assert message["to"] == {"stage": "rolled_back", "canary_percent": 0} and message["actor"] == f"{getpass.getuser()} (cli)"
     with engine.connect() as conn:
         (record,) = repo.decision_history(conn, "m")
     assert record.action == "rollback" and message["decision_id"] == record.id

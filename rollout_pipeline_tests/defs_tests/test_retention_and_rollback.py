@@ -121,7 +121,8 @@ def test_a_bad_attempt_count_is_refused_in_one_line_before_any_run(sqlite_url, t
 
 
 def test_rollback_within_the_window_restores_the_old_variant_at_once(promoted):
-    out = _run("rollback", "--model", "churn", "--reason", "conversion dropped after promotion", "--json")
+    out = _run("rollback", "--model", "churn", "--reason", "conversion dropped after promotion", "--operator", "alice",
+               "--json")
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert (result["action"], result["forced"]) == ("rollback", True)
@@ -132,7 +133,7 @@ def test_rollback_within_the_window_restores_the_old_variant_at_once(promoted):
         last = decision_history(conn, "churn")[-1]
         assert latest_rollout(conn, "churn").stage == "rolled_back"
     assert last.action == "rollback" and last.applied_at is not None
-    assert last.reasons == ["forced rollback by cli: conversion dropped after promotion"]
+    assert last.reasons == ["forced rollback by alice (cli): conversion dropped after promotion"]
     again = _run("rollback", "--model", "churn", "--reason", "twice")
     assert again.exit_code == 1 and "already rolled back" in again.output
 

@@ -4,6 +4,7 @@ and log fields are refused with a clear error or stored exactly; no injection (t
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 
 import pytest
@@ -109,7 +110,7 @@ def test_a_hostile_reason_is_stored_and_shown_exactly(env):
                   "--json")
     assert forced.exit_code == 0, forced.output
     out = json.loads(forced.stdout)
-    expected = f"forced rollback by cli: {REASON.strip()}"
+    expected = f"forced rollback by {getpass.getuser()} (cli): {REASON.strip()}"  # --operator defaults to the OS user
     assert out["reasons"] == [expected] and out["applied"] is True
     history = json.loads(_run("history", "--model", "m", "--json").stdout)
     assert history[-1]["reasons"] == [expected]
