@@ -45,9 +45,12 @@ from rollout_pipeline.domain.stats import (
     units_needed,
     z_of,
 )
-from rollout_pipeline.domain.summary import DaySummary, SampleRow, VariantDay
+from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary, SampleRow, VariantDay
 
 LATENCY_QUANTILE = 0.99
+# Without policy bounds, plausible outputs are the stable's sampled range between these quantiles (robust to a
+# stray outlier of its own), widened by its width on each side (docs/policy.md, "extremes").
+STABLE_RANGE = (0.001, 0.999)
 
 
 @dataclass(frozen=True)
@@ -384,7 +387,7 @@ def feedback_values(ctx: GateContext) -> MetricCheck | None:
     rows = [r for r in (*ctx.summary.sample, *ctx.summary.accuracy_sample) if r.actual is not None]
     if not rows:
         return None
-    bad = sum(1 for r in rows if not math.isfinite(r.actual) or abs(r.actual) >= 1e15)
+    bad = sum(1 for r in rows if not math.isfinite(r.actual) or abs(r.actual) >= ABSURD_VALUE)
     cls = "high" if bad else "pass"
     return MetricCheck("feedback_values", "integrity", "critical", cls, None, float(bad),
                        f"{bad} of {len(rows)} sampled actual outcomes are not finite numbers" if bad
@@ -507,7 +510,7 @@ def _bounds(ctx: GateContext) -> tuple[float, float] | None:
     vals = sorted(v for r in ctx.stable_rows if _ok(r) and _finite(v := r.prediction))
     if len(vals) < ctx.policy.min_units:
         return None
-    lo, hi = vals[int(0.001 * (len(vals) - 1))], vals[math.ceil(0.999 * (len(vals) - 1))]
+    lo, hi = vals[int(STABLE_RANGE[0] * (len(vals) - 1))], vals[math.ceil(STABLE_RANGE[1] * (len(vals) - 1))]
     width = hi - lo
     if width <= 0:
         return None  # a constant baseline: no spread to derive bounds from
@@ -567,7 +570,7 @@ def extremes(ctx: GateContext) -> MetricCheck | None:
 
 
 def _prediction(row: SampleRow) -> float | None:
-    return row.prediction if _ok(row) and _finite(row.prediction) and abs(row.prediction) < 1e15 else None
+    return row.prediction if _ok(row) and _finite(row.prediction) and abs(row.prediction) < ABSURD_VALUE else None
 
 
 def prediction_shift(ctx: GateContext) -> MetricCheck | None:
@@ -670,7 +673,7 @@ def accuracy(ctx: GateContext) -> MetricCheck | None:
 
     if numeric:
         def value(r: SampleRow) -> float | None:
-            if not (_ok(r) and _finite(r.actual) and abs(r.actual) < 1e15 and (pv := _prediction(r)) is not None):
+            if not (_ok(r) and _finite(r.actual) and abs(r.actual) < ABSURD_VALUE and (pv := _prediction(r)) is not None):
                 return None
             return abs(pv - r.actual)
     else:
