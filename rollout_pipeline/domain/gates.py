@@ -29,6 +29,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rollout_pipeline.domain.formatting import num, pct
 from rollout_pipeline.domain.judge import classify_metric
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.stats import (
@@ -74,18 +75,6 @@ class MetricCheck:
     @property
     def insufficient(self) -> bool:
         return self.classification == "nodata"
-
-
-# --- formatting (one place) -----------------------------------------------------------------------------
-
-def pct(x: float | None) -> str:
-    """A share as a percentage with two decimals ("n/a" for None)."""
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def num(x: float | None, unit: str = "") -> str:
-    """A number with four significant digits ("n/a" for None)."""
-    return "n/a" if x is None else f"{x:,.4g}{unit}"
 
 
 # --- what the gates read --------------------------------------------------------------------------------
