@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sys
 import time
 
@@ -17,7 +18,7 @@ import click
 
 from rollout_pipeline import __version__
 from rollout_pipeline.config import load_settings
-from rollout_pipeline.logs import configure_logging
+from rollout_pipeline.logs import ENV_LOG_LEVEL, configure_logging
 
 log = logging.getLogger("rollout_pipeline.cli")
 
@@ -703,12 +704,18 @@ def digest(day: str, as_json: bool) -> None:
 @click.option("--requests", default=16_000, show_default=True, type=click.IntRange(100, 1_000_000),
               help="Requests per simulated day.")
 def demo(days: int, requests: int) -> None:
-    """Run two rollouts day by day on the embedded default (state in <state>/demo, wiped first)."""
+    """Run three rollouts day by day on the embedded default (state in <state>/demo, wiped first).
+
+    Progress lines of the pipeline and Dagster's step logs show with --verbose or --log-level INFO."""
     quiet_dagster()
     from rollout_pipeline.demo import run_demo
 
     started = time.perf_counter()
-    run_demo(days=days, requests=requests)
+    verbose = click.get_current_context().meta.get(VERBOSE, False)
+    if not verbose and not os.environ.get(ENV_LOG_LEVEL) and click.get_current_context().parent.params.get(
+            "log_level") is None:
+        logging.getLogger("rollout_pipeline").setLevel(logging.WARNING)  # the demo's own lines say what happens
+    run_demo(days=days, requests=requests, log_level=_dagster_log_level())
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 

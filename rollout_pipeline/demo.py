@@ -59,7 +59,7 @@ def demo_policy(rollout: DemoRollout) -> Policy:
     return parse_policy({**PRESETS[rollout.preset], **dict(rollout.policy)}, f"demo {rollout.model}")
 
 
-def run_demo(days: int = 6, requests: int = DEMO_REQUESTS, echo=click.echo) -> list[dict]:
+def run_demo(days: int = 6, requests: int = DEMO_REQUESTS, echo=click.echo, log_level: str = "INFO") -> list[dict]:
     """Run the demo's rollouts day by day; returns every day's decision (the CLI's JSON objects).
 
     Traffic depends on fixed seeds only (never the date), so the decisions are the
@@ -101,7 +101,7 @@ def run_demo(days: int = 6, requests: int = DEMO_REQUESTS, echo=click.echo) -> l
             sim = simulate_day(engine, r.model, day, requests, r.scenario, seed=DEMO_SEED, day_index=k, kind=r.kind,
                                spill_dir=folder / "spill")
             sim_s = time.perf_counter() - t0
-            out = decide_day(r.model, day, None, None, dry_run=False, actor="demo")
+            out = decide_day(r.model, day, None, None, dry_run=False, actor="demo", log_level=log_level)
             outcomes.append(out)
             f, t = out["from"], out["to"]
             echo(f"{day} {r.model}: {out['action'].upper():8} {f['stage']} {f['canary_percent']}% -> "
