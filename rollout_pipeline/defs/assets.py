@@ -131,13 +131,14 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
     if outcome.unapplied_reason:
         context.log.warning("decision %d stored but not applied yet (the routing sensor will): %s",
                             record.id, outcome.unapplied_reason)
-    review = review_metadata(outcome, write=not config.dry_run, report_base_url=notifier.report_base_url)
+    review, report_file = review_metadata(outcome, write=not config.dry_run,
+                                          report_base_url=notifier.report_base_url)
     if not config.dry_run:  # after the decision's transaction committed; a failed post never fails the decision
-        review["notifications"] = notify_decision(context, notifier, outcome, model, day, actor, review["report"])
+        review["notifications"] = notify_decision(context, notifier, outcome, model, day, actor, report_file)
         # The Runs list shows the outcome without opening the run.
         context.instance.add_run_tags(context.run.run_id, {ACTION_TAG: record.action})
     # Order is the UI's order: the report link and the plain numbers first (inline, no modal), tables after.
-    report = {k: review.pop(k) for k in ("report_url", "report") if k in review}
+    report = {"report": review.pop("report")}
     return dg.MaterializeResult(metadata={
         **report,
         "action": record.action,
@@ -154,11 +155,11 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
     })
 
 
-def notify_decision(context, notifier: Notifier, outcome, model: str, day, actor: str, report) -> str:
+def notify_decision(context, notifier: Notifier, outcome, model: str, day, actor: str, report: str | None) -> str:
     """Post the decision to the configured webhooks; what happened, logged and returned for the metadata."""
     if not notifier.configured:
         return "none configured"
-    links = notifier.links(model, day.isoformat(), context.run.run_id, getattr(report, "value", None))
+    links = notifier.links(model, day.isoformat(), context.run.run_id, report)
     message = decision_message(outcome.output(), model=model, day=day.isoformat(), actor=actor,
                                run_id=context.run.run_id, links_=links)
     lines = []
@@ -168,27 +169,32 @@ def notify_decision(context, notifier: Notifier, outcome, model: str, day, actor
     return "; ".join(lines)
 
 
-def review_metadata(outcome, *, write: bool, report_base_url: str = "") -> dict:
-    """The review as metadata entries: markdown tables, one text entry per metric's "why", and the HTML report.
+def review_metadata(outcome, *, write: bool, report_base_url: str = "") -> tuple[dict, str | None]:
+    """The review as metadata entries (markdown tables, one text entry per metric's "why", a link to the
+    HTML report) and the report's path (None in a dry run).
 
     Markdown under 1,000 characters renders inline in the Dagster UI, longer markdown (the plots) only
-    behind "Show Markdown"; so the tables are narrow and each reason is its own plain-text entry.
+    behind "Show Markdown"; so the tables are narrow and each reason is its own plain-text entry. The
+    report is a markdown link showing its file name: a long path or URL as text is one unbreakable word
+    that widens the whole metadata table past the window.
     """
     plots = review_plots(outcome.review, outcome.history)
     sections = markdown_sections(outcome.review, outcome.history, plots)
     sections.pop("why")
     meta: dict = {}
+    path = None
     if write:
         path = write_report(outcome.review, outcome.history, plots)
-        if report_base_url:
-            meta["report_url"] = dg.MetadataValue.url(
-                f"{report_base_url.rstrip('/')}/{urllib.parse.quote(path.name)}")
-        meta["report"] = dg.MetadataValue.path(str(path))
+        href = (f"{report_base_url.rstrip('/')}/{urllib.parse.quote(path.name)}" if report_base_url
+                else path.resolve().as_uri())
+        meta["report"] = dg.MetadataValue.md(
+            f"[{path.name}]({href}): the whole review with its plots, in the state folder's reports "
+            f"(`rollout-pipeline report --model {outcome.review.model} --date {outcome.review.day}` prints the path)")
     else:
         meta["report"] = "dry run: not written"
     meta.update({key: dg.MetadataValue.md(text) for key, text in sections.items()})
     meta.update({f"why: {name}": dg.MetadataValue.text(text) for name, text in why_lines(outcome.review)})
-    return meta
+    return meta, None if path is None else str(path)
 
 
 def metrics_table(evaluation: Evaluation) -> Table:

@@ -112,10 +112,16 @@ def validation_table(r: Review) -> Table:
     return Table(("suite", "result", "kind", "failures"), tuple(rows))
 
 
-def extremes_table(r: Review) -> Table:
-    """The most unusually high / low candidate outputs, with the correlation id to look each request up."""
+def extremes_table(r: Review, id_chars: int | None = None) -> Table:
+    """The most unusually high / low candidate outputs, with the correlation id to look each request up
+    (cut to its first ``id_chars`` characters where space is short: the report keeps the whole id)."""
+    def cid(x: str | None) -> str:
+        if not x:
+            return "(missing)"
+        return x if id_chars is None or len(x) <= id_chars else x[:id_chars] + "…"
+
     return Table(("side", "correlation_id", "candidate", "stable"),
-                 tuple((e.side, e.correlation_id or "(missing)", num(e.candidate_prediction), num(e.stable_prediction))
+                 tuple((e.side, cid(e.correlation_id), num(e.candidate_prediction), num(e.stable_prediction))
                        for e in r.extremes))
 
 
@@ -126,6 +132,10 @@ def history_table(points: tuple[HistoryPoint, ...]) -> Table:
 
 
 # --- markdown (Dagster metadata) -------------------------------------------------------------
+
+# A 32-character correlation id widens the whole metadata table past 1,400 px in the Dagster UI's
+# partition view; 12 characters still find the request (prefix search), the HTML report shows it whole.
+MD_ID_CHARS = 12
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "/").replace("\n", " ")
@@ -155,7 +165,7 @@ def markdown_sections(r: Review, history: tuple[HistoryPoint, ...], plots: list[
         "metrics": md_table(verdicts_table(r)),
         "why": "\n".join(f"- **{name}** {_md_cell(text)}" for name, text in why_lines(r)) or "_none_",
         "validation": md_table(validation_table(r)),
-        "extremes": md_table(extremes_table(r)),
+        "extremes": md_table(extremes_table(r, id_chars=MD_ID_CHARS)),
         "plots": md_plots(plots),
         "history": md_table(history_table(history)),
     }

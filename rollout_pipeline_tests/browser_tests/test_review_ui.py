@@ -1,9 +1,13 @@
 """The morning review in a real browser: the demo for two days, `dagster-webserver` on its state, and headless
-Chromium on the decision asset's page: the decision, its reasons and the plots are visible."""
+Chromium on the decision asset's page: the decision, its reasons and the plots are visible; at 1,400 px the
+report link, the key numbers, the metrics table and each metric's "why" show inline, nothing cut off at the
+right; the morning digest page lists both rollouts and links to their reports."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
 import time
 
 from rollout_pipeline.store.engine import make_engine
@@ -51,8 +55,54 @@ def test_the_decision_its_reasons_and_its_plots_are_visible(chromium, artifacts,
             assert plots.first.evaluate("img => img.complete && img.naturalWidth") > 100  # decoded, not a broken image
             shot = artifacts / "decision-plots.png"
             page.screenshot(path=str(shot))
+            page.keyboard.press("Escape")
+            _readable_at_1400_px(browser, base, day, artifacts)
+            _digest_page(browser, state, day, artifacts)
         finally:
             browser.close()
     print(f"\nscreenshots: {artifacts / 'decision-metadata.png'} {shot}")
     print(f"timings: demo state {prepared - started:.1f} s, webserver up {served - prepared:.1f} s, "
           f"browser {time.perf_counter() - served:.1f} s")
+
+
+def _readable_at_1400_px(browser, base, day, artifacts):
+    """At 1400x900 the report link, key numbers, the metrics table and each "why" are inline, none cut off."""
+    from playwright.sync_api import expect
+
+    page = ui.new_page(browser, 1400, 900)
+    page.goto(ui.decision_url(base, day, "diabetes"))
+    expect(ui.metadata_row(page, "report").get_by_role("link", name=f"diabetes-{day}.html")).to_be_visible(
+        timeout=30_000)
+    expect(ui.metadata_row(page, "candidate_p99_ms")).to_be_visible()
+    metrics = ui.metadata_row(page, "metrics").locator("table")
+    expect(metrics).to_contain_text("latency")  # inline, not behind "Show Markdown"
+    metrics.scroll_into_view_if_needed()
+    box = metrics.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1400, box
+    why = ui.metadata_row(page, "why: latency")
+    why.scroll_into_view_if_needed()
+    expect(why).to_contain_text("p99")
+    page.screenshot(path=str(artifacts / "decision-1400.png"))
+    value = why.locator("td").filter(has_text="p99").last.bounding_box()
+    assert value and value["x"] + value["width"] <= 1400, value
+    page.close()
+
+
+def _digest_page(browser, state, day, artifacts):
+    """`rollout-pipeline digest` on the demo's state: the page lists every rollout and a report link opens."""
+    from playwright.sync_api import expect
+
+    done = subprocess.run([str(ui.BIN / "rollout-pipeline"), "digest", "--date", day, "--json"], cwd=ui.REPO,
+                          env=ui.state_env(state), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert {"diabetes", "cancer"} <= {d["model"] for d in out["decisions"]}
+    page = ui.new_page(browser, 1400, 900)
+    page.goto(f"file://{out['digest']}")
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(len(out["decisions"]))
+    expect(rows.first).to_contain_text(out["decisions"][0]["model"])
+    page.screenshot(path=str(artifacts / "digest.png"))
+    page.get_by_role("link", name="diabetes", exact=True).click()
+    expect(page.locator("h1")).to_contain_text(f"diabetes · {day}")
+    page.close()

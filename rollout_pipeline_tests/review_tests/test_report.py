@@ -67,7 +67,7 @@ def test_metadata_report_and_decision_table_agree(decided):
     assert meta["before"] == f"{row.stage_before} {row.percent_before}%"
     assert meta["after"] == f"{row.stage_after} {row.percent_after}%"
     report = tmp_path / "state" / "reports" / f"m-{D2}.html"
-    assert meta["report"] == str(report)
+    assert f"[{report.name}]({report.resolve().as_uri()})" in meta["report"]
     page = report.read_text()
     text = _text(page)
     for reason in row.reasons:
@@ -129,7 +129,7 @@ def test_the_decision_page_reads_inline_at_1400_px(decided):
     metadata = event.asset_materialization.metadata
     keys = list(metadata)
     assert keys[:2] == ["report", "action"]
-    assert isinstance(metadata["report"], dg.PathMetadataValue)
+    assert isinstance(metadata["report"], dg.MarkdownMetadataValue) and len(metadata["report"].value) < 1000
     assert isinstance(metadata["candidate_p99_ms"], dg.FloatMetadataValue)
     assert isinstance(metadata["candidate_requests"], dg.IntMetadataValue)
     assert keys.index("candidate_p99_ms") < keys.index("reasons") < keys.index("metrics") < keys.index("plots")
