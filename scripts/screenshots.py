@@ -19,15 +19,27 @@ from rollout_pipeline_tests.browser_tests import ui  # noqa: E402
 
 
 def _latest_days(state: Path) -> dict[str, str]:
-    """The latest decided day of each demo model."""
+    """The latest decided day of each demo model, and cancer's first (its rollback)."""
     from rollout_pipeline.store.engine import make_engine
     from rollout_pipeline.store.rollouts import decision_history
 
     engine = make_engine(f"sqlite:///{state / 'rollout.db'}")
     with engine.connect() as conn:
         days = {m: rows[-1].day.isoformat() for m in ("diabetes", "cancer") if (rows := decision_history(conn, m))}
+        if "cancer" in days:
+            days["cancer_first"] = decision_history(conn, "cancer")[0].day.isoformat()
     engine.dispose()
     return days
+
+
+def _digest(state: Path, day: str) -> Path:
+    """`rollout-pipeline digest` of ``day`` on the demo's state; the page's path."""
+    import json
+    import subprocess
+
+    done = subprocess.run([str(ui.BIN / "rollout-pipeline"), "digest", "--date", day, "--json"], cwd=REPO,
+                          env=ui.state_env(state), capture_output=True, text=True, timeout=120, check=True)
+    return Path(json.loads(done.stdout)["digest"])
 
 
 def take(base: str, state: Path, out: Path) -> list[Path]:
@@ -50,8 +62,7 @@ def take(base: str, state: Path, out: Path) -> list[Path]:
         expect(ui.metadata_row(page, "action")).to_be_visible(timeout=30_000)
         page.wait_for_timeout(500)
         shot("decision")
-        ui.metadata_row(page, "stable_vs_candidate").scroll_into_view_if_needed()
-        page.mouse.wheel(0, 250)
+        ui.metadata_row(page, "metrics").scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         shot("tables")
         ui.metadata_row(page, "plots").get_by_text("Show Markdown").click()
@@ -60,18 +71,27 @@ def take(base: str, state: Path, out: Path) -> list[Path]:
         shot("plots")
         page.keyboard.press("Escape")
         if "cancer" in days:
-            page.goto(ui.decision_url(base, days["cancer"], "cancer"))
+            first = days["cancer_first"]
+            page.goto(ui.decision_url(base, first, "cancer"))
             expect(ui.metadata_row(page, "action")).to_contain_text("rollback", timeout=30_000)
             page.wait_for_timeout(500)
             shot("rollback")
-        page.goto(f"{base}/assets/day_summary?view=checks")
-        expect(page.get_by_text("log_quality").first).to_be_visible(timeout=30_000)
-        page.wait_for_timeout(800)
-        shot("checks")
+            # The check of the rolled-back day agrees with the decision: the latency gate's words, failed.
+            page.goto(f"{base}/assets/day_summary?view=checks")
+            expect(page.get_by_text("latency_slo").first).to_be_visible(timeout=30_000)
+            page.get_by_text("latency_slo").first.click()
+            page.get_by_role("tab", name="Execution history").click()
+            expect(page.get_by_text(f"{first}|cancer").first).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(800)
+            shot("checks")
         page.goto(f"{base}/runs")
-        expect(page.get_by_text("daily_analysis").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("rollout/action").first).to_be_visible(timeout=30_000)
         page.wait_for_timeout(800)
         shot("runs")
+        digest = _digest(state, days["diabetes"])
+        page.goto(digest.as_uri())
+        expect(page.locator("tbody tr").first).to_be_visible()
+        shot("digest")
         browser.close()
     return shots
 

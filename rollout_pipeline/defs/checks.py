@@ -33,6 +33,8 @@ def run_suite(context, store: StoreResource, name: str) -> dg.AssetCheckResult:
         passed=suite.passed,
         severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
         metadata={
+            # Inline in the UI (the table may be long enough to hide behind "Show Markdown").
+            "outcome": dg.MetadataValue.text("; ".join(suite.failures) or f"all {len(suite.outcomes)} passed"),
             "results": dg.MetadataValue.md(md_table(outcomes_table(suite))),
             "failures": dg.MetadataValue.json(list(suite.failures)),
             "suite": dg.MetadataValue.json(encode(suite)),
@@ -54,7 +56,9 @@ def log_quality(context, store: StoreResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=day_summary, name=LATENCY, partitions_def=DAY_MODEL,
-                description="Candidate p99 latency against the policy's SLO.")
+                description="The decision's latency gates on the day (candidate p99 bound against the SLO and the "
+                            "stable's p99 + the allowed regression; latency distribution): the check and the "
+                            "decision say the same.")
 def latency_slo(context, store: StoreResource) -> dg.AssetCheckResult:
     return run_suite(context, store, LATENCY)
 

@@ -115,7 +115,8 @@ def test_a_run_tagged_only_with_dagster_partition_works(store, instance):
     result = job_now("daily_analysis").execute_in_process(
         instance=instance, tags={"dagster/partition": f"{D1}|m"}, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert instance.get_run_by_id(result.run_id).tags == {"dagster/partition": f"{D1}|m"}
+    # Only Dagster's partition tag went in; the decision adds its action for the Runs list.
+    assert instance.get_run_by_id(result.run_id).tags == {"dagster/partition": f"{D1}|m", "rollout/action": "promote"}
     (record,) = _live(store)
     assert (record.action, record.run_id) == ("promote", result.run_id)
 
