@@ -671,13 +671,15 @@ def digest(day: str, as_json: bool) -> None:
     from rollout_pipeline.review import digest as digests
     from rollout_pipeline.review.content import review_from_record
     from rollout_pipeline.review.report import report_path, rollout_history, write_report
-    from rollout_pipeline.store.rollouts import decision_history, decisions_on
+    from rollout_pipeline.store.rollouts import active_models, decision_history, decisions_on
 
     the_day = _parse_day(day)
     engine = _engine()
     try:
         with engine.connect() as conn:
             records = decisions_on(conn, the_day)
+            decided = {r.model_name for r in records}
+            undecided = tuple(m for m in active_models(conn) if m not in decided)
             # A report missing (a decision made outside a Dagster run) is written, so every link opens.
             for record in records:
                 if not report_path(record.model_name, the_day.isoformat()).exists():
@@ -686,9 +688,10 @@ def digest(day: str, as_json: bool) -> None:
     finally:
         engine.dispose()
     rows = digests.digest_rows(records)
-    path = digests.write_digest(the_day.isoformat(), rows)
+    path = digests.write_digest(the_day.isoformat(), rows, undecided)
     if as_json:
-        _echo_json({"date": the_day.isoformat(), "digest": str(path), "decisions": digests.to_json(rows)})
+        _echo_json({"date": the_day.isoformat(), "digest": str(path), "decisions": digests.to_json(rows),
+                    "undecided": list(undecided)})
         return
     if not rows:
         click.echo(f"no decisions on {the_day}")
@@ -696,6 +699,8 @@ def digest(day: str, as_json: bool) -> None:
         waiting = f" [approval {r.approval}]" if r.approval else ""
         click.echo(f"{r.model}: {r.action.upper()}{' (forced)' if r.forced else ''}{waiting} {r.before} -> {r.after} "
                    f"(#{r.decision_id} by {r.actor}) {path.parent / r.report}")
+    if undecided:
+        click.echo(f"no decision that night for active rollouts: {', '.join(undecided)}")
     click.echo(str(path))
 
 

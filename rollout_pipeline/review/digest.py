@@ -57,8 +57,8 @@ def digest_path(day: str) -> Path:
     return report_path("digest", day)
 
 
-def render_digest_html(day: str, rows: tuple[DigestRow, ...]) -> str:
-    """The digest as one self-contained HTML page."""
+def render_digest_html(day: str, rows: tuple[DigestRow, ...], undecided: tuple[str, ...] = ()) -> str:
+    """The digest as one self-contained HTML page; ``undecided``: active rollouts with no decision that day."""
     e = html.escape
     items = []
     for r in rows:
@@ -72,22 +72,24 @@ def render_digest_html(day: str, rows: tuple[DigestRow, ...]) -> str:
     pending = sum(r.pending for r in rows)
     body = ("<table><thead><tr><th>model</th><th>decision</th><th>stage</th><th>audit</th><th>why</th></tr></thead>"
             f"<tbody>{''.join(items)}</tbody></table>") if rows else "<p><em>no decisions that night</em></p>"
+    missing = (f'<p class="undecided"><strong>No decision that night</strong> (did the nightly run fail?): '
+               f'{", ".join(e(m) for m in undecided)}</p>\n') if undecided else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rollout digest {e(day)}</title>
 <style>{CSS} .pending{{background:#fff6d6}} td ul{{margin:0;padding-left:1.1em}}</style></head><body>
 <h1>Rollout digest &middot; {e(day)}</h1>
 <p class="meta">{len(rows)} decision(s), {pending} waiting for approval; each model links to its report.</p>
 {body}
-</body></html>
+{missing}</body></html>
 """
 
 
-def write_digest(day: str, rows: tuple[DigestRow, ...]) -> Path:
+def write_digest(day: str, rows: tuple[DigestRow, ...], undecided: tuple[str, ...] = ()) -> Path:
     """Render the digest of ``day`` into its path (atomically) and return the path."""
     path = digest_path(day)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_digest_html(day, rows), encoding="utf-8")
+    tmp.write_text(render_digest_html(day, rows, undecided), encoding="utf-8")
     tmp.replace(path)
     return path
 

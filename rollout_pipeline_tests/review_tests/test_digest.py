@@ -43,7 +43,7 @@ def test_the_digest_command_lists_the_night_and_writes_the_page(tmp_path, monkey
     monkeypatch.delenv("ROLLOUT_DATABASE_URL", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     _run("init-db")
-    for model in ("m", "n"):
+    for model in ("m", "n", "quiet"):
         _run("rollout", "start", "--model", model, "--stable", "v1", "--candidate", "v2")
     engine = make_engine(f"sqlite:///{tmp_path / 'state' / 'rollout.db'}")
     write_predictions(engine, log_day("m", DAY, "v1", "v2"))
@@ -52,11 +52,14 @@ def test_the_digest_command_lists_the_night_and_writes_the_page(tmp_path, monkey
     _run("decide", "--model", "n", "--date", DAY.isoformat(), "--force", "rollback", "--reason", "bad canary")
     out = json.loads(_run("digest", "--date", DAY.isoformat(), "--json"))
     assert [(d["model"], d["action"]) for d in out["decisions"]] == [("n", "rollback"), ("m", "promote")]
+    assert out["undecided"] == ["quiet"]  # active, but nothing decided that night: said, not hidden
     reports = tmp_path / "state" / "reports"
     assert out["digest"] == str(reports / f"digest-{DAY}.html")
     page = (reports / f"digest-{DAY}.html").read_text()
+    assert "No decision that night</strong> (did the nightly run fail?): quiet" in page
     for d in out["decisions"]:
         assert f'href="{d["report"]}"' in page and (reports / d["report"]).exists()
     text = _run("digest", "--date", DAY.isoformat()).splitlines()
     assert text[0].startswith("n: ROLLBACK (forced)") and text[-1] == out["digest"]
-    assert _run("digest", "--date", "2026-05-01").splitlines()[0] == "no decisions on 2026-05-01"
+    assert _run("digest", "--date", "2026-05-01").splitlines()[:2] == [
+        "no decisions on 2026-05-01", "no decision that night for active rollouts: m, quiet"]
