@@ -14,7 +14,8 @@ import math
 import threading
 from dataclasses import dataclass
 
-from rollout_pipeline.domain.gates import context_for, latency_distribution, num
+from rollout_pipeline.domain.formatting import num
+from rollout_pipeline.domain.gates import context_for, latency_distribution
 from rollout_pipeline.domain.gates import latency as latency_gate
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.records import STATUSES
