@@ -75,6 +75,7 @@ def decision_message(decision: dict, *, model: str, day: str, actor: str, run_id
         "forced": bool(decision.get("forced")), "reasons": list(decision.get("reasons", ())),
         "from": decision["from"], "to": decision["to"], "applied": bool(decision.get("applied")),
         "decision_id": decision.get("decision_id"), "actor": actor, "run_id": run_id, "links": links_,
+        "approval": decision.get("approval"),  # "pending": the promotion waits for a person (not applied)
     }
 
 
@@ -94,12 +95,18 @@ def _stage(side: dict) -> str:
     return f"{side['stage']} {side['canary_percent']}%"
 
 
+def _unapplied(message: dict) -> str:
+    if message.get("approval") == "pending":
+        return " (waiting for approval: rollout-pipeline approve or reject)"
+    return "" if message["applied"] else " (not applied yet)"
+
+
 def slack_message(message: dict) -> dict:
     """The Slack incoming-webhook form of a message: a ``text`` fallback and mrkdwn blocks with the links."""
     if message["event"] == "decision":
         head = (f"{message['model']} {message['date']}: {message['action'].upper()}"
                 f"{' (forced)' if message['forced'] else ''} {_stage(message['from'])} → {_stage(message['to'])}"
-                f"{'' if message['applied'] else ' (not applied yet)'}")
+                f"{_unapplied(message)}")
         body = "\n".join(f"• {_slack_escape(r)}" for r in message["reasons"]) or "(no reasons)"
     else:
         head = f"{message['model']}/{message['variant']} {message['date']}: teardown {message['status']}"

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from rollout_pipeline.cli import cli
 from rollout_pipeline.decisions import DecisionRefused, DecisionRequest, make_approval, make_decision
 from rollout_pipeline.defs.approvals import approve_decision
-from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.routing import routing_sensor
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.store import evidence as evidence_store
@@ -193,7 +193,7 @@ def test_the_approve_decision_job_from_run_config(sqlite_engine, sqlite_url, mon
     summary = _start(engine, policy=UNHURRIED)
     _night(engine, summary, D)
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", sqlite_url)
-    resources = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}
+    resources = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL")), "notifier": Notifier()}
     config = {"model": "m", "date": str(D), "verdict": "approve", "reason": "looks good", "operator": "bo"}
     with dg.instance_for_test() as instance:
         result = approve_decision.execute_in_process(

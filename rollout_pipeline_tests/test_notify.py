@@ -206,3 +206,18 @@ def test_a_manual_rollback_from_the_cli_posts_one_message(store, monkeypatch):
     with engine.connect() as conn:
         (record,) = repo.decision_history(conn, "m")
     assert record.action == "rollback" and message["decision_id"] == record.id
+
+
+def test_a_promotion_waiting_for_approval_says_so():
+    """A pending promotion is not applied: the message says a person must approve or reject it."""
+    from rollout_pipeline.notify import decision_message, slack_message
+
+    decision = {"action": "promote", "forced": False, "reasons": ["judge score 100 >= pass 95"], "applied": False,
+                "from": {"stage": "shadow", "canary_percent": 0}, "to": {"stage": "canary", "canary_percent": 1},
+                "decision_id": 7, "approval": "pending"}
+    message = decision_message(decision, model="m", day="2026-06-10", actor="schedule", run_id="r", links_={})
+    assert message["approval"] == "pending" and message["applied"] is False
+    assert "waiting for approval" in slack_message(message)["text"]
+    done = decision_message({**decision, "approval": None, "applied": True}, model="m", day="2026-06-10",
+                            actor="schedule", run_id="r", links_={})
+    assert "waiting" not in slack_message(done)["text"]

@@ -12,8 +12,9 @@ from typing import Literal
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_approval
+from rollout_pipeline.defs.assets import notify_decision
 from rollout_pipeline.defs.failures import database_errors, refuse
-from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.domain.routing import InvalidName, validate_name
 from rollout_pipeline.store import rollouts as repo
@@ -31,7 +32,8 @@ class ApprovalConfig(dg.Config):
 
 
 @dg.op(tags={"kind": "sql"})
-def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: StoreResource) -> dict:
+def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: StoreResource,
+                 notifier: Notifier) -> dict:
     """Approve (apply) or reject (hold, or roll back) the pending promotion; the decision is the op's metadata."""
     try:
         validate_name("model", config.model)
@@ -51,8 +53,10 @@ def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: 
     out = {**outcome.output(), "model": config.model, "date": day.isoformat(), "operator": operator}
     context.log.info("%s %s: %s by %s (%s)", config.model, day, outcome.record.approval, operator,
                      "; ".join(outcome.record.reasons))
+    notified = notify_decision(context, notifier, outcome, config.model, day, operator, None)
     context.add_output_metadata({"action": out["action"], "approval": out["approval"], "operator": operator,
-                                 "applied": out["applied"], "decision": dg.MetadataValue.json(out)})
+                                 "applied": out["applied"], "decision": dg.MetadataValue.json(out),
+                                 "notifications": notified})
     return out
 
 

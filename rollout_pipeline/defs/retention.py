@@ -16,8 +16,9 @@ import datetime as dt
 import dagster as dg
 
 from rollout_pipeline.defs.failures import database_errors, refuse
-from rollout_pipeline.defs.resources import StoreResource, TeardownAction
+from rollout_pipeline.defs.resources import Notifier, StoreResource, TeardownAction
 from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.notify import teardown_message
 from rollout_pipeline.review.render import Table, md_table
 from rollout_pipeline.store import teardown as teardowns
 from rollout_pipeline.store.engine import DatabaseUrlError
@@ -47,7 +48,7 @@ def _day(value: str | None) -> dt.date:
 
 @dg.op(retry_policy=DATABASE_RETRY, tags={"kind": "sql"})
 def retire_inactive_variants(context: dg.OpExecutionContext, config: TeardownConfig, store: StoreResource,
-                             teardown_action: TeardownAction) -> dict:
+                             teardown_action: TeardownAction, notifier: Notifier) -> dict:
     """Run the teardown action for each variant past its window, then retire it in the routing.
 
     A variant whose action fails stays inactive (still deployable); the failure
@@ -63,11 +64,20 @@ def retire_inactive_variants(context: dg.OpExecutionContext, config: TeardownCon
     except DatabaseUrlError as exc:
         raise refuse(f"the store's database URL: {exc}") from None
     with database_errors():
-        return _retire(context, day, engine, teardown_action, store.log_retention_days)
+        return _retire(context, day, engine, teardown_action, store.log_retention_days, notifier)
+
+
+def notify_teardown(context, notifier: Notifier, record: dict) -> None:
+    """Post one teardown (done or failed) to the configured webhooks; a failed post is logged, never raised."""
+    if not notifier.configured:
+        return
+    links = {"run": notifier.links(record["model"], str(record.get("day") or ""), context.run.run_id)["run"]}
+    for delivery in notifier.send(teardown_message(record, run_id=context.run.run_id, links_=links)):
+        (context.log.info if delivery.ok else context.log.warning)("notification %s", delivery.line())
 
 
 def _retire(context: dg.OpExecutionContext, day: dt.date, engine, action: TeardownAction,
-            log_retention_days: int | None) -> dict:
+            log_retention_days: int | None, notifier: Notifier) -> dict:
     actor = context.run.tags.get(ACTOR_TAG) or "schedule"
     with engine.connect() as conn:
         verdicts = teardowns.verdicts(conn, day)
@@ -85,6 +95,7 @@ def _retire(context: dg.OpExecutionContext, day: dt.date, engine, action: Teardo
         if record is None:
             continue  # someone brought it back (e.g. a rollback) meanwhile: nothing to retire
         (torn if result.ok else failed).append(record.as_dict())
+        notify_teardown(context, notifier, record.as_dict())
         context.log.log(20 if result.ok else 40, "%s/%s: teardown %s (%s)", model, verdict.variant,
                         record.status, record.detail)
         if result.config_error:

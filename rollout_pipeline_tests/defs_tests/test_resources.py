@@ -21,6 +21,7 @@ import pytest
 
 from rollout_pipeline.defs.resources import (
     CommandTeardown,
+    Notifier,
     RecordOnlyTeardown,
     StoreResource,
     WebhookTeardown,
@@ -171,7 +172,7 @@ def promoted_store(sqlite_url):
 
 def _retention(url: str, instance, attempts: int = 3) -> dg.ExecuteInProcessResult:
     action = WebhookTeardown(url=dg.EnvVar("ROLLOUT_TEARDOWN_WEBHOOK"), attempts=attempts, backoff_seconds=0)
-    resources = {"store": StoreResource(database_url=url), "teardown_action": action}
+    resources = {"store": StoreResource(database_url=url), "teardown_action": action, "notifier": Notifier()}
     return retention.execute_in_process(
         run_config={"ops": {"retire_inactive_variants": {"config": {"date": DUE.isoformat()}}}},
         resources=resources, instance=instance, raise_on_error=False)
@@ -208,6 +209,35 @@ def test_webhook_credentials_go_as_basic_auth_and_the_password_is_never_recorded
     assert _routes(engine)["v1"] == "retired"
     assert "webhook: POST http://127.0.0.1:" in seen  # the action is named...
     assert PASSWORD not in seen and "ops%40corp" not in seen and "team=ml" not in seen  # ...never its secrets
+
+
+def test_a_teardown_posts_one_notification_and_a_dead_webhook_does_not_fail_it(promoted_store, clean_env):
+    """Every teardown is notified (generic JSON webhook); an unreachable notification webhook only logs."""
+    url, engine = promoted_store
+    config = {"ops": {"retire_inactive_variants": {"config": {"date": DUE.isoformat()}}}}
+    with _Hook(204) as hook, dg.instance_for_test() as instance:
+        result = retention.execute_in_process(
+            run_config=config, instance=instance, raise_on_error=False,
+            resources={"store": StoreResource(database_url=url), "teardown_action": RecordOnlyTeardown(),
+                       "notifier": Notifier(webhook_url=hook.url(userinfo="n:x"), backoff_seconds=0)})
+    assert result.success
+    (request,) = hook.requests
+    assert request["body"]["event"] == "teardown" and request["body"]["model"] == "churn"
+    assert request["body"]["variant"] == "v1" and request["body"]["status"] == "done"
+    assert _routes(engine)["v1"] == "retired"
+
+
+def test_an_unreachable_notification_webhook_never_fails_the_teardown(promoted_store, clean_env):
+    url, engine = promoted_store
+    config = {"ops": {"retire_inactive_variants": {"config": {"date": DUE.isoformat()}}}}
+    with dg.instance_for_test() as instance:
+        result = retention.execute_in_process(
+            run_config=config, instance=instance, raise_on_error=False,
+            resources={"store": StoreResource(database_url=url), "teardown_action": RecordOnlyTeardown(),
+                       "notifier": Notifier(webhook_url="http://127.0.0.1:9/hook", attempts=1, backoff_seconds=0)})
+        warnings = [e.message for e in instance.all_logs(result.run_id) if "notification" in (e.message or "")]
+    assert result.success and _routes(engine)["v1"] == "retired"
+    assert warnings and "127.0.0.1:9" in " ".join(warnings) and "/hook" not in " ".join(warnings)
 
 
 def test_a_401_is_a_configuration_error_not_retried_and_said_in_one_line(promoted_store, clean_env, caplog, capfd):
@@ -266,7 +296,7 @@ def test_a_failed_retention_run_is_not_retried_by_dagsters_run_retries(promoted_
 def test_a_store_url_that_cannot_work_fails_the_retention_step_once_in_one_line(clean_env):
     """A configuration error of the store is not a transient database error: no RetryPolicy retry, no password."""
     resources = {"store": StoreResource(database_url="mysql://bob:hunter2@db.example.com/rollout"),
-                 "teardown_action": RecordOnlyTeardown()}
+                 "teardown_action": RecordOnlyTeardown(), "notifier": Notifier()}
     with dg.instance_for_test() as instance:
         result = retention.execute_in_process(
             run_config={"ops": {"retire_inactive_variants": {"config": {"date": DUE.isoformat()}}}},
