@@ -302,6 +302,8 @@ def decide(model: str, day: str, force: str | None, reason: str | None, dry_run:
 
     out = decide_day(model, the_day, force, reason, dry_run, actor=cli_actor(operator),
                      log_level=_dagster_log_level())
+    if out.get("failed_checks") and out.get("decision_id") is not None and not dry_run:
+        _notify(out, actor=cli_actor(operator))  # a blocked day's hold is decided after the run: notify it here
     if as_json:
         _echo_json(out)
         return

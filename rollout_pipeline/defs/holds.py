@@ -17,8 +17,9 @@ from rollout_pipeline.decisions import DecisionRequest, make_decision
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.jobs import daily_analysis_job
 from rollout_pipeline.defs.partitions import partition_from_tags
-from rollout_pipeline.defs.resources import StoreResource
+from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.notify import decision_message
 
 
 def record_blocked_hold(engine: sa.Engine, model: str, day: dt.date, run_id: str, *, actor: str,
@@ -31,7 +32,7 @@ def record_blocked_hold(engine: sa.Engine, model: str, day: dt.date, run_id: str
 @dg.run_failure_sensor(monitored_jobs=[daily_analysis_job], default_status=dg.DefaultSensorStatus.RUNNING,
                        minimum_interval_seconds=30,
                        description="Records the hold of a day whose blocking log-quality check failed.")
-def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource):
+def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource, notifier: Notifier):
     run = context.dagster_run
     partition = partition_from_tags(run.tags)
     if partition is None:
@@ -43,6 +44,12 @@ def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource):
     if not failed:
         return dg.SkipReason(f"run {run.run_id} failed for another reason than its blocking checks")
     day, model = partition
-    out = record_blocked_hold(store.engine, model, day, run.run_id, actor=run.tags.get(ACTOR_TAG) or "schedule")
+    actor = run.tags.get(ACTOR_TAG) or "schedule"
+    out = record_blocked_hold(store.engine, model, day, run.run_id, actor=actor)
     context.log.info("%s %s held (%s failed): %s", model, day, ", ".join(failed), "; ".join(out["reasons"]))
+    if notifier.configured:
+        message = decision_message(out, model=model, day=day.isoformat(), actor=actor, run_id=run.run_id,
+                                   links_=notifier.links(model, day.isoformat(), run.run_id))
+        for delivery in notifier.send(message):
+            (context.log.info if delivery.ok else context.log.warning)("notification %s", delivery.line())
     return None

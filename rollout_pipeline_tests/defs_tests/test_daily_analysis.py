@@ -135,7 +135,7 @@ def test_a_scheduled_run_stopped_by_the_blocking_check_is_held_by_the_failure_se
     """The schedule's run has no CLI around it: the run-failure sensor records the hold, once."""
     from rollout_pipeline.definitions import defs
     from rollout_pipeline.defs.holds import blocked_day_hold
-    from rollout_pipeline.defs.resources import StoreResource
+    from rollout_pipeline.defs.resources import Notifier, StoreResource
     from rollout_pipeline.defs.routing import routing_sensor
 
     rows = log_day("m", D1, "v1", "v2")
@@ -143,7 +143,7 @@ def test_a_scheduled_run_stopped_by_the_blocking_check_is_held_by_the_failure_se
     write_predictions(store, rows)
     instance.add_dynamic_partitions("models", ["m"])
     instance.add_dynamic_partitions("days", [D1.isoformat()])
-    resources = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}
+    resources = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL")), "notifier": Notifier()}
     result = defs.resolve_job_def("daily_analysis").execute_in_process(
         instance=instance, partition_key=f"{D1}|m", tags={"rollout/actor": "schedule"}, raise_on_error=False,
         resources=resources)

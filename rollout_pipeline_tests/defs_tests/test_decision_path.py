@@ -217,7 +217,7 @@ def test_a_database_that_refuses_us_fails_once_in_one_line_and_a_transient_error
 
 def test_the_hold_sensor_reads_a_run_tagged_only_with_dagster_partition(store, instance):
     from rollout_pipeline.defs.holds import blocked_day_hold
-    from rollout_pipeline.defs.resources import StoreResource
+    from rollout_pipeline.defs.resources import Notifier, StoreResource
 
     rows = log_day("m", D1, "v1", "v2")
     rows.append(PredictionRow(None, rows[0].ts, "m", "v2", False, None, -5.0, "exploded", 1.0, None))
@@ -229,7 +229,7 @@ def test_the_hold_sensor_reads_a_run_tagged_only_with_dagster_partition(store, i
     assert not result.success and _live(store) == []
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    resources = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL"))}
+    resources = {"store": StoreResource(database_url=dg.EnvVar("ROLLOUT_DATABASE_URL")), "notifier": Notifier()}
     with dg.build_run_status_sensor_context(sensor_name="blocked_day_hold", dagster_event=failure,
                                             dagster_instance=instance, dagster_run=run,
                                             resources=resources) as context:
