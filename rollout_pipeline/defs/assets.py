@@ -128,7 +128,10 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
             raise refuse(str(exc)) from None
     record = outcome.record
     context.log.info("%s %s: %s (%s)", model, day, record.action, "; ".join(record.reasons))
-    if outcome.unapplied_reason:
+    if record.approval == "pending":
+        context.log.info("decision %d waits for approval: `rollout-pipeline approve` (or reject) applies it",
+                         record.id)
+    elif outcome.unapplied_reason:
         context.log.warning("decision %d stored but not applied yet (the routing sensor will): %s",
                             record.id, outcome.unapplied_reason)
     review, report_file = review_metadata(outcome, write=not config.dry_run,
