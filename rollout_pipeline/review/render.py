@@ -6,24 +6,13 @@ import html
 import math
 from dataclasses import dataclass
 
+from rollout_pipeline.domain.formatting import num, pct  # one formatter for gates, review and CLI
 from rollout_pipeline.review.content import HistoryPoint, Review
 
 # Which judged metric speaks for which row of the stable-vs-candidate table.
 ROW_CHECK = {"latency p50": "latency_distribution", "latency p99": "latency", "error rate": "error_rate",
              "complaint rate": "complaints", "accuracy": "accuracy", "mean absolute error": "accuracy",
              "prediction mean": "prediction_shift"}
-
-
-def num(x: float | None, unit: str = "") -> str:
-    """A number as the review shows it everywhere (4 significant digits)."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    return f"{x:,.4g}{unit}"
-
-
-def pct(x: float | None) -> str:
-    """A share as a percentage with two decimals."""
-    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def share(stage: str, percent: int) -> str:
