@@ -22,6 +22,7 @@ from rollout_pipeline.domain.summary import (
     Pairing,
     SampleRow,
     VariantDay,
+    finite,
     quantile_from_histogram,
 )
 
@@ -195,10 +196,6 @@ def _f(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _num(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
-
-
 def accumulate(rows: Iterable[GroupRow], candidate: str) -> DayTotals:
     """Roll the grouped scan's rows up per (variant, served); keep the candidate's clean groups' max and min."""
     by_key: dict[Key, Totals] = {}
@@ -306,7 +303,7 @@ def scaled_histograms(sample: Iterable[SampleRow], edges: Sequence[float],
     """
     counted: dict[Key, list[int]] = {}
     for r in sample:
-        if (r.variant, r.served) in day_counts and _num(r.prediction):
+        if (r.variant, r.served) in day_counts and finite(r.prediction):
             counted.setdefault((r.variant, r.served), [0] * PREDICTION_BINS)[bin_of(r.prediction, edges)] += 1
     out = {}
     for key, total in day_counts.items():
@@ -350,7 +347,7 @@ def pick_extremes(rows: Iterable[LogRow], candidate: str, side: str, threshold: 
     def cid_order(r: LogRow):
         return (r.correlation_id is None) == nulls_last, r.correlation_id or ""
 
-    cand = [r for r in rows if r.variant == candidate and _num(_f(r.prediction))]
+    cand = [r for r in rows if r.variant == candidate and finite(_f(r.prediction))]
     if side == "high":
         picked = sorted((r for r in cand if r.prediction >= threshold), key=lambda r: (-r.prediction, *cid_order(r)))
     else:
@@ -408,7 +405,7 @@ def pairing_of(sample: Sequence[SampleRow], fraction: float) -> Pairing:
             served[row.correlation_id] = row
     shadows = [r for r in sample if not r.served and r.correlation_id is not None]
     pairs = [(served[s.correlation_id], s) for s in shadows if s.correlation_id in served]
-    diffs = [s.prediction - v.prediction for v, s in pairs if _num(s.prediction) and _num(v.prediction)]
+    diffs = [s.prediction - v.prediction for v, s in pairs if finite(s.prediction) and finite(v.prediction)]
     labelled = [(v.label, s.label) for v, s in pairs if v.label is not None and s.label is not None]
     shadow_in_sample = sum(1 for r in sample if not r.served)
     return Pairing(

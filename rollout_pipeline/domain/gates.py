@@ -46,7 +46,7 @@ from rollout_pipeline.domain.stats import (
     units_needed,
     z_of,
 )
-from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary, SampleRow, VariantDay
+from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary, SampleRow, VariantDay, finite
 
 LATENCY_QUANTILE = 0.99
 # Without policy bounds, plausible outputs are the stable's sampled range between these quantiles (robust to a
@@ -91,15 +91,15 @@ def compared_sides(summary: DaySummary, stage: str) -> tuple[VariantDay | None, 
     return stable, summary.get(summary.candidate_variant, True), "stable served vs candidate served"
 
 
+def ok_values(rows, field_name: str) -> list[float]:
+    """The finite values of ``field_name`` in the rows answered ``ok`` (latencies >= 0)."""
+    return [v for r in rows if r.status == "ok" and finite(v := getattr(r, field_name))
+            and (field_name != "latency_ms" or v >= 0)]
+
+
 def sample_values(summary: DaySummary, variant: str, served: bool, field_name: str) -> list[float]:
     """The finite values of ``field_name`` in the day's sample for one side (answered ``ok``; latencies >= 0)."""
-    out = []
-    for row in summary.sample:
-        if row.variant == variant and row.served == served and row.status == "ok":
-            value = getattr(row, field_name)
-            if value is not None and math.isfinite(value) and (field_name != "latency_ms" or value >= 0):
-                out.append(value)
-    return out
+    return ok_values((r for r in summary.sample if r.variant == variant and r.served == served), field_name)
 
 
 @dataclass(frozen=True)
@@ -169,14 +169,14 @@ def context_for(summary: DaySummary, stage: str, policy: Policy) -> GateContext:
     def side(rows, variant, served):
         return tuple(r for r in rows if r.variant == variant and r.served == served)
 
+    pairs = tuple(pairs_of(summary.sample, summary.stable_variant, summary.candidate_variant))
     outcome = summary.outcome_sample()
     return GateContext(
-        summary, stage, policy, stable, cand, s_served, c_served,
-        tuple(pairs_of(summary.sample, summary.stable_variant, summary.candidate_variant)),
+        summary, stage, policy, stable, cand, s_served, c_served, pairs,
         side(summary.sample, summary.stable_variant, s_served),
         side(summary.sample, summary.candidate_variant, c_served),
-        tuple(pairs_of(outcome, summary.stable_variant, summary.candidate_variant)) if outcome is not summary.sample
-        else tuple(pairs_of(summary.sample, summary.stable_variant, summary.candidate_variant)),
+        pairs if outcome is summary.sample else tuple(pairs_of(outcome, summary.stable_variant,
+                                                                summary.candidate_variant)),
         side(outcome, summary.stable_variant, s_served),
         side(outcome, summary.candidate_variant, c_served),
     )
@@ -191,10 +191,6 @@ def _check(ctx: GateContext, name: str, group: str, classification: str, stable,
 
 def _ok(row: SampleRow) -> bool:
     return row.status == "ok"
-
-
-def _finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -234,7 +230,7 @@ def compare(ctx: GateContext, value: Callable[[SampleRow], float | None], *, out
     return Comparison(difference(c, s), c, s, False)
 
 
-def _unit_word(comparison: Comparison | None, ctx: GateContext) -> str:
+def _unit_word(comparison: Comparison | None) -> str:
     """The independent units behind a comparison: entities (requests of one entity are one cluster)."""
     return "entities, paired" if comparison is not None and comparison.paired else "entities"
 
@@ -260,40 +256,43 @@ def _with_shared_design_effect(comp: Comparison) -> Comparison:
 
 
 def _rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callable[[SampleRow], float | None],
-               margin_of: Callable[[float], float], detectable: float, cap: float | None, *,
-               paired: bool | None = None, floor_events: Callable[[Comparison], tuple[int, int]]) -> MetricCheck:
-    """A rate (errors, complaints): fail when confidently above the stable's plus a margin (or a cap)."""
-    comp = compare(ctx, value, paired=paired)
+               margin_of: Callable[[float], float], detectable: float, cap: float | None) -> MetricCheck:
+    """A rate (errors, complaints): fail when confidently above the stable's plus a margin (or a cap).
+
+    Pairs on the same requests where both sides answered them; in canary the served answers of the two
+    populations (a shadow call's errors and timeouts say nothing about the stable model serving).
+    """
+    comp = compare(ctx, value, paired=not ctx.populations_differ)
     if comp is None or comp.candidate.units < ctx.policy.min_units or comp.stable.units < ctx.policy.min_units:
         units = 0 if comp is None else min(comp.candidate.units, comp.stable.units)
         return _check(ctx, name, group, "nodata", None, None,
-                      f"{what} not judged: {units} {_unit_word(comp, ctx)} < {ctx.policy.min_units} needed",
+                      f"{what} not judged: {units} {_unit_word(comp)} < {ctx.policy.min_units} needed",
                       units, ctx.policy.min_units)
     if not comp.paired:
         comp = _with_shared_design_effect(comp)
     c, s, d = comp.candidate, comp.stable, comp.diff
     margin = margin_of(s.value)
-    events, trials = floor_events(comp)
+    trials = c.observations
     # The cluster-robust SE carries the clustering; the smoothed floor only keeps "no event yet" from
     # meaning "no doubt" (with 0 errors in 300 requests an error rate of 2% is still possible).
-    se = max(d.se, smoothed_rate_se(events, trials, trials))
-    target = detectable / (ctx.z + ctx.z_power)  # an excess of `detectable` beyond the margin is caught with `power`
+    se = max(d.se, smoothed_rate_se(round(c.value * trials), trials, trials))
+    target = ctx.target_se(detectable, 0.0)  # an excess of `detectable` beyond the margin is caught with `power`
     z = ctx.z
     if d.lower(z) > margin:
         return _check(ctx, name, group, "high", s.value, c.value,
                       f"candidate {what} {pct(c.value)} > stable {pct(s.value)} + {pct(margin)} "
-                      f"(lower bound of the excess {pct(d.lower(z))}, {d.units} {_unit_word(comp, ctx)})", d.units)
+                      f"(lower bound of the excess {pct(d.lower(z))}, {d.units} {_unit_word(comp)})", d.units)
     if cap is not None and c.lower(z) > cap:
         return _check(ctx, name, group, "high", s.value, c.value,
                       f"candidate {what} {pct(c.value)} > limit {pct(cap)} (lower bound {pct(c.lower(z))})", c.units)
     if se > target:
         needed = units_needed(se, d.units, target)
         return _check(ctx, name, group, "nodata", s.value, c.value,
-                      f"{what} not judged: {d.units} {_unit_word(comp, ctx)}, ~{needed} needed to catch "
+                      f"{what} not judged: {d.units} {_unit_word(comp)}, ~{needed} needed to catch "
                       f"+{pct(detectable)} (candidate {pct(c.value)}, stable {pct(s.value)})", d.units, needed)
     return _check(ctx, name, group, "pass", s.value, c.value,
                   f"candidate {what} {pct(c.value)} (stable {pct(s.value)}; excess at most {pct(d.upper(z))}, "
-                  f"{d.units} {_unit_word(comp, ctx)})", d.units)
+                  f"{d.units} {_unit_word(comp)})", d.units)
 
 
 # --- integrity gates: can the day be judged at all? -----------------------------------------------------
@@ -388,23 +387,19 @@ def feedback_values(ctx: GateContext) -> MetricCheck | None:
 def latency(ctx: GateContext) -> MetricCheck | None:
     """p99 latency: a distribution-free bound on the candidate's p99 against the SLO and the stable's p99."""
     p = ctx.policy
-    s_vals = sample_values(ctx.summary, ctx.summary.stable_variant, ctx.stable_served, "latency_ms")
-    c_vals = sample_values(ctx.summary, ctx.summary.candidate_variant, ctx.candidate_served, "latency_ms")
+    s_vals, c_vals = ok_values(ctx.stable_rows, "latency_ms"), ok_values(ctx.candidate_rows, "latency_ms")
     if p.latency_slo_p99_ms is None and p.latency_regression_allowed is None:
         return _check(ctx, "latency", "latency", "n/a", None, None, "latency: no SLO and no regression limit set")
-    # Enough requests to bound the p99 from above (at latency_bound_confidence); the verdict then uses
-    # the gate's own, stricter one-sided bound below.
-    needed = max(min_n_for_quantile(LATENCY_QUANTILE, z_of(p.latency_bound_confidence)), p.min_units)
-    cb = quantile_bounds(c_vals, LATENCY_QUANTILE, ctx.z) if len(c_vals) >= needed else None
-    if cb is None and len(c_vals) >= needed:
-        cb = quantile_bounds(c_vals, LATENCY_QUANTILE, z_of(p.latency_bound_confidence))
-        if cb is not None:  # the lower bound at the gate's confidence still exists: use it for the verdict
-            lo = lower_order_statistic(c_vals, LATENCY_QUANTILE, ctx.z)
-            cb = QuantileBounds(cb.q, cb.value, lo, cb.upper, cb.n)
-    if cb is None:
+    # Enough requests to bound the p99 from above at latency_bound_confidence; the verdict uses the gate's
+    # own, stricter lower bound (which exists for any sample), and its upper bound when the sample has one.
+    z_bound = z_of(p.latency_bound_confidence)
+    needed = max(min_n_for_quantile(LATENCY_QUANTILE, z_bound), p.min_units)
+    if len(c_vals) < needed:
         return _check(ctx, "latency", "latency", "nodata", None, None,
                       f"p99 latency not judged: {len(c_vals)} candidate requests < {needed} needed to bound a p99",
                       len(c_vals), needed)
+    cb = quantile_bounds(c_vals, LATENCY_QUANTILE, ctx.z) or quantile_bounds(c_vals, LATENCY_QUANTILE, z_bound)
+    cb = QuantileBounds(cb.q, cb.value, lower_order_statistic(c_vals, LATENCY_QUANTILE, ctx.z), cb.upper, cb.n)
     sb = quantile_bounds(s_vals, LATENCY_QUANTILE, ctx.z)
     s_p99 = sb.value if sb else None
     if p.latency_slo_p99_ms is not None and cb.lower > p.latency_slo_p99_ms:
@@ -430,13 +425,12 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
         def means(rows):
             acc: dict[object, list[float]] = {}
             for k, r in enumerate(rows):
-                if _ok(r) and _finite(r.latency_ms) and r.latency_ms >= 0:
+                if _ok(r) and finite(r.latency_ms) and r.latency_ms >= 0:
                     acc.setdefault(r.entity_id or ("_", k), []).append(r.latency_ms)
             return [sum(v) / len(v) for v in acc.values()]
         s_vals, c_vals, unit = means(ctx.stable_rows), means(ctx.candidate_rows), "entities"
     else:
-        s_vals = sample_values(ctx.summary, ctx.summary.stable_variant, ctx.stable_served, "latency_ms")
-        c_vals = sample_values(ctx.summary, ctx.summary.candidate_variant, ctx.candidate_served, "latency_ms")
+        s_vals, c_vals = ok_values(ctx.stable_rows, "latency_ms"), ok_values(ctx.candidate_rows, "latency_ms")
         unit = "requests"
     n = min(len(s_vals), len(c_vals))
     if n < p.min_units:
@@ -460,19 +454,10 @@ def _is_error(row: SampleRow) -> float:
 
 
 def error_rate(ctx: GateContext) -> MetricCheck | None:
-    """Errors and timeouts: candidate rate against the stable's plus a margin, and against a cap.
-
-    Served answers are compared in canary (over entities): a shadow call's timeouts
-    say nothing about the stable model, so canary never uses the shadow pairs here.
-    """
+    """Errors and timeouts: candidate rate against the stable's plus a margin, and against a cap."""
     p = ctx.policy
-
-    def events(comp: Comparison) -> tuple[int, int]:
-        return round(comp.candidate.value * comp.candidate.observations), comp.candidate.observations
-
     return _rate_gate(ctx, "error_rate", "errors", "error rate", _is_error, lambda s: p.error_rate_margin,
-                      p.error_rate_detectable, p.error_rate_limit,
-                      paired=False if ctx.populations_differ else None, floor_events=events)
+                      p.error_rate_detectable, p.error_rate_limit)
 
 
 def complaints(ctx: GateContext) -> MetricCheck | None:
@@ -484,19 +469,16 @@ def complaints(ctx: GateContext) -> MetricCheck | None:
     def value(row: SampleRow) -> float:
         return float(row.complaints > 0)
 
-    def events(comp: Comparison) -> tuple[int, int]:
-        return round(comp.candidate.value * comp.candidate.observations), comp.candidate.observations
-
     return _rate_gate(ctx, "complaints", "feedback", "complaint rate", value,
                       lambda s: max(p.complaint_margin, p.complaint_regression_allowed * s), p.complaint_detectable,
-                      None, paired=False, floor_events=events)
+                      None)
 
 
 def _bounds(ctx: GateContext) -> tuple[float, float] | None:
     """Plausible outputs: the policy's bounds, else the stable's sampled 0.1%-99.9% range widened by its width."""
     if ctx.policy.prediction_bounds is not None:
         return ctx.policy.prediction_bounds
-    vals = sorted(v for r in ctx.stable_rows if _ok(r) and _finite(v := r.prediction))
+    vals = sorted(v for r in ctx.stable_rows if _ok(r) and finite(v := r.prediction))
     if len(vals) < ctx.policy.min_units:
         return None
     lo, hi = vals[int(STABLE_RANGE[0] * (len(vals) - 1))], vals[math.ceil(STABLE_RANGE[1] * (len(vals) - 1))]
@@ -559,7 +541,7 @@ def extremes(ctx: GateContext) -> MetricCheck | None:
 
 
 def _prediction(row: SampleRow) -> float | None:
-    return row.prediction if _ok(row) and _finite(row.prediction) and abs(row.prediction) < ABSURD_VALUE else None
+    return row.prediction if _ok(row) and finite(row.prediction) and abs(row.prediction) < ABSURD_VALUE else None
 
 
 def prediction_shift(ctx: GateContext) -> MetricCheck | None:
@@ -574,7 +556,7 @@ def prediction_shift(ctx: GateContext) -> MetricCheck | None:
                       "prediction shift not judged: the stable predictions have no spread (a constant baseline)")
     d = comp.diff
     shift = d.value / sd
-    unit = _unit_word(comp, ctx)
+    unit = _unit_word(comp)
     detail = f"mean {comp.stable.value:.4g} -> {comp.candidate.value:.4g} ({shift:+.2f} sd; {d.units} {unit})"
     if d.units < p.min_units:
         return _check(ctx, "prediction_shift", "predictions", "nodata", comp.stable.value, comp.candidate.value,
@@ -650,7 +632,7 @@ def accuracy(ctx: GateContext) -> MetricCheck | None:
     """Quality once actual outcomes arrived: per-request error on the same requests, or per entity in canary."""
     p = ctx.policy
     rows = (*ctx.outcome_stable_rows, *ctx.outcome_candidate_rows)
-    numeric = any(_finite(r.actual) for r in rows)
+    numeric = any(finite(r.actual) for r in rows)
     labelled = any(r.actual_label is not None for r in rows)
     if not numeric and not labelled:
         waiting = sum(1 for r in ctx.outcome_candidate_rows if r.served)
@@ -662,7 +644,7 @@ def accuracy(ctx: GateContext) -> MetricCheck | None:
 
     if numeric:
         def value(r: SampleRow) -> float | None:
-            if not (_ok(r) and _finite(r.actual) and abs(r.actual) < ABSURD_VALUE and (pv := _prediction(r)) is not None):
+            if not (_ok(r) and finite(r.actual) and abs(r.actual) < ABSURD_VALUE and (pv := _prediction(r)) is not None):
                 return None
             return abs(pv - r.actual)
     else:
@@ -677,10 +659,10 @@ def accuracy(ctx: GateContext) -> MetricCheck | None:
     if comp is None or comp.diff.units < p.min_units:
         units = 0 if comp is None else comp.diff.units
         return _check(ctx, "accuracy", "quality", "nodata", None, None,
-                      f"accuracy not judged: outcomes for {units} {_unit_word(comp, ctx)} < {p.min_units}{waiting_note}",
+                      f"accuracy not judged: outcomes for {units} {_unit_word(comp)} < {p.min_units}{waiting_note}",
                       units, p.min_units)
     d, s, c = comp.diff, comp.stable, comp.candidate
-    unit = _unit_word(comp, ctx)
+    unit = _unit_word(comp)
     if numeric:
         margin = p.accuracy_regression_allowed * s.value
         target = ctx.target_se(p.accuracy_detectable * s.value, margin)

@@ -17,6 +17,11 @@ LATENCY_BINS_PER_E = 50  # latency histogram: bucket k holds exp(k/50)-1 <= ms <
 PREDICTION_BINS = 40
 
 
+def finite(x) -> bool:
+    """A real number: not None, not NaN, not infinite."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def latency_bucket_upper(bucket: int) -> float:
     """Upper edge in ms of latency bucket ``bucket``."""
     return math.expm1((bucket + 1) / LATENCY_BINS_PER_E)

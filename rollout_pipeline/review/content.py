@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from rollout_pipeline.domain.evaluate import compared_sides as judged_sides  # the sides the judge compared
 from rollout_pipeline.domain.evaluate import sample_values
 from rollout_pipeline.domain.gates import pairs_of
-from rollout_pipeline.domain.summary import DaySummary, VariantDay
+from rollout_pipeline.domain.summary import DaySummary, VariantDay, finite
 
 HIST_BINS = 30
 MAX_EXTREMES = 10
@@ -171,10 +171,6 @@ def _side(role: str, v: VariantDay | None) -> Side | None:
                 v.abs_error_mean if v.actuals else None, v.prediction_mean, v.prediction_std)
 
 
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def histogram(values: list[float], edges: list[float]) -> tuple[int, ...]:
     """Counts of ``values`` in the bins of ``edges`` (the last bin includes its upper edge)."""
     import bisect
@@ -222,7 +218,7 @@ def _histograms(summary: DaySummary, stable: Side | None, cand: Side | None) -> 
     if stable and cand:
         diffs = [p.candidate.prediction - p.stable.prediction
                  for p in pairs_of(summary.sample, stable.variant, cand.variant)
-                 if _finite(p.candidate.prediction) and _finite(p.stable.prediction)]
+                 if finite(p.candidate.prediction) and finite(p.stable.prediction)]
         if diffs:
             edges = _linear_edges(min(diffs), max(diffs))
             out.append(Histogram(f"Paired difference, candidate - stable ({len(diffs)} requests both answered)", "",
@@ -244,8 +240,8 @@ def build_review(model: str, day: str, decision, actor: str, *, evaluation=None,
         stable_day, cand_day, _ = judged_sides(summary, stage_before)
         stable, cand = _side("stable", stable_day), _side("candidate", cand_day)
         sides = tuple(s for s in (stable, cand) if s is not None)
-        if stable and cand and _finite(stable.prediction_std) and stable.prediction_std > 0 \
-                and _finite(stable.prediction_mean) and _finite(cand.prediction_mean):
+        if stable and cand and finite(stable.prediction_std) and stable.prediction_std > 0 \
+                and finite(stable.prediction_mean) and finite(cand.prediction_mean):
             shift = (cand.prediction_mean - stable.prediction_mean) / stable.prediction_std
         hists = _histograms(summary, stable, cand)
         # The most extreme of each side: the highest highs, then the lowest lows.
