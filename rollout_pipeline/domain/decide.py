@@ -56,8 +56,7 @@ def _promote(state: RolloutState, policy: Policy, reasons: list[str], forced: bo
     if target is None:
         raise ForceError(f"nothing to promote to from stage {state.stage!r}")
     stage, percent = target
-    label = "production (100%)" if stage == "production" else f"canary {percent}%"
-    reasons.append(f"promote to {label}")
+    reasons.append(f"promote to {_step_label(stage, percent)}")
     return Decision("promote", forced, tuple(reasons), state, stage, percent)
 
 

@@ -85,8 +85,7 @@ def evaluate(summary: DaySummary, stage: str, policy: Policy) -> Evaluation:
         groups = {c.group for c in judged}
         score = score_metrics([(c.classification, c.group, c.criticality) for c in judged],
                               weights_for(groups, dict(policy.group_weights))).score
-    _, cand, _ = compared_sides(summary, stage)
-    stable, _, compared = compared_sides(summary, stage)
+    stable, cand, compared = compared_sides(summary, stage)
     pr = summary.pairing
     if stage == "shadow":
         cand_requests = round(pr.matched / pr.sample_fraction) if pr is not None and pr.sample_fraction else 0

@@ -91,6 +91,11 @@ def units_needed(se: float, units: int, target_se: float) -> int:
     return max(units, math.ceil(units * (se / target_se) ** 2))
 
 
+def _lower_rank(n: int, q: float, z: float) -> int:
+    """0-based rank of the order statistic below the ``q`` quantile of n values at one-sided confidence z."""
+    return min(max(math.floor(n * q - z * math.sqrt(n * q * (1 - q))), 0), n - 1)
+
+
 def quantile_ranks(n: int, q: float, z: float) -> tuple[int, int] | None:
     """0-based ranks (lo, hi) of the order statistics that bound the ``q`` quantile of n values.
 
@@ -101,12 +106,10 @@ def quantile_ranks(n: int, q: float, z: float) -> tuple[int, int] | None:
     """
     if n <= 0:
         return None
-    spread = z * math.sqrt(n * q * (1 - q))
-    lo = math.floor(n * q - spread)
-    hi = math.ceil(n * q + spread)
+    hi = math.ceil(n * q + z * math.sqrt(n * q * (1 - q)))
     if hi > n - 1:
         return None
-    return max(lo, 0), hi
+    return _lower_rank(n, q, z), hi
 
 
 def min_n_for_quantile(q: float, z: float) -> int:
@@ -143,10 +146,7 @@ def quantile_bounds(values: Sequence[float], q: float, z: float) -> QuantileBoun
 
 def lower_order_statistic(values: Sequence[float], q: float, z: float) -> float:
     """The lower bound of the ``q`` quantile at one-sided confidence z (it exists for any n >= 1)."""
-    xs = sorted(values)
-    n = len(xs)
-    lo = math.floor(n * q - z * math.sqrt(n * q * (1 - q)))
-    return xs[min(max(lo, 0), n - 1)]
+    return sorted(values)[_lower_rank(len(values), q, z)]
 
 
 def proportion_bounds(events: int, trials: int, z: float) -> tuple[float, float]:
