@@ -132,15 +132,7 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
             f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
             "in time; force an action with a reason to override")
     seen = repo.live_decision(connection, model, day)  # a run deciding this day meanwhile makes ours fail, not double
-    if request.source == "blocked" and seen is not None and seen.metrics.get("blocked_run") == request.run_id:
-        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
-    if (seen is not None and seen.metrics.get("source") == "guardrail" and not request.force
-            and request.source != "guardrail"):
-        # The guardrail rolled this day back while it was under way: the night's analysis of the completed
-        # day keeps that decision (a force with a reason overrides it).
-        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
-    if seen is not None and seen.approval == "approved" and not request.force:
-        # A person approved this day's promotion and it is applied: a re-run must not make it pending again.
+    if seen is not None and _stands(seen, request):
         return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
     waiting = repo.open_approval(connection, rollout.id)
     if waiting is not None and waiting.day >= day:
@@ -150,7 +142,8 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         _expire(connection, waiting, rollout, request.actor, request.run_id)  # the night that sees it expires it
         waiting = None
     state = repo.state_before(connection, rollout, day)
-    evidence = load_evidence(connection, model, day, run_id=request.run_id)
+    # The guardrail acts on the day so far: no analysis of the day exists yet, none is read.
+    evidence = None if request.source == "guardrail" else load_evidence(connection, model, day, run_id=request.run_id)
     if evidence is not None and evidence.rollout_id != rollout.id:
         evidence = None  # an analysis under an earlier rollout is no evidence for this one
     suites = suite_results(evidence)
@@ -158,7 +151,6 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     evaluation = _evaluation(evidence, rollout)
     source = "forced" if request.force and request.source == "analysis" else request.source
     if request.source == "guardrail":
-        evidence, evaluation, failures, suites = None, None, [], {}
         try:
             result = guardrail_rollback(state, request.alarms)
         except ForceError as exc:
@@ -206,6 +198,17 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
     return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)
+
+
+def _stands(seen: repo.DecisionRecord, request: DecisionRequest) -> bool:
+    """Whether the day's live decision stays as it is instead of being decided again."""
+    if request.source == "blocked" and seen.metrics.get("blocked_run") == request.run_id:
+        return True  # the hold of this very blocked run is recorded already
+    if request.force:
+        return False  # a force with a reason overrides what follows
+    # The guardrail rolled the day back while it was under way: the night's analysis of the completed day keeps
+    # that decision. A person approved the day's promotion: a re-run must not make it pending again.
+    return (seen.metrics.get("source") == "guardrail" and request.source != "guardrail") or seen.approval == "approved"
 
 
 def _as_decision(record: repo.DecisionRecord) -> Decision:
