@@ -590,16 +590,10 @@ def _notify(out: dict, *, actor: str) -> None:
 
     quiet_dagster()
     from rollout_pipeline.defs.resources import notifier_resource
-    from rollout_pipeline.notify import decision_message
 
     with dg.build_resources({"notifier": notifier_resource()}) as resources:
-        notifier = resources.notifier
-        if not notifier.configured:
-            return
-        message = decision_message(out, model=out["model"], day=out["date"], actor=actor, run_id=None,
-                                   links_=notifier.links(out["model"], out["date"], None))
-        for delivery in notifier.send(message):
-            (log.info if delivery.ok else log.warning)("notification %s", delivery.line())
+        resources.notifier.announce_decision(out, model=out["model"], day=out["date"], actor=actor, run_id=None,
+                                             log=log)
 
 
 @cli.command()

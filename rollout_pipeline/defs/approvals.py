@@ -12,7 +12,6 @@ from typing import Literal
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_approval
-from rollout_pipeline.defs.assets import notify_decision
 from rollout_pipeline.defs.failures import database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
@@ -53,7 +52,8 @@ def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: 
     out = {**outcome.output(), "model": config.model, "date": day.isoformat(), "operator": operator}
     context.log.info("%s %s: %s by %s (%s)", config.model, day, outcome.record.approval, operator,
                      "; ".join(outcome.record.reasons))
-    notified = notify_decision(context, notifier, outcome, config.model, day, operator, None)
+    notified = notifier.announce_decision(outcome.output(), model=config.model, day=day.isoformat(), actor=operator,
+                                          run_id=context.run.run_id, log=context.log)
     context.add_output_metadata({"action": out["action"], "approval": out["approval"], "operator": operator,
                                  "applied": out["applied"], "decision": dg.MetadataValue.json(out),
                                  "notifications": notified})

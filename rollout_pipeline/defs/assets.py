@@ -24,7 +24,6 @@ from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTION_TAG, ACTOR_TAG
 from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
-from rollout_pipeline.notify import decision_message
 from rollout_pipeline.review.plots import review_plots
 from rollout_pipeline.review.render import Table, key_numbers, markdown_sections, md_table, num, why_lines
 from rollout_pipeline.review.report import write_report
@@ -137,7 +136,9 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
     review, report_file = review_metadata(outcome, write=not config.dry_run,
                                           report_base_url=notifier.report_base_url)
     if not config.dry_run:  # after the decision's transaction committed; a failed post never fails the decision
-        review["notifications"] = notify_decision(context, notifier, outcome, model, day, actor, report_file)
+        review["notifications"] = notifier.announce_decision(outcome.output(), model=model, day=day.isoformat(),
+                                                             actor=actor, run_id=context.run.run_id, log=context.log,
+                                                             report=report_file)
         # The Runs list shows the outcome without opening the run.
         context.instance.add_run_tags(context.run.run_id, {ACTION_TAG: record.action})
     # Order is the UI's order: the report link and the plain numbers first (inline, no modal), tables after.
@@ -156,20 +157,6 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         **review,
         "decision": dg.MetadataValue.json(outcome.output()),
     })
-
-
-def notify_decision(context, notifier: Notifier, outcome, model: str, day, actor: str, report: str | None) -> str:
-    """Post the decision to the configured webhooks; what happened, logged and returned for the metadata."""
-    if not notifier.configured:
-        return "none configured"
-    links = notifier.links(model, day.isoformat(), context.run.run_id, report)
-    message = decision_message(outcome.output(), model=model, day=day.isoformat(), actor=actor,
-                               run_id=context.run.run_id, links_=links)
-    lines = []
-    for delivery in notifier.send(message):
-        (context.log.info if delivery.ok else context.log.warning)("notification %s", delivery.line())
-        lines.append(delivery.line())
-    return "; ".join(lines)
 
 
 def review_metadata(outcome, *, write: bool, report_base_url: str = "") -> tuple[dict, str | None]:

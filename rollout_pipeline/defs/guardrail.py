@@ -13,7 +13,6 @@ import datetime as dt
 import dagster as dg
 
 from rollout_pipeline.decisions import GUARDRAIL_ACTOR, DecisionRequest, make_decision
-from rollout_pipeline.defs.assets import notify_decision
 from rollout_pipeline.defs.failures import database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
@@ -82,7 +81,9 @@ def intraday_guardrail(context: dg.OpExecutionContext, config: GuardrailConfig, 
             row["applied"] = outcome.applied
             context.log.warning("%s rolled back by the guardrail at %s: %s", model, at.isoformat(timespec="minutes"),
                                 "; ".join(result.alarms))
-            row["notifications"] = notify_decision(context, notifier, outcome, model, today, GUARDRAIL_ACTOR, None)
+            row["notifications"] = notifier.announce_decision(outcome.output(), model=model, day=today.isoformat(),
+                                                              actor=GUARDRAIL_ACTOR, run_id=context.run.run_id,
+                                                              log=context.log)
         else:
             context.log.info("%s (%s): no alarm in the day so far", model, row["stage"])
         out.append(row)

@@ -19,7 +19,6 @@ from rollout_pipeline.defs.jobs import daily_analysis_job
 from rollout_pipeline.defs.partitions import partition_from_tags
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
-from rollout_pipeline.notify import decision_message
 
 
 def record_blocked_hold(engine: sa.Engine, model: str, day: dt.date, run_id: str, *, actor: str,
@@ -47,9 +46,5 @@ def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource, 
     actor = run.tags.get(ACTOR_TAG) or "schedule"
     out = record_blocked_hold(store.engine, model, day, run.run_id, actor=actor)
     context.log.info("%s %s held (%s failed): %s", model, day, ", ".join(failed), "; ".join(out["reasons"]))
-    if notifier.configured:
-        message = decision_message(out, model=model, day=day.isoformat(), actor=actor, run_id=run.run_id,
-                                   links_=notifier.links(model, day.isoformat(), run.run_id))
-        for delivery in notifier.send(message):
-            (context.log.info if delivery.ok else context.log.warning)("notification %s", delivery.line())
+    notifier.announce_decision(out, model=model, day=day.isoformat(), actor=actor, run_id=run.run_id, log=context.log)
     return None

@@ -156,6 +156,25 @@ class Notifier(dg.ConfigurableResource):
         return notify.notify(message, webhook_url=self.webhook_url, slack_webhook_url=self.slack_webhook_url,
                              attempts=self.attempts, backoff_seconds=self.backoff_seconds)
 
+    def announce(self, message: dict, log) -> str:
+        """Post ``message``, logging each delivery on ``log`` (a failure as a warning); what happened, in one line."""
+        if not self.configured:
+            return "none configured"
+        lines = []
+        for delivery in self.send(message):
+            (log.info if delivery.ok else log.warning)("notification %s", delivery.line())
+            lines.append(delivery.line())
+        return "; ".join(lines)
+
+    def announce_decision(self, decision: dict, *, model: str, day: str, actor: str, run_id: str | None, log,
+                          report: str | None = None) -> str:
+        """Post one decision (``decide --json``'s shape) with its links: the same message from every path."""
+        if not self.configured:
+            return "none configured"
+        message = notify.decision_message(decision, model=model, day=day, actor=actor, run_id=run_id,
+                                          links_=self.links(model, day, run_id, report))
+        return self.announce(message, log)
+
 
 def _env_or(name: str, default):
     """``EnvVar(name)`` when the variable is set now (Dagster resolves it per run), else ``default``."""

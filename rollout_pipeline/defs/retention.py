@@ -72,8 +72,7 @@ def notify_teardown(context, notifier: Notifier, record: dict) -> None:
     if not notifier.configured:
         return
     links = {"run": notifier.links(record["model"], str(record.get("day") or ""), context.run.run_id)["run"]}
-    for delivery in notifier.send(teardown_message(record, run_id=context.run.run_id, links_=links)):
-        (context.log.info if delivery.ok else context.log.warning)("notification %s", delivery.line())
+    notifier.announce(teardown_message(record, run_id=context.run.run_id, links_=links), context.log)
 
 
 def _retire(context: dg.OpExecutionContext, day: dt.date, engine, action: TeardownAction,
