@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from rollout_pipeline.decisions import data_quality_failures, suite_results
+from rollout_pipeline.domain.days import not_over
 from rollout_pipeline.domain.decide import Decision, RolloutState, decide, evidence_from
 from rollout_pipeline.domain.evaluate import evaluate
 from rollout_pipeline.domain.policy import Policy
@@ -136,11 +137,9 @@ def table(rows: Sequence[BacktestRow]) -> Table:
 
 def days_between(start: dt.date, end: dt.date, today: dt.date | None = None) -> list[dt.date]:
     """The days from ``start`` to ``end`` inclusive; refused when reversed, longer than MAX_DAYS or not over (UTC)."""
-    today = today or dt.datetime.now(dt.UTC).date()
-    if end >= today:  # the same rule and words as `decide` (runs.check_day_is_over)
-        what = "today" if end == today else "in the future"
-        raise BacktestError(f"{end} is {what}: a day can be decided once it is over (UTC), i.e. up to "
-                            f"{today - dt.timedelta(days=1)}")
+    problem = not_over(end, today)
+    if problem:
+        raise BacktestError(problem)
     if end < start:
         raise BacktestError(f"--from {start} is after --to {end}")
     count = (end - start).days + 1

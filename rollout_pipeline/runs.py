@@ -11,15 +11,14 @@ from __future__ import annotations
 import datetime as dt
 
 from rollout_pipeline.defs.runner import RunFailed, run_day
+from rollout_pipeline.domain.days import not_over
 
 
 def check_day_is_over(day: dt.date, today: dt.date | None = None) -> None:
     """Refuse today and future days: a day is analysed once it is over (UTC)."""
-    today = today or dt.datetime.now(dt.UTC).date()
-    if day >= today:
-        what = "today" if day == today else "in the future"
-        latest = today - dt.timedelta(days=1)
-        raise RunFailed(f"{day} is {what}: a day can be decided once it is over (UTC), i.e. up to {latest}", None)
+    problem = not_over(day, today)
+    if problem:
+        raise RunFailed(problem, None)
 
 
 def decide_day(model: str, day: dt.date, force: str | None, reason: str | None, dry_run: bool,

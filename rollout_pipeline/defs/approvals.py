@@ -5,14 +5,13 @@ Thin wiring around the decision service (``rollout_pipeline.decisions``, source
 one transaction, audited with the operator and the reason.
 """
 
-import datetime as dt
 import getpass
 from typing import Literal
 
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_approval
-from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.failures import config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.domain.routing import InvalidName, validate_name
@@ -36,11 +35,9 @@ def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: 
     """Approve (apply) or reject (hold, or roll back) the pending promotion; the decision is the op's metadata."""
     try:
         validate_name("model", config.model)
-        day = dt.date.fromisoformat(config.date)
     except InvalidName as exc:
         raise refuse(str(exc)) from None
-    except ValueError:
-        raise refuse(f"date {config.date!r} is not a date: use YYYY-MM-DD") from None
+    day = config_day("date", config.date)
     operator = config.operator or context.run.tags.get(ACTOR_TAG) or getpass.getuser()
     request = DecisionRequest(config.model, day, operator, run_id=context.run.run_id, reason=config.reason,
                               source="approval", verdict=config.verdict, rollback=config.rollback)

@@ -5,13 +5,11 @@ connection), never touches routing or the audit; the result is the op's metadata
 (a table of the days, the differing ones marked) and its JSON rows.
 """
 
-import datetime as dt
-
 import dagster as dg
 
 from rollout_pipeline.backtest import BacktestError, run_backtest, table
 from rollout_pipeline.domain.policy import policy_from_yaml as parse_policy_text
-from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.failures import config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.policy import PolicyError
 from rollout_pipeline.domain.routing import InvalidName, validate_name
@@ -28,13 +26,6 @@ class BacktestConfig(dg.Config):
     preset: str = "default"
 
 
-def _day(name: str, value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise refuse(f"{name} {value!r} is not a date: use YYYY-MM-DD") from None
-
-
 @dg.op(tags={"kind": "sql"})
 def backtest_policy(context: dg.OpExecutionContext, config: BacktestConfig, store: StoreResource) -> list[dict]:
     """Re-decide each day from its stored evidence under the policy; the table of days is the op's metadata."""
@@ -43,7 +34,7 @@ def backtest_policy(context: dg.OpExecutionContext, config: BacktestConfig, stor
         policy = parse_policy_text(config.policy_yaml, config.preset)
     except (InvalidName, PolicyError) as exc:
         raise refuse(str(exc)) from None
-    start, end = _day("date_from", config.date_from), _day("date_to", config.date_to)
+    start, end = config_day("date_from", config.date_from), config_day("date_to", config.date_to)
     with database_errors():
         try:
             rows = run_backtest(store.engine, config.model, start, end, policy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
@@ -18,6 +19,14 @@ _PERMANENT = ("authentication failed", "password authentication", "no password s
 def refuse(message: str) -> dg.Failure:
     """A failure that retrying cannot fix (bad input or a refused decision): no retries, one line."""
     return dg.Failure(description=message, allow_retries=False, metadata={"kind": REFUSED})
+
+
+def config_day(name: str, value: str) -> dt.date:
+    """A day from run config (YYYY-MM-DD), or a refusal naming the field."""
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise refuse(f"{name} {value!r} is not a date: use YYYY-MM-DD") from None
 
 
 def first_line(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.failures import config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource, TeardownAction
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.notify import teardown_message
@@ -38,12 +38,7 @@ class TeardownConfig(dg.Config):
 
 
 def _day(value: str | None) -> dt.date:
-    if not value:
-        return dt.datetime.now(dt.UTC).date()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise refuse(f"date {value!r} is not YYYY-MM-DD") from None
+    return config_day("date", value) if value else dt.datetime.now(dt.UTC).date()
 
 
 @dg.op(retry_policy=DATABASE_RETRY, tags={"kind": "sql"})
