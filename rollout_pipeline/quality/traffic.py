@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,11 +63,12 @@ class DaySpec:
     stable: str = "v1"
     candidate: str = "v2"
     day: dt.date = dt.date(2026, 3, 2)
-    notes: dict = field(default_factory=dict)
 
     @property
     def canary_share(self) -> float:
-        return int(self.stage.split("-")[1]) / 100 if self.stage.startswith("canary") else 0.0
+        """The candidate's share of entities in canary (0 in shadow; production is handled apart)."""
+        stage, percent = stage_state(self.stage)
+        return percent / 100 if stage == "canary" else 0.0
 
 
 def generate(spec: DaySpec, model: str) -> tuple[list[PredictionRow], list[FeedbackRow], dict]:
@@ -206,5 +206,3 @@ def stage_state(stage: str) -> tuple[str, int]:
         return "canary", int(stage.split("-")[1])
     return stage, (100 if stage == "production" else 0)
 
-
-Generator = Callable[[DaySpec, str], tuple[list[PredictionRow], list[FeedbackRow], dict]]
