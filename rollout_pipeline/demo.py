@@ -47,6 +47,7 @@ FIRST = DemoRollout("diabetes-first", "baseline", "v1", "healthy", "diabetes-fir
                     policy=(("canary_steps", (10, 50, 100)), ("prediction_bounds", (0.0, 400.0))))
 ROLLOUTS = (GOOD, BAD, FIRST)
 DEMO_REQUESTS = 16_000
+DEMO_SEED = 20261201  # traffic depends on (seed, model, day index) only: the same decisions on any date
 
 
 def demo_state() -> Path:
@@ -112,10 +113,6 @@ def run_demo(days: int = 6, requests: int = DEMO_REQUESTS, echo=click.echo, log_
     engine.dispose()
     _echo_review_hints(echo, folder, outcomes)
     return outcomes
-
-
-DEMO_SEED = 20261201
-
 
 def _echo_review_hints(echo, folder: Path, outcomes: list[dict]) -> None:
     """How to open the review of what the demo decided, and what to look at."""
