@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from rollout_pipeline.domain.codec import decode, encode
 from rollout_pipeline.domain.evaluate import Evaluation
 from rollout_pipeline.domain.summary import DaySummary
-from rollout_pipeline.store.tables import day_evidence
+from rollout_pipeline.store.tables import day_evidence, insert_superseding
 
 EVIDENCE_LOCK_SPACE = 7_261_003  # (space, hashtext(model)) advisory lock; decisions use 7_261_002
 
@@ -80,17 +80,9 @@ def save_summary(connection: sa.Connection, summary: DaySummary, *, rollout_id: 
     live = sa.and_(day_evidence.c.model_name == model, day_evidence.c.day == day,
                    day_evidence.c.superseded_by.is_(None))
     previous = connection.execute(sa.select(day_evidence.c.id).where(live)).scalar_one_or_none()
-    if previous is not None:
-        # Free the (model, day) slot of the unique index first, then point it at the new row.
-        connection.execute(day_evidence.update().where(day_evidence.c.id == previous).values(superseded_by=-1))
-    new_id = connection.execute(
-        day_evidence.insert().values(model_name=model, day=day, rollout_id=rollout_id, stage=stage, run_id=run_id,
-                                     summary=encode(summary), validations={}, evaluation=None,
-                                     created_at=now, updated_at=now)
-        .returning(day_evidence.c.id)
-    ).scalar_one()
-    if previous is not None:
-        connection.execute(day_evidence.update().where(day_evidence.c.id == previous).values(superseded_by=new_id))
+    new_id = insert_superseding(connection, day_evidence, previous, dict(
+        model_name=model, day=day, rollout_id=rollout_id, stage=stage, run_id=run_id, summary=encode(summary),
+        validations={}, evaluation=None, created_at=now, updated_at=now))
     # Older analyses of the day are kept while a run may still be finishing with them, then dropped
     # (a day's summary with its sample is megabytes; the live one is what the day's decision used).
     connection.execute(day_evidence.delete().where(

@@ -11,7 +11,7 @@ from rollout_pipeline.domain.decide import Decision, RolloutState
 from rollout_pipeline.domain.policy import Policy, parse_policy
 from rollout_pipeline.domain.routing import VariantRoute, validate_name
 from rollout_pipeline.store.routing import read_routing, write_routing
-from rollout_pipeline.store.tables import decisions, rollouts
+from rollout_pipeline.store.tables import decisions, insert_superseding, rollouts
 
 
 class RolloutError(RuntimeError):
@@ -305,20 +305,13 @@ def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, d
                 f"{rollout.model_name} moved from {decision.before.stage} {decision.before.canary_percent}% to "
                 f"{now_state.stage} {now_state.canary_percent}% while {day} was being decided; this decision is "
                 "not recorded. Re-run the day to decide from the new state.")
-    if previous is not None:
-        # Free the (model, day) slot of the unique index first, then point it at the new row.
-        connection.execute(decisions.update().where(decisions.c.id == previous.id).values(superseded_by=-1))
-    new_id = connection.execute(
-        decisions.insert().values(
-            rollout_id=rollout.id, model_name=rollout.model_name, day=day, action=decision.action,
-            forced=decision.forced, actor=actor, reasons=list(decision.reasons),
-            stage_before=decision.before.stage, percent_before=decision.before.canary_percent,
-            stage_after=decision.stage_after, percent_after=decision.percent_after, metrics=metrics,
-            policy_version=rollout.policy_version, run_id=run_id, created_at=now, approval=approval,
-        ).returning(decisions.c.id)
-    ).scalar_one()
-    if previous is not None:
-        connection.execute(decisions.update().where(decisions.c.id == previous.id).values(superseded_by=new_id))
+    new_id = insert_superseding(connection, decisions, previous.id if previous else None, dict(
+        rollout_id=rollout.id, model_name=rollout.model_name, day=day, action=decision.action,
+        forced=decision.forced, actor=actor, reasons=list(decision.reasons),
+        stage_before=decision.before.stage, percent_before=decision.before.canary_percent,
+        stage_after=decision.stage_after, percent_after=decision.percent_after, metrics=metrics,
+        policy_version=rollout.policy_version, run_id=run_id, created_at=now, approval=approval,
+    ))
     return get_decision(connection, new_id)
 
 

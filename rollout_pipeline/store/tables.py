@@ -155,3 +155,17 @@ IDENTITY_COLUMNS = {
     "prediction_log": ("model_name", "ts", "correlation_id", "variant", "served"),
     "feedback": ("model_name", "ts", "correlation_id", "kind"),
 }
+
+
+def insert_superseding(connection: sa.Connection, table: sa.Table, previous: int | None, values: dict) -> int:
+    """Insert the new live row of a (model, day) of ``decisions`` or ``day_evidence``; its id.
+
+    The live row is the one with ``superseded_by`` NULL, unique per (model, day). The previous live row
+    (``previous``) first frees that slot (``superseded_by = -1``), then points at the new row.
+    """
+    if previous is not None:
+        connection.execute(table.update().where(table.c.id == previous).values(superseded_by=-1))
+    new_id = connection.execute(table.insert().values(**values).returning(table.c.id)).scalar_one()
+    if previous is not None:
+        connection.execute(table.update().where(table.c.id == previous).values(superseded_by=new_id))
+    return new_id
