@@ -9,11 +9,14 @@ few thousand groups and the sample, never the day's row count.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from rollout_pipeline.domain.summary import (
     PREDICTION_BINS,
@@ -28,6 +31,9 @@ from rollout_pipeline.domain.summary import (
 
 HASH_BUCKETS = 10_000  # correlation ids hash into 0..9999; a sample keeps the buckets below a threshold
 EXTREME_FETCH_MAX = 5_000  # candidate rows beyond the extreme thresholds fetched with the sample, at most
+FEEDBACK_WINDOW = dt.timedelta(days=2)  # feedback about a day's requests may arrive until two days later
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, bool]  # (variant, served)
 
@@ -514,3 +520,102 @@ def build_summary(day: CollectedDay, collect_seconds: float = 0.0) -> DaySummary
         accuracy_sample=day.accuracy_sample,
         sample_fraction=fraction,
     )
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a UTC day."""
+    lo = dt.datetime.combine(day, dt.time(), dt.UTC)
+    return lo, lo + dt.timedelta(days=1)
+
+
+class DayScans(Protocol):
+    """The scans of one log store over one model's day, each returning the plain rows above.
+
+    Two implementations: SQL on the pipeline's database (``store.summary.SqlScans``) and
+    Spark SQL over Parquet (``store.spark_summary.SparkScans``). ``collect_with`` drives
+    either the same way, so both give the same ``DaySummary`` for the same rows.
+    """
+
+    nulls_last: bool  # NULL correlation ids sort last (PostgreSQL's order; SQLite sorts them first)
+
+    def grouped_rows(self, model_name: str, day: dt.date) -> list[GroupRow]: ...
+
+    def finite_moments(self, model_name: str, day: dt.date) -> list[Moments]: ...
+
+    def variant_counts(self, model_name: str, day: dt.date) -> dict[Key, int]: ...
+
+    def prediction_bins(self, model_name: str, day: dt.date, edges: tuple[float, ...]) -> list[CountRow]: ...
+
+    def sample_and_extreme_rows(self, model_name: str, day: dt.date, thresholds: dict[str, int], candidate: str,
+                                t_hi: float | None, t_lo: float | None,
+                                sample_rows: int) -> tuple[list[LogRow], bool]: ...
+
+    def extreme_side(self, model_name: str, day: dt.date, candidate: str, side: str, k: int) -> list[Found]: ...
+
+    def with_stable_answers(self, model_name: str, day: dt.date, stable: str,
+                            found: list[Found]) -> tuple[Extreme, ...]: ...
+
+    def label_counts(self, model_name: str, day: dt.date) -> list[CountRow]: ...
+
+    def feedback_by_variant(self, model_name: str, day: dt.date) -> list[FeedbackAgg]: ...
+
+    def sample_feedback(self, model_name: str, rows: list[LogRow], thresholds: dict[str, int],
+                        lo: dt.datetime, hi: dt.datetime) -> list[FeedbackItem]: ...
+
+
+def collect_with(scans: DayScans, model_name: str, day: dt.date, stable: str, candidate: str, *,
+                 sample_rows: int = 20_000, top_k: int = 10, accuracy_day: dt.date | None = None) -> DaySummary:
+    """Summarize ``model_name``'s logs of ``day`` (UTC) for the stable and candidate variants through ``scans``.
+
+    Two scans of the day (grouped aggregates; hash sample + extremes) plus small ones.
+    With ``accuracy_day`` earlier than ``day``, ``accuracy_sample`` is the hash sample of
+    that day's requests with the feedback that arrived by the end of ``day`` (late labels).
+    """
+    started = time.perf_counter()
+    totals = accumulate(scans.grouped_rows(model_name, day), candidate)
+    if totals.spoiled:  # rare (the log-quality suite holds such a day)
+        apply_moments(totals, scans.finite_moments(model_name, day))
+    thresholds, shadowing = sample_thresholds(totals.counts(), stable, candidate, sample_rows)
+    edges = prediction_edges(totals, stable, candidate)
+    histograms = {}
+    if edges and all(t >= HASH_BUCKETS for t in thresholds.values()):
+        # A day no larger than the sample gets exact counts; larger days scale them from the sample.
+        histograms = counted_histograms(scans.prediction_bins(model_name, day, edges), stable, candidate)
+    t_hi, t_lo = extreme_thresholds(totals.candidate_group_max, totals.candidate_group_min,
+                                    totals.finite_predictions(candidate), top_k)
+    rows, complete = scans.sample_and_extreme_rows(model_name, day, thresholds, candidate, t_hi, t_lo, sample_rows)
+    found = []
+    for side, threshold in (("high", t_hi), ("low", t_lo)):
+        if threshold is not None and complete:
+            found += pick_extremes(rows, candidate, side, threshold, top_k, scans.nulls_last)
+        else:
+            found += scans.extreme_side(model_name, day, candidate, side, top_k)
+    lo, hi = day_bounds(day)
+    sample = sample_of(rows, thresholds, scans.sample_feedback(model_name, rows, thresholds, lo,
+                                                               hi + FEEDBACK_WINDOW))
+    collected = CollectedDay(
+        model_name=model_name, day=day, stable=stable, candidate=candidate, totals=totals,
+        thresholds=thresholds, shadowing=shadowing, edges=edges, histograms=histograms, sample=sample,
+        labels=tuple(scans.label_counts(model_name, day)) if totals.has_labels else (),
+        feedback=tuple(scans.feedback_by_variant(model_name, day)),
+        extremes=scans.with_stable_answers(model_name, day, stable, found),
+    )
+    if accuracy_day is not None and accuracy_day < day:
+        collected = dataclasses.replace(
+            collected, accuracy_day=accuracy_day,
+            accuracy_sample=accuracy_sample(scans, model_name, accuracy_day, day, stable, candidate, sample_rows))
+    seconds = time.perf_counter() - started
+    summary = build_summary(collected, seconds)
+    log.info("collected %s %s: %d rows in %d groups, sample %d rows, in %.2f s",
+             model_name, day, summary.total_rows, len(summary.variants), len(sample), seconds)
+    return summary
+
+
+def accuracy_sample(scans: DayScans, model_name: str, accuracy_day: dt.date, day: dt.date,
+                    stable: str, candidate: str, sample_rows: int) -> tuple[SampleRow, ...]:
+    """The hash sample of ``accuracy_day``'s stable and candidate rows (same size and threshold rule as the
+    day's) with their feedback up to the end of ``day``: the outcomes that had time to arrive."""
+    thresholds, _ = sample_thresholds(scans.variant_counts(model_name, accuracy_day), stable, candidate, sample_rows)
+    rows, _ = scans.sample_and_extreme_rows(model_name, accuracy_day, thresholds, candidate, None, None, sample_rows)
+    lo, _ = day_bounds(accuracy_day)
+    return sample_of(rows, thresholds, scans.sample_feedback(model_name, rows, thresholds, lo, day_bounds(day)[1]))

@@ -10,11 +10,9 @@ connections by ``store.engine``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import logging
-import time
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -23,8 +21,8 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from rollout_pipeline.domain.collect import (
     EXTREME_FETCH_MAX,
+    FEEDBACK_WINDOW,
     HASH_BUCKETS,
-    CollectedDay,
     CountRow,
     FeedbackAgg,
     FeedbackItem,
@@ -32,15 +30,8 @@ from rollout_pipeline.domain.collect import (
     GroupRow,
     LogRow,
     Moments,
-    accumulate,
-    apply_moments,
-    build_summary,
-    counted_histograms,
-    extreme_thresholds,
-    pick_extremes,
-    prediction_edges,
-    sample_of,
-    sample_thresholds,
+    collect_with,
+    day_bounds,
 )
 from rollout_pipeline.domain.summary import (
     ABSURD_VALUE,
@@ -48,13 +39,11 @@ from rollout_pipeline.domain.summary import (
     PREDICTION_BINS,
     DaySummary,
     Extreme,
-    SampleRow,
 )
 from rollout_pipeline.store.tables import feedback, prediction_log
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_WINDOW = dt.timedelta(days=2)  # feedback about a day's requests may arrive until two days later
 STABLE_ANSWER_WINDOW = dt.timedelta(minutes=1)  # an extreme's stable answer is searched this close in time
 
 
@@ -137,12 +126,6 @@ def _nonfinite(column):
     return sa.or_(column >= ABSURD_VALUE, column <= -ABSURD_VALUE)
 
 
-def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) of a UTC day."""
-    lo = dt.datetime.combine(day, dt.time(), dt.UTC)
-    return lo, lo + dt.timedelta(days=1)
-
-
 def collect_day(
     connection: sa.Connection,
     model_name: str,
@@ -154,69 +137,53 @@ def collect_day(
     top_k: int = 10,
     accuracy_day: dt.date | None = None,
 ) -> DaySummary:
-    """Summarize ``model_name``'s logs of ``day`` (UTC) for the stable and candidate variants.
+    """Summarize ``model_name``'s logs of ``day`` (UTC) in the database (``domain.collect.collect_with``).
 
     Two scans of the day (grouped aggregates; hash sample + extremes) plus small
     queries; the day's partition should have statistics first (the caller runs
-    ``store.partitions.analyze_stale_day``). With ``accuracy_day`` earlier than
-    ``day``, ``accuracy_sample`` is the hash sample of that day's requests with the
-    feedback that arrived by the end of ``day`` (late labels).
+    ``store.partitions.analyze_stale_day``).
     """
-    started = time.perf_counter()
-    stable, candidate = stable_variant, candidate_variant
-    totals = accumulate(grouped_rows(connection, model_name, day), candidate)
-    if totals.spoiled:  # rare (the log-quality suite holds such a day)
-        apply_moments(totals, finite_moments(connection, model_name, day))
-    thresholds, shadowing = sample_thresholds(totals.counts(), stable, candidate, sample_rows)
-    edges = prediction_edges(totals, stable, candidate)
-    histograms = {}
-    if edges and all(t >= HASH_BUCKETS for t in thresholds.values()):
-        # A day no larger than the sample gets exact counts; larger days scale them from the sample.
-        histograms = counted_histograms(prediction_bins(connection, model_name, day, edges), stable, candidate)
-    t_hi, t_lo = extreme_thresholds(totals.candidate_group_max, totals.candidate_group_min,
-                                    totals.finite_predictions(candidate), top_k)
-    rows, complete = sample_and_extreme_rows(connection, model_name, day, thresholds, candidate, t_hi, t_lo,
-                                             sample_rows)
-    nulls_last = connection.dialect.name == "postgresql"
-    found = []
-    for side, threshold in (("high", t_hi), ("low", t_lo)):
-        if threshold is not None and complete:
-            found += pick_extremes(rows, candidate, side, threshold, top_k, nulls_last)
-        else:
-            found += extreme_side(connection, model_name, day, candidate, side, top_k)
-    lo, hi = day_bounds(day)
-    sample = sample_of(rows, thresholds, sample_feedback(connection, model_name, rows, thresholds, lo,
-                                                         hi + FEEDBACK_WINDOW))
-    collected = CollectedDay(
-        model_name=model_name, day=day, stable=stable, candidate=candidate, totals=totals,
-        thresholds=thresholds, shadowing=shadowing, edges=edges, histograms=histograms, sample=sample,
-        labels=tuple(label_counts(connection, model_name, day)) if totals.has_labels else (),
-        feedback=tuple(feedback_by_variant(connection, model_name, day)),
-        extremes=with_stable_answers(connection, model_name, day, stable, found),
-    )
-    if accuracy_day is not None and accuracy_day < day:
-        collected = dataclasses.replace(
-            collected, accuracy_day=accuracy_day,
-            accuracy_sample=accuracy_sample(connection, model_name, accuracy_day, day, stable, candidate,
-                                            sample_rows))
-    seconds = time.perf_counter() - started
-    summary = build_summary(collected, seconds)
-    log.info("collected %s %s: %d rows in %d groups, sample %d rows, in %.2f s",
-             model_name, day, summary.total_rows, len(summary.variants), len(sample), seconds)
-    return summary
+    return collect_with(SqlScans(connection), model_name, day, stable_variant, candidate_variant,
+                        sample_rows=sample_rows, top_k=top_k, accuracy_day=accuracy_day)
 
 
-def accuracy_sample(connection: sa.Connection, model_name: str, accuracy_day: dt.date, day: dt.date,
-                    stable: str, candidate: str, sample_rows: int) -> tuple[SampleRow, ...]:
-    """The hash sample of ``accuracy_day``'s stable and candidate rows (same size and threshold rule as the
-    day's) with their feedback up to the end of ``day``: the outcomes that had time to arrive."""
-    thresholds, _ = sample_thresholds(variant_counts(connection, model_name, accuracy_day), stable, candidate,
-                                      sample_rows)
-    rows, _ = sample_and_extreme_rows(connection, model_name, accuracy_day, thresholds, candidate, None, None,
-                                      sample_rows)
-    lo, _ = day_bounds(accuracy_day)
-    return sample_of(rows, thresholds, sample_feedback(connection, model_name, rows, thresholds, lo,
-                                                       day_bounds(day)[1]))
+class SqlScans:
+    """The scans below on one connection (``domain.collect.DayScans``)."""
+
+    def __init__(self, connection: sa.Connection):
+        self.connection = connection
+        self.nulls_last = connection.dialect.name == "postgresql"
+
+    def grouped_rows(self, model_name, day):
+        return grouped_rows(self.connection, model_name, day)
+
+    def finite_moments(self, model_name, day):
+        return finite_moments(self.connection, model_name, day)
+
+    def variant_counts(self, model_name, day):
+        return variant_counts(self.connection, model_name, day)
+
+    def prediction_bins(self, model_name, day, edges):
+        return prediction_bins(self.connection, model_name, day, edges)
+
+    def sample_and_extreme_rows(self, model_name, day, thresholds, candidate, t_hi, t_lo, sample_rows):
+        return sample_and_extreme_rows(self.connection, model_name, day, thresholds, candidate, t_hi, t_lo,
+                                       sample_rows)
+
+    def extreme_side(self, model_name, day, candidate, side, k):
+        return extreme_side(self.connection, model_name, day, candidate, side, k)
+
+    def with_stable_answers(self, model_name, day, stable, found):
+        return with_stable_answers(self.connection, model_name, day, stable, found)
+
+    def label_counts(self, model_name, day):
+        return label_counts(self.connection, model_name, day)
+
+    def feedback_by_variant(self, model_name, day):
+        return feedback_by_variant(self.connection, model_name, day)
+
+    def sample_feedback(self, model_name, rows, thresholds, lo, hi):
+        return sample_feedback(self.connection, model_name, rows, thresholds, lo, hi)
 
 
 # --- the scans: each returns plain rows (see domain.collect) ------------------------------------------
