@@ -8,12 +8,13 @@ Layout under a root URL (``ROLLOUT_LOGS_URL``)::
 The columns are the contract's (``store.tables``), ``ts`` a UTC timestamp in
 microseconds; a row lives under the day of its own ``ts`` (feedback too: feedback
 about a day's requests may sit under the next two days). Rows are sorted by model
-within a file, so a reader filtering on one model skips the other models' row
-groups by their statistics. Spark (``store.spark_summary``) reads this layout; this
+within each row group, so a reader filtering on one model skips the other models'
+pages by their statistics. Spark (``store.spark_summary``) reads this layout; this
 module writes it with pyarrow (``export-logs`` from the database, ``simulate --sink``).
 
 A part file is written under a hidden name (``.part-….parquet.tmp``, which Spark and
-pyarrow skip) and renamed when complete, so a reader never sees half a file.
+pyarrow skip) and renamed when complete, so a reader never sees half a file. A local
+root's path is taken literally (no percent-decoding): ``parquet:///data/my logs``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 LOGS_URL_ENV = "ROLLOUT_LOGS_URL"
@@ -102,6 +103,8 @@ def arrow_schema(table: str):
 def _filesystem(root: str):
     """(pyarrow filesystem, path of the root in it). ``s3a://`` is read as ``s3://`` by pyarrow."""
     _, pafs, _ = _arrow()
+    if root.startswith("file://"):  # a local path is taken literally (from_uri refuses spaces, for one)
+        return pafs.LocalFileSystem(), root[len("file://"):]
     uri = "s3://" + root[len("s3a://"):] if root.startswith("s3a://") else root
     return pafs.FileSystem.from_uri(uri)
 
@@ -115,21 +118,28 @@ def _day_of(ts: dt.datetime) -> dt.date:
 class LakeWriter:
     """Writes log rows into the day layout; each (table, day) gets one new part file per writer.
 
-    ``append`` takes mappings with the table's columns (extra keys ignored) and may be
-    called many times; rows are buffered ``batch_rows`` at a time and written as row
-    groups, so memory stays bounded whatever the day's size. ``replace_days`` empties the
-    given days of a table first (``export-logs`` re-exporting a day must not double it).
-    Files appear under their final names at ``close`` (use the writer as a context manager).
+    ``append`` takes rows with the table's columns — mappings (extra keys ignored) or
+    tuples in the contract's column order (``domain.records.PredictionRow`` /
+    ``FeedbackRow``) — and may be called many times; rows are buffered ``batch_rows``
+    at a time and written as row groups, so memory stays bounded whatever the day's
+    size. ``replace_days`` makes the writer replace days instead of adding to them
+    (``export-logs`` re-exporting a day must not double it). Files appear under their
+    final names at ``close`` (use the writer as a context manager). Not thread-safe:
+    callers from several threads hold a lock around ``append``.
     """
 
     def __init__(self, url: str, *, batch_rows: int = DEFAULT_BATCH_ROWS):
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be >= 1")
         self.root = lake_root(url)
-        self._pa, _, self._pq = _arrow()
+        self._pa, self._pafs, self._pq = _arrow()
         self._fs, self._base = _filesystem(self.root)
         self._batch_rows = batch_rows
-        self._buffers: dict[tuple[str, dt.date], list[Mapping[str, Any]]] = {}
+        self._buffers: dict[tuple[str, dt.date], list[tuple]] = {}
         self._writers: dict[tuple[str, dt.date], tuple[Any, str, str]] = {}
+        self._replaced: dict[str, None] = {}  # old files to delete at close (ordered set)
         self.rows_written: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self.rows_kept: dict[str, int] = dict.fromkeys(TABLES, 0)
         self.files: list[str] = []
 
     def __enter__(self) -> LakeWriter:
@@ -141,26 +151,60 @@ class LakeWriter:
     def _dir(self, table: str, day: dt.date) -> str:
         return f"{self._base}/{table}/day={day.isoformat()}"
 
-    def replace_days(self, table: str, days: Iterable[dt.date]) -> None:
-        """Delete what the lake holds for these days of ``table`` (before writing them again)."""
-        _, pafs, _ = _arrow()
-        for day in days:
-            path = self._dir(table, day)
-            if self._fs.get_file_info(path).type == pafs.FileType.Directory:
-                self._fs.delete_dir_contents(path)
+    def replace_days(self, table: str, days: Iterable[dt.date], *,
+                     only_models: Collection[str] | None = None) -> None:
+        """Make what this writer writes replace what the lake holds for these days of ``table``.
 
-    def append(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Buffer rows (mappings with the table's columns); returns how many were taken."""
+        The files there now are deleted at ``close``, once the new ones are complete, so a
+        writer that fails or is discarded leaves the days as they were. With ``only_models``
+        only those models' rows are replaced: the other models' rows are copied from the old
+        files into this writer's now (a batch at a time), so re-exporting one model keeps them.
+        """
         if table not in TABLES:
             raise ValueError(f"unknown log table {table!r}: one of {', '.join(TABLES)}")
+        pafs = self._pafs
+        own = {hidden for _, hidden, _ in self._writers.values()}
+        for day in days:
+            selector = pafs.FileSelector(self._dir(table, day), allow_not_found=True, recursive=True)
+            old = sorted(info.path for info in self._fs.get_file_info(selector)
+                         if info.type == pafs.FileType.File and info.path not in own
+                         and info.path not in self._replaced)
+            if only_models is not None:
+                for path in old:
+                    if _visible(path):
+                        self._keep_other_models(table, path, only_models)
+            self._replaced.update(dict.fromkeys(old))
+
+    def _keep_other_models(self, table: str, path: str, models: Collection[str]) -> None:
+        import pyarrow.compute as pc
+
+        drop = self._pa.array(sorted(models), type=self._pa.string())
+        with self._fs.open_input_file(path) as source:
+            for batch in self._pq.ParquetFile(source).iter_batches(batch_size=self._batch_rows):
+                kept = batch.filter(pc.invert(pc.is_in(batch.column("model_name"), value_set=drop)))
+                if kept.num_rows:
+                    self.rows_kept[table] += self.append(table, kept.to_pylist(), count=False)
+
+    def append(self, table: str, rows: Iterable[Mapping[str, Any] | tuple], *, count: bool = True) -> int:
+        """Buffer rows (mappings with the table's columns, or tuples in their order); returns how many were taken."""
+        if table not in TABLES:
+            raise ValueError(f"unknown log table {table!r}: one of {', '.join(TABLES)}")
+        columns = COLUMNS[table]
         taken = 0
         for row in rows:
-            key = (table, _day_of(row["ts"]))
+            if isinstance(row, tuple):
+                if len(row) != len(columns):
+                    raise ValueError(f"{table} row has {len(row)} fields, expected {len(columns)} {columns}")
+            else:
+                row = tuple(row.get(name) for name in columns)
+            key = (table, _day_of(row[1]))
             buffer = self._buffers.setdefault(key, [])
             buffer.append(row)
             taken += 1
             if len(buffer) >= self._batch_rows:
                 self._flush(key)
+        if count:
+            self.rows_written[table] += taken
         return taken
 
     def _flush(self, key: tuple[str, dt.date]) -> None:
@@ -170,9 +214,9 @@ class LakeWriter:
         table, day = key
         pa = self._pa
         schema = arrow_schema(table)
-        rows.sort(key=lambda r: (r["model_name"], r["ts"]))
-        batch = pa.table({name: pa.array([r.get(name) for r in rows], type=schema.field(name).type)
-                          for name in COLUMNS[table]}, schema=schema)
+        rows.sort(key=_model_then_ts)
+        batch = pa.table({name: pa.array([r[i] for r in rows], type=schema.field(name).type)
+                          for i, name in enumerate(COLUMNS[table])}, schema=schema)
         if key not in self._writers:
             folder = self._dir(table, day)
             self._fs.create_dir(folder, recursive=True)
@@ -181,19 +225,44 @@ class LakeWriter:
             self._writers[key] = (self._pq.ParquetWriter(hidden, schema, filesystem=self._fs,
                                                          compression="zstd"), hidden, f"{folder}/{name}")
         self._writers[key][0].write_table(batch)
-        self.rows_written[table] += len(rows)
 
     def close(self, *, discard: bool = False) -> None:
-        """Write what is buffered and give every part file its final name (or remove them with ``discard``)."""
-        if not discard:
-            for key in list(self._buffers):
-                self._flush(key)
-        self._buffers.clear()
-        for writer, hidden, final in self._writers.values():
-            writer.close()
+        """Write what is buffered, delete the files being replaced and give the new part files their final
+        names (with ``discard``, or when writing fails: remove the new files and leave the lake as it was)."""
+        try:
+            if not discard:
+                for key in list(self._buffers):
+                    self._flush(key)
+            for writer, _, _ in self._writers.values():
+                writer.close()
+        except BaseException:
+            discard = True
+            raise
+        finally:
+            parts = [(hidden, final) for _, hidden, final in self._writers.values()]
+            self._buffers.clear()
+            self._writers.clear()
             if discard:
-                self._fs.delete_file(hidden)
-            else:
-                self._fs.move(hidden, final)
-                self.files.append(final)
-        self._writers.clear()
+                self._replaced.clear()
+                for hidden, _ in parts:
+                    if self._fs.get_file_info(hidden).type == self._pafs.FileType.File:
+                        self._fs.delete_file(hidden)
+        if discard:
+            return
+        # The old files go first: a reader may briefly find a day empty, never doubled.
+        for path in self._replaced:
+            self._fs.delete_file(path)
+        self._replaced.clear()
+        for hidden, final in parts:
+            self._fs.move(hidden, final)
+            self.files.append(final)
+
+
+def _model_then_ts(row: tuple) -> tuple:
+    return row[2], row[1]  # model_name, ts: the same positions in both tables
+
+
+def _visible(path: str) -> bool:
+    """False for the hidden files readers skip (``.…`` and ``_…``, e.g. a crashed writer's ``.part-….tmp``)."""
+    name = path.rsplit("/", 1)[-1]
+    return not name.startswith((".", "_"))
