@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from rollout_pipeline.simulate.scenarios import SCENARIO_NAMES, SCENARIOS
@@ -26,9 +28,15 @@ _SCENARIO_HELP = "; ".join(f"{name}: {text}" for name, (text, _) in SCENARIOS.it
               help="Override one scenario knob, e.g. --knob error_rate=0.9 (see docs/serving.md for the list).")
 @click.option("--start-shadow", is_flag=True,
               help="If the model has no routing config, create a shadow-stage one first (actor 'simulator').")
+@click.option("--sink", default=None, metavar="URL",
+              help="Write the prediction rows and feedback to this Parquet lake (parquet:///abs/path, s3a://...) "
+                   "instead of the database; the routing is still read from the database. Needs pyarrow.")
+@click.option("--seeded-ids", is_flag=True,
+              help="Correlation ids from the seed too (default: random), so the same arguments log the same rows "
+                   "-- e.g. one day into the database and into a lake, to compare them.")
 def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index: int, kind: str | None,
-             knobs: tuple[str, ...], start_shadow: bool) -> None:
-    """Replay a day of traffic for MODEL through the real Router into the log store, with feedback.
+             knobs: tuple[str, ...], start_shadow: bool, sink: str | None, seeded_ids: bool) -> None:
+    """Replay a day of traffic for MODEL through the real Router into the log store (or a lake), with feedback.
 
     Follows the rollout's current stage: in shadow every request is mirrored to
     the candidate; in canary the candidate serves its share (sticky by entity).
@@ -40,19 +48,27 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index
     from rollout_pipeline.simulate.models import UnknownKind
     from rollout_pipeline.simulate.scenarios import UnknownScenario
     from rollout_pipeline.store.engine import DatabaseUrlError, make_engine
+    from rollout_pipeline.store.lake import LakeWriter
 
     settings = load_settings()
+    files: list[str] = []
     try:
+        lake = LakeWriter(sink) if sink is not None else contextlib.nullcontext()  # bad URL / no pyarrow: first
         engine = make_engine(settings.database_url)
         overrides = parse_knobs(knobs)
         if start_shadow:
             start_shadow_routing(engine, model, kind)
-        summary = simulate_day(engine, model, day.date(), requests, scenario, seed, day_index=day_index, kind=kind,
-                               knobs=overrides,
-                               spill_dir=settings.state_dir / "spill" / f"simulate-{model}")
+        with lake as writer:
+            summary = simulate_day(engine, model, day.date(), requests, scenario, seed, day_index=day_index,
+                                   kind=kind, knobs=overrides,
+                                   spill_dir=settings.state_dir / "spill" / f"simulate-{model}",
+                                   sink=writer, seeded_ids=seeded_ids)
+        files = writer.files if writer is not None else []
     except (NoRouting, UnknownKind, UnknownScenario, DatabaseUrlError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         if "engine" in locals():
             engine.dispose()
     click.echo(summary.describe())
+    for path in files:
+        click.echo(f"  wrote {path}")

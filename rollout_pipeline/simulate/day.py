@@ -39,6 +39,7 @@ from rollout_pipeline.serving.router import NoRouting, PredictionFailed, Router
 from rollout_pipeline.serving.writer import LogWriter
 from rollout_pipeline.simulate.models import ModelPair, load_pair
 from rollout_pipeline.simulate.scenarios import Knobs, effective_shift, knobs_for
+from rollout_pipeline.store.lake import LakeWriter
 from rollout_pipeline.store.logs import write_feedback
 from rollout_pipeline.store.routing import read_routing, write_routing
 
@@ -277,6 +278,54 @@ class _FaultyLog:
         return getattr(self._writer, name)
 
 
+class _LakeLog:
+    """The day's log path into a lake instead of the database, with the LogWriter interface the Router uses.
+
+    ``submit`` comes from the request path and the shadow threads, so appends to the
+    (not thread-safe) LakeWriter hold a lock. Nothing spills: the rows reach the
+    writer's buffers at once; the caller owns the LakeWriter and closes it.
+    """
+
+    def __init__(self, sink: LakeWriter):
+        self._sink = sink
+        self._lock = threading.Lock()
+
+    def submit(self, row: PredictionRow) -> None:
+        with self._lock:
+            self._sink.append("prediction_log", (row,))
+
+    def write_feedback(self, rows: list[FeedbackRow]) -> None:
+        with self._lock:
+            self._sink.append("feedback", rows)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {"queued": 0, "database_up": True, "pending_segments": 0, "last_error": None, "written": 0,
+                "spilled": 0, "overflowed": 0, "replayed": 0, "already_present": 0, "rejected": 0,
+                "quarantined": 0, "sink": self._sink.root}
+
+
+class _Ids:
+    """Correlation ids: random (``os.urandom``), or drawn from a generator seeded by the day's arguments."""
+
+    def __init__(self, rng: np.random.Generator | None):
+        self._rng = rng
+
+    def take(self, n: int) -> list[str]:
+        if self._rng is None:
+            return [os.urandom(16).hex() for _ in range(n)]
+        raw = self._rng.bytes(16 * n).hex()
+        return [raw[32 * k:32 * k + 32] for k in range(n)]
+
+    def one(self) -> str:
+        return self.take(1)[0]
+
+
 def simulate_day(
     engine: sa.Engine,
     model: str,
@@ -289,6 +338,8 @@ def simulate_day(
     kind: str | None = None,
     knobs: dict[str, float] | None = None,
     spill_dir: str | os.PathLike | None = None,
+    sink: LakeWriter | None = None,
+    seeded_ids: bool = False,
 ) -> SimulationSummary:
     """Simulate ``requests`` requests to ``model`` on UTC ``day`` through the real Router, and their feedback.
 
@@ -298,7 +349,14 @@ def simulate_day(
     bad names. The traffic is a function of (seed, model, ``day_index``) and the
     routing, never of ``day``, which only places the timestamps: pass a different
     seed or day index for each day of a series. Deterministic apart from
-    correlation ids (random, so that re-simulating a day adds distinct requests).
+    correlation ids (random, so that re-simulating a day adds distinct requests);
+    with ``seeded_ids`` they are drawn from (seed, model, ``day_index``, ``day``) too,
+    so that two calls with the same arguments log the very same rows.
+
+    With ``sink`` (a ``store.lake.LakeWriter``, opened and closed by the caller), the
+    prediction rows and the feedback go to the lake instead of the database; the
+    routing is still read from ``engine``. The rows are those the database path
+    stores, the candidate's logging faults (``_FaultyLog``) included.
     """
     started = time.perf_counter()
     validate_name("model", model)
@@ -338,7 +396,8 @@ def simulate_day(
     complaint_factor = np.where(anonymous, 1.0, propensity[visitor]).tolist()
     latency_factor = np.where(anonymous, 1.0, slowness[visitor])
     hours = times / 3_600_000_000
-    correlation_ids = [os.urandom(16).hex() for _ in range(n)]
+    ids = _Ids(np.random.default_rng([seed, model_key, day_index, day.toordinal()]) if seeded_ids else None)
+    correlation_ids = ids.take(n)
 
     notes: list[str] = []
     stage = _stage(config)
@@ -373,7 +432,8 @@ def simulate_day(
             sim = _with_extremes(sim, pair, settings, rng, n)
         variants[route.variant] = sim
 
-    own_writer = LogWriter(
+    lake_log = _LakeLog(sink) if sink is not None else None
+    own_writer = lake_log or LogWriter(
         engine,
         Path(spill_dir) if spill_dir is not None else _default_spill_dir(model),
         batch_rows=10_000, max_buffer_rows=200_000, flush_seconds=0.1, name=f"simulate-{model}",
@@ -441,17 +501,23 @@ def simulate_day(
                 feedback.append(FeedbackRow(answer.correlation_id, min(ts + timedelta(microseconds=actual_delay[i]),
                                                                       feedback_end), model, "actual", value, label))
                 actuals += 1
-        corrupt = _corrupt_rows(model, config, pair, day_start, times, rng, round(n * settings.corrupt_fraction))
+        corrupt = _corrupt_rows(model, config, pair, day_start, times, rng, round(n * settings.corrupt_fraction),
+                                ids)
         orphans = _orphan_rows(model, candidate_name, pair, settings, day_start, times, rows, entity_ids, rng,
-                               round(n * settings.orphan_fraction)) if candidate_name else []
+                               round(n * settings.orphan_fraction), ids) if candidate_name else []
         for extra in (*corrupt, *orphans):
             own_writer.submit(extra)
     finally:
         router.close()
         own_writer.close()
     for start in range(0, len(feedback), 50_000):
-        write_feedback(engine, feedback[start:start + 50_000])
+        if lake_log is not None:
+            lake_log.write_feedback(feedback[start:start + 50_000])
+        else:
+            write_feedback(engine, feedback[start:start + 50_000])
     writer_stats = own_writer.stats()
+    if lake_log is not None:
+        notes.append(f"rows written to the lake {sink.root}, not to the database")
     if writer_stats["pending_segments"]:
         notes.append(f"the database was unreachable: {writer_stats['pending_segments']} spill segment(s) wait in "
                      f"{own_writer.spill_dir} and are replayed by the next writer on that folder")
@@ -495,7 +561,7 @@ def _with_extremes(sim: _SimVariant, pair: ModelPair, knobs: Knobs, rng: np.rand
 
 
 def _corrupt_rows(model: str, config: RoutingConfig, pair: ModelPair, day_start: dt.datetime, times: np.ndarray,
-                  rng: np.random.Generator, count: int) -> list[PredictionRow]:
+                  rng: np.random.Generator, count: int, ids: _Ids) -> list[PredictionRow]:
     """Rows that break the log contract, cycling through the kinds of breach the validation must catch."""
     if count <= 0:
         return []
@@ -509,7 +575,7 @@ def _corrupt_rows(model: str, config: RoutingConfig, pair: ModelPair, day_start:
         row = int(rng.integers(pair.rows))
         pred = None if preds is None else float(preds[row])
         label = None if labels is None else labels[row]
-        cid = os.urandom(16).hex()
+        cid = ids.one()
         entity = f"{model}-corrupt-{k}"
         breach = k % 5
         if breach == 0:  # missing correlation id
@@ -527,7 +593,7 @@ def _corrupt_rows(model: str, config: RoutingConfig, pair: ModelPair, day_start:
 
 def _orphan_rows(model: str, candidate: str, pair: ModelPair, knobs: Knobs, day_start: dt.datetime,
                  times: np.ndarray, rows: list[int], entity_ids: list, rng: np.random.Generator,
-                 count: int) -> list[PredictionRow]:
+                 count: int, ids: _Ids) -> list[PredictionRow]:
     """Candidate rows marked served, for requests no stable answer exists for (a mis-wired candidate)."""
     if count <= 0 or not len(times):
         return []
@@ -538,7 +604,7 @@ def _orphan_rows(model: str, candidate: str, pair: ModelPair, knobs: Knobs, day_
         ts = day_start + dt.timedelta(microseconds=int(times[i]))
         row = rows[i]
         latency = knobs.candidate_base_ms + float(rng.lognormal(math.log(knobs.median_extra_ms), knobs.latency_sigma))
-        out.append(PredictionRow(os.urandom(16).hex(), ts, model, candidate, True, entity_ids[i], latency, "ok",
+        out.append(PredictionRow(ids.one(), ts, model, candidate, True, entity_ids[i], latency, "ok",
                                  None if preds is None else float(preds[row]),
                                  None if labels is None else labels[row]))
     return out
