@@ -43,7 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_bulk_write.py
 
 # A day's analysis at 2M and 10M rows against one aggregate scan and pandas (issue #7; ~10 min).
-.PHONY: bench-analysis bench-nightly bench-judge
+.PHONY: bench-analysis bench-nightly bench-judge bench-fleet
 bench-analysis: install
 	scripts/ensure-postgres-binaries
 	$(BIN)/python benchmarks/bench_analysis.py
@@ -52,6 +52,11 @@ bench-analysis: install
 bench-nightly: install
 	scripts/ensure-postgres-binaries
 	$(BIN)/python benchmarks/bench_nightly.py
+
+# A night of 200 models through the nightly schedule's path against the same analysis without Dagster (issue #16).
+bench-fleet: install
+	scripts/ensure-postgres-binaries
+	$(BIN)/python benchmarks/bench_fleet.py
 
 # The judge's classify_metric from 1k to 1M values per side (target: 100k per side well under 1 s).
 bench-judge: install
