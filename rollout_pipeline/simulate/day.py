@@ -254,6 +254,10 @@ class _FaultyLog:
     Wraps the day's LogWriter for the Router (``submit`` from the request path and the
     shadow threads; everything else delegated). Which requests are hit is drawn per
     request index beforehand, so the counts are the seed's, whatever the threads' order.
+
+    A simulated failure takes no simulated time: its ``error`` row is logged with 0 ms,
+    not with the microseconds the replaying machine took to raise it (which the Router
+    measures), so a day's rows depend on its arguments only, never on the machine's load.
     """
 
     def __init__(self, writer: LogWriter, candidate: str | None, drop_shadow: set[str], duplicate: set[str]):
@@ -263,6 +267,8 @@ class _FaultyLog:
         self.dropped = self.duplicated = 0
 
     def submit(self, row: PredictionRow) -> None:
+        if row.status == "error":
+            row = row._replace(latency_ms=0.0)
         if row.variant == self._candidate:
             if not row.served and row.correlation_id in self._drop:
                 with self._lock:
