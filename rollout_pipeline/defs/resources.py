@@ -29,7 +29,10 @@ from rollout_pipeline.config import (
     ENV_TEARDOWN_WEBHOOK,
     embedded_database_url,
 )
+from rollout_pipeline.sources import LogSource
 from rollout_pipeline.store.engine import make_engine
+from rollout_pipeline.store.lake import LOGS_URL_ENV
+from rollout_pipeline.store.spark import DEFAULT_MASTER, SPARK_MASTER_ENV
 
 DEFAULT_TEARDOWN_ATTEMPTS = 3
 
@@ -60,6 +63,24 @@ class StoreResource(dg.ConfigurableResource):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+class LogsResource(dg.ConfigurableResource):
+    """Where the day's prediction logs are read: the store's database, or Parquet in a lake through Spark.
+
+    Spark starts on first use only (a run on the database source never starts it) and
+    once per process: the in-process executor's run, the CLI and a test session share one.
+    """
+
+    url: str = Field(default="", description=f"the lake's URL, parquet:///abs/path or s3a://... (from {LOGS_URL_ENV}); "
+                                             "empty: the store's prediction_log and feedback tables")
+    spark_master: str = Field(default=DEFAULT_MASTER,
+                              description=f"Spark master for the lake (from {SPARK_MASTER_ENV}): local[*], "
+                                          "spark://host:port or sc://host:port")
+
+    @property
+    def source(self) -> LogSource:
+        return LogSource(url=self.url.strip(), master=self.spark_master.strip() or DEFAULT_MASTER)
 
 
 class TeardownAction(dg.ConfigurableResource):
@@ -189,6 +210,11 @@ def store_resource() -> StoreResource:
                          state_dir=_env_or(ENV_STATE_DIR, DEFAULT_STATE_DIR), log_retention_days=retention)
 
 
+def logs_resource() -> LogsResource:
+    """The logs at ROLLOUT_LOGS_URL read by Spark on ROLLOUT_SPARK_MASTER; unset: the store's own tables."""
+    return LogsResource(url=_env_or(LOGS_URL_ENV, ""), spark_master=_env_or(SPARK_MASTER_ENV, DEFAULT_MASTER))
+
+
 def teardown_action_resource() -> TeardownAction:
     """The action chosen by ROLLOUT_TEARDOWN_COMMAND, else ROLLOUT_TEARDOWN_WEBHOOK, else record-only."""
     attempts = (dg.EnvVar.int(ENV_TEARDOWN_ATTEMPTS) if dg.EnvVar(ENV_TEARDOWN_ATTEMPTS).get_value()
@@ -221,4 +247,5 @@ def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
     ``definitions.py`` calls it when the code location loads; an in-process run
     (the CLI) calls it again so that it sees the environment of its own invocation.
     """
-    return {"store": store_resource(), "teardown_action": teardown_action_resource(), "notifier": notifier_resource()}
+    return {"store": store_resource(), "logs": logs_resource(), "teardown_action": teardown_action_resource(),
+            "notifier": notifier_resource()}
