@@ -709,8 +709,8 @@ def digest(day: str, as_json: bool) -> None:
               help="The lake: parquet:///abs/path (local) or s3a://bucket/path, gs://, abfss://, hdfs://.")
 @click.option("--model", "models", multiple=True, metavar="MODEL",
               help="Only this model's rows (repeatable); the lake keeps the other models' rows of those days.")
-@click.option("--batch-rows", default=200_000, show_default=True, type=click.IntRange(1),
-              help="Rows read from the database and written to Parquet at a time (bounds memory).")
+@click.option("--batch-rows", default=50_000, show_default=True, type=click.IntRange(1),
+              help="Rows read from the database and written to Parquet at a time (a row group; bounds memory).")
 def export_logs(day: str, through: str | None, url: str, models: tuple[str, ...], batch_rows: int) -> None:
     """Copy days of prediction_log and feedback from the database into a Parquet lake.
 
