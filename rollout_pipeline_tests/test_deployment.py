@@ -3,6 +3,9 @@
 - every environment variable the code, docker/ and dagster.yaml read is in the README's configuration table;
 - docker/: the module the code location loads exists and holds the definitions, ports and paths match;
 - the production instance config (docker/dagster.yaml: PostgreSQL storage) records a real run on PostgreSQL;
+- its run launcher (dagster-docker's DockerRunLauncher) and run coordinator (QueuedRunCoordinator with tag limits)
+  validate against Dagster's schemas and load through Dagster's own machinery (no Docker engine needed), and agree
+  with compose (image, network, volumes, the environment the launcher passes through);
 - the compose layout starts: Dagster's schema (opening a DagsterInstance on docker/dagster.yaml) and ours
   (`rollout-pipeline init-db`) migrate the databases compose gives them, in either order and again, while one
   shared database cannot hold both (both keep their revision in `alembic_version`);
@@ -218,6 +221,8 @@ def test_the_production_instance_records_a_run_in_postgresql(pg_url, empty_pg_ur
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_launcher).__name__ == "DockerRunLauncher"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         run_id, success = run_retention(dg_day(), instance=instance)
         assert success
     engine = sa.create_engine(url.set(drivername="postgresql+psycopg2"))
@@ -239,3 +244,71 @@ def dg_day():
                                   "workspace.yaml", "dagster.yaml"])
 def test_yaml_files_parse(path):
     assert yaml.safe_load((ROOT / path).read_text())
+
+
+def _production_config(tmp_path, monkeypatch) -> dict:
+    """docker/dagster.yaml validated by Dagster as an instance reads it (DAGSTER_PG_* set; no server needed)."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    shutil.copy(ROOT / "docker" / "dagster.yaml", tmp_path / "dagster.yaml")
+    for key in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.setenv(key, "5432" if key.endswith("PORT") else "x")
+    config, _cls = dagster_instance_config(str(tmp_path))  # raises DagsterInvalidConfigError on a bad file
+    return config
+
+
+def _load(entry: dict):
+    """The configured class, imported and given its config as a DagsterInstance does (config checked first)."""
+    from dagster._serdes.config_class import ConfigurableClassData
+
+    return ConfigurableClassData(entry["module"], entry["class"], yaml.safe_dump(entry.get("config") or {})).rehydrate()
+
+
+def test_the_run_launcher_and_coordinator_load_with_their_config(tmp_path, monkeypatch):
+    config = _production_config(tmp_path, monkeypatch)
+    launcher = _load(config["run_launcher"])
+    assert type(launcher).__name__ == "DockerRunLauncher"
+    coordinator = _load(config["run_coordinator"])
+    assert type(coordinator).__name__ == "QueuedRunCoordinator"
+    queue = coordinator.get_run_queue_config()
+    assert queue.max_concurrent_runs >= 1
+    limits = {limit["key"]: limit for limit in queue.tag_concurrency_limits}
+    # Runs touching one model's routing never overlap; the schedules' runs leave room for the others.
+    assert limits["rollout/model"] == {"key": "rollout/model", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert limits["rollout/actor"]["value"] == "schedule" and limits["rollout/actor"]["limit"] < queue.max_concurrent_runs
+
+    compose = _compose()
+    services = compose["services"]
+    # The runs' containers: the code location's image, on compose's network, with the state volume compose names.
+    assert launcher.image == services["code"]["image"]
+    assert launcher.networks == [compose["networks"]["default"]["name"]]
+    for mount in launcher.container_kwargs["volumes"]:
+        volume, path = mount.split(":")[:2]
+        assert compose["volumes"][volume]["name"] == volume
+        assert f"{volume}:{path}" in services["daemon"]["volumes"]
+    # Every variable passed through is set in the daemon's environment (else each launch fails), and together they
+    # are what the code location runs with: the same databases, the same state folder.
+    daemon_env = services["daemon"]["environment"]
+    assert set(launcher.env_vars) == set(daemon_env)
+    assert daemon_env["ROLLOUT_STATE_DIR"] == launcher.container_kwargs["volumes"][0].split(":")[1]
+    # The daemon reaches the Docker engine through its socket, and only the daemon holds it.
+    socket = "/var/run/docker.sock:/var/run/docker.sock"
+    assert [n for n, svc in services.items() if socket in (svc.get("volumes") or [])] == ["daemon"]
+    # The image has the launcher's library (the `deploy` extra).
+    assert "'.[deploy]'" in (ROOT / "docker" / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("section, bad", [
+    ("run_launcher", {"network": "rollout", "netwrk": "typo"}),
+    ("run_launcher", {"image": 3}),
+    ("run_coordinator", {"max_concurrent_runs": "four"}),
+    ("run_coordinator", {"tag_concurrency_limits": [{"key": "rollout/model", "limt": 1}]}),
+])
+def test_a_wrong_launcher_or_coordinator_config_is_refused(tmp_path, monkeypatch, section, bad):
+    """The checks above are real: Dagster's schema refuses what the file must not say."""
+    from dagster._core.errors import DagsterInvalidConfigError
+
+    config = _production_config(tmp_path, monkeypatch)
+    entry = {**config[section], "config": {**(config[section].get("config") or {}), **bad}}
+    with pytest.raises(DagsterInvalidConfigError):
+        _load(entry)
