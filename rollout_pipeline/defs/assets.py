@@ -19,23 +19,25 @@ import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_decision
 from rollout_pipeline.defs.failures import database_errors, refuse
-from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
-from rollout_pipeline.defs.resources import Notifier, StoreResource
+from rollout_pipeline.defs.night import each_partition, failed_blocking_checks, failed_partitions, failure_line, is_range
+from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition_of
+from rollout_pipeline.defs.resources import LogsResource, Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTION_TAG, ACTOR_TAG
 from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
 from rollout_pipeline.review.plots import review_plots
 from rollout_pipeline.review.render import Table, key_numbers, markdown_sections, md_table, num, why_lines
 from rollout_pipeline.review.report import write_report
+from rollout_pipeline.sources import SourceError
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.store.partitions import analyze_stale_day
-from rollout_pipeline.store.summary import collect_day
 
 GROUP = "daily_analysis"
 # Transient database errors are retried; refusals and a database that rejects our credentials are not
 # (``dg.Failure(allow_retries=False)`` from ``refuse`` and ``database_errors``).
 RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+# A night's partitions (one day, many models) in one run: the assets iterate the run's partitions (defs/night.py).
+ONE_RUN = dg.BackfillPolicy.single_run()
 
 
 def lookup_rollout(connection, model: str, day) -> repo.Rollout:
@@ -54,38 +56,52 @@ def stored_evidence(connection, model: str, day, run_id: str) -> evidence_store.
     return found
 
 
-@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"sql"})
-def day_summary(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
-    """The day's logs of one model reduced SQL-side to per-variant aggregates and a bounded sample (stored)."""
-    day, model = partition_of(context)
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"sql"}, backfill_policy=ONE_RUN)
+def day_summary(context: dg.AssetExecutionContext, store: StoreResource, logs: LogsResource) -> dg.MaterializeResult:
+    """The day's logs of one model reduced to per-variant aggregates and a bounded sample (stored), by SQL in the
+    database or by Spark SQL over Parquet (``logs``)."""
+    return each_partition(context, lambda day, model: summarize_day(context, store, logs, day, model))
+
+
+def summarize_day(context: dg.AssetExecutionContext, store: StoreResource, logs: LogsResource, day,
+                  model: str) -> dict:
+    """One partition of ``day_summary``: collect and store the day; its metadata."""
+    source = logs.source
     with database_errors():
         with store.engine.connect() as conn:
             rollout = lookup_rollout(conn, model, day)
             stage = repo.state_before(conn, rollout, day).stage
-        # Statistics first: a day just loaded would otherwise be planned for a few dozen rows.
-        analyzed = analyze_stale_day(store.engine, "prediction_log", day)
-        with store.engine.connect() as conn:
-            summary = collect_day(conn, model, day, rollout.stable_variant, rollout.candidate_variant,
-                                  accuracy_day=rollout.policy.accuracy_day(day))
+        try:
+            collected = source.collect(store.engine, model, day, rollout.stable_variant, rollout.candidate_variant,
+                                       accuracy_day=rollout.policy.accuracy_day(day))
+        except SourceError as exc:
+            raise refuse(str(exc)) from None
+        summary = collected.summary
         with store.engine.begin() as conn:
             evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage,
                                                       run_id=context.run.run_id)
-    return dg.MaterializeResult(metadata={
+    return {
         "rows": summary.total_rows,
         "sample_rows": len(summary.sample),
         "stable": rollout.stable_variant,
         "candidate": rollout.candidate_variant,
         "stage": stage,
         "evidence_id": evidence_id,
-        "analyzed": analyzed or "statistics were current",
+        "log_source": collected.source,
+        "analyzed": collected.note,
         "collect_seconds": round(summary.collect_seconds, 3),
-    })
+    }
 
 
-@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"}, deps=[day_summary])
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"}, deps=[day_summary],
+          backfill_policy=ONE_RUN)
 def judgement(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     """Candidate vs stable, metric by metric (Kayenta-style), on the stored summary; the evaluation is stored."""
-    day, model = partition_of(context)
+    return each_partition(context, lambda day, model: judge_day(context, store, day, model))
+
+
+def judge_day(context: dg.AssetExecutionContext, store: StoreResource, day, model: str) -> dict:
+    """One partition of ``judgement``: evaluate the stored summary and store the evaluation; its metadata."""
     with database_errors():
         with store.engine.connect() as conn:
             found = stored_evidence(conn, model, day, context.run.run_id)
@@ -93,14 +109,14 @@ def judgement(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mat
         evaluation = evaluate(found.summary, found.stage, rollout.policy)
         with store.engine.begin() as conn:
             evidence_store.save_evaluation(conn, found.id, evaluation)
-    return dg.MaterializeResult(metadata={
+    return {
         "score": evaluation.score if evaluation.score is not None else "n/a",
         "compared": evaluation.compared,
         "metrics": dg.MetadataValue.md(md_table(metrics_table(evaluation))),
         **{f"why: {c.name}": dg.MetadataValue.text(f"{c.classification}: {c.reason}") for c in evaluation.checks},
         "evaluation": dg.MetadataValue.json(encode(evaluation)),
         "evidence_id": found.id,
-    })
+    }
 
 
 class DecisionConfig(dg.Config):
@@ -112,14 +128,55 @@ class DecisionConfig(dg.Config):
     dry_run: bool = False
 
 
-@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"}, deps=[judgement])
-def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource,
-             notifier: Notifier) -> dg.MaterializeResult:
+# Not every partition of a range run is decided (defs/night.py): its materializations are the decided ones.
+@dg.asset(partitions_def=DAY_MODEL, group_name=GROUP, retry_policy=RETRY, kinds={"python"}, deps=[judgement],
+          backfill_policy=ONE_RUN, output_required=False)
+def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, notifier: Notifier):
     """The day's decision (promote / hold / rollback) with its reasons: stored and applied in one transaction."""
-    day, model = partition_of(context)
+    if not is_range(context):
+        day, model = partition_of(context)
+        metadata, action = decide_day(context, config, store, notifier, day, model)
+        if action is not None:  # the Runs list shows the outcome without opening the run
+            context.instance.add_run_tags(context.run.run_id, {ACTION_TAG: action})
+        yield dg.MaterializeResult(metadata=metadata)
+        return
+    if config.force:
+        raise refuse("a forced decision takes one partition (one model's day), not a range")
+    skip, blocked = failed_partitions(context), failed_blocking_checks(context.instance, context.run.run_id)
+    failed, actions = {}, {}
+    for key in context.partition_keys:
+        day, model = day_and_model(key)
+        if str(key) in skip:
+            failed[model] = f"not done: {skip[str(key)]}"
+            continue
+        try:
+            # A day whose blocking check failed is held here, as the run-failure sensor holds a run of one partition.
+            metadata, action = decide_day(context, config, store, notifier, day, model,
+                                          source="blocked" if str(key) in blocked else "analysis")
+        except Exception as exc:  # one model's failure stays that model's
+            failed[model] = failure_line(exc)
+            context.log.error("%s %s not decided: %s", model, day, failed[model])
+            continue
+        if action is not None:
+            actions[action] = actions.get(action, 0) + 1
+        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=str(key), metadata=metadata)
+    if actions:
+        context.instance.add_run_tags(context.run.run_id,
+                                      {ACTION_TAG: ", ".join(f"{n} {a}" for a, n in sorted(actions.items()))})
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(context.partition_keys)} models not decided: "
+                        + "; ".join(f"{m}: {why}" for m, why in sorted(failed.items())),
+            allow_retries=False, metadata={"not decided": dg.MetadataValue.json(failed)})
+
+
+def decide_day(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, notifier: Notifier,
+               day, model: str, source: str = "analysis") -> tuple[dict, str | None]:
+    """One partition of ``decision``: decide, store, apply and notify; its metadata and the action (None in a
+    dry run)."""
     actor = config.operator or context.run.tags.get(ACTOR_TAG) or "dagster-ui"
     request = DecisionRequest(model, day, actor, run_id=context.run.run_id, force=config.force,
-                              reason=config.reason, dry_run=config.dry_run)
+                              reason=config.reason, dry_run=config.dry_run, source=source)
     with database_errors():
         try:
             outcome = make_decision(store.engine, request)
@@ -139,11 +196,9 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         review["notifications"] = notifier.announce_decision(outcome.output(), model=model, day=day.isoformat(),
                                                              actor=actor, run_id=context.run.run_id, log=context.log,
                                                              report=report_file)
-        # The Runs list shows the outcome without opening the run.
-        context.instance.add_run_tags(context.run.run_id, {ACTION_TAG: record.action})
     # Order is the UI's order: the report link and the plain numbers first (inline, no modal), tables after.
     report = {"report": review.pop("report")}
-    return dg.MaterializeResult(metadata={
+    return {
         **report,
         "action": record.action,
         "before": f"{record.stage_before} {record.percent_before}%",
@@ -156,7 +211,7 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         "reasons": review.pop("reasons"),
         **review,
         "decision": dg.MetadataValue.json(outcome.output()),
-    })
+    }, None if config.dry_run else record.action
 
 
 def review_metadata(outcome, *, write: bool, report_base_url: str = "") -> tuple[dict, str | None]:

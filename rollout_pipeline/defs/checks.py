@@ -10,6 +10,7 @@ import dagster as dg
 
 from rollout_pipeline.defs.assets import day_summary, stored_evidence
 from rollout_pipeline.defs.failures import database_errors
+from rollout_pipeline.defs.night import is_range, range_check_evaluations
 from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.codec import encode
@@ -19,9 +20,19 @@ from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.validation.suites import LATENCY, LOG_QUALITY, PREDICTIONS, SuiteResult, validate_day
 
 
-def run_suite(context, store: StoreResource, name: str) -> dg.AssetCheckResult:
-    """Validate the day's stored summary with suite ``name``, store the result, and report it to Dagster."""
+def run_suite(context, store: StoreResource, name: str):
+    """Validate the day's stored summary with suite ``name``, store the result, and report it to Dagster: one
+    result for a run of one partition, one evaluation per partition for a range (defs/night.py)."""
+    if is_range(context):
+        yield from range_check_evaluations(context, day_summary.key, name,
+                                           lambda day, model: suite_result(context, store, name, day, model))
+        return
     day, model = partition_of(context)
+    yield suite_result(context, store, name, day, model)
+
+
+def suite_result(context, store: StoreResource, name: str, day, model: str) -> dg.AssetCheckResult:
+    """Suite ``name`` on ``model``'s ``day`` as this run stored it; the result is stored with the evidence."""
     with database_errors():
         with store.engine.connect() as conn:
             found = stored_evidence(conn, model, day, context.run.run_id)
@@ -51,22 +62,22 @@ def outcomes_table(suite: SuiteResult) -> Table:
 
 @dg.asset_check(asset=day_summary, name=LOG_QUALITY, blocking=True, partitions_def=DAY_MODEL,
                 description="Log data quality (completeness, allowed values, pairing): blocks the decision.")
-def log_quality(context, store: StoreResource) -> dg.AssetCheckResult:
-    return run_suite(context, store, LOG_QUALITY)
+def log_quality(context, store: StoreResource):
+    yield from run_suite(context, store, LOG_QUALITY)
 
 
 @dg.asset_check(asset=day_summary, name=LATENCY, partitions_def=DAY_MODEL,
                 description="The decision's latency gates on the day (candidate p99 bound against the SLO and the "
                             "stable's p99 + the allowed regression; latency distribution): the check and the "
                             "decision say the same.")
-def latency_slo(context, store: StoreResource) -> dg.AssetCheckResult:
-    return run_suite(context, store, LATENCY)
+def latency_slo(context, store: StoreResource):
+    yield from run_suite(context, store, LATENCY)
 
 
 @dg.asset_check(asset=day_summary, name=PREDICTIONS, partitions_def=DAY_MODEL,
                 description="Candidate predictions: range, share of extremes, shift against the stable model.")
-def prediction_distribution(context, store: StoreResource) -> dg.AssetCheckResult:
-    return run_suite(context, store, PREDICTIONS)
+def prediction_distribution(context, store: StoreResource):
+    yield from run_suite(context, store, PREDICTIONS)
 
 
 CHECKS = [log_quality, latency_slo, prediction_distribution]
