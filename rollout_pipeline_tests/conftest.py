@@ -90,3 +90,34 @@ def engine(db_url):
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (driver bound to 127.0.0.1, no UI) for the whole test session.
+
+    ``make test`` installs pyspark (the ``spark`` extra) and Java (scripts/ensure-java); without
+    them the Spark tests skip, saying why -- except under ``CI=true``, where that is a failure.
+    Never stopped here: a Dagster run in the same process gets this session back (getOrCreate).
+    """
+    from rollout_pipeline.store.spark import SparkUnavailable, spark_session
+
+    try:
+        session = spark_session("local[2]")
+    except SparkUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true and no Spark: {exc}", pytrace=False)
+        pytest.skip(f"no Spark: {exc}")
+    yield session
+
+
+@pytest.fixture(scope="session")
+def arrow():
+    """pyarrow (the ``spark`` extra, which writes the lake layout): fails under CI=true when missing."""
+    try:
+        import pyarrow
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true and no pyarrow: {exc}", pytrace=False)
+        pytest.skip(f"no pyarrow (pip install 'rollout-pipeline[spark]'): {exc}")
+    return pyarrow

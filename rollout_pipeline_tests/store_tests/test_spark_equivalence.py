@@ -1,0 +1,159 @@
+"""The same simulated day in PostgreSQL and as Parquet gives the same analysis and the same decision (issue #16).
+
+Each case simulates one day twice with the same arguments -- into PostgreSQL's tables
+and into a Parquet lake (``simulate_day(..., sink=LakeWriter)``, the same rows, see
+simulate_tests/test_lake_sink.py) -- then summarizes it with ``store.summary`` (SQL)
+and ``store.spark_summary`` (Spark SQL), and judges, validates and decides both.
+
+Tolerances (docs/lake.md):
+- a day no larger than the sample (here every scenario's day): everything is equal;
+  floating-point sums only to 1e-9 relative (Spark adds in another order);
+- a larger day: counts, means, latency quantiles (exact histograms of the whole day),
+  extremes and label counts are equal as above; what is computed on the hash sample
+  (prediction histograms, the pairing statistics, the sample itself) comes from a
+  different, equally random sample (``xxhash64`` instead of ``hashtext``) and must agree
+  within sampling error: shares within 4 standard errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+
+import pytest
+
+from rollout_pipeline.decisions import data_quality_failures
+from rollout_pipeline.domain.decide import RolloutState, decide, evidence_from
+from rollout_pipeline.domain.evaluate import evaluate
+from rollout_pipeline.domain.policy import Policy
+from rollout_pipeline.domain.routing import VariantRoute
+from rollout_pipeline.simulate.day import simulate_day, start_shadow_routing
+from rollout_pipeline.simulate.models import load_pair
+from rollout_pipeline.simulate.scenarios import SCENARIO_NAMES
+from rollout_pipeline.store.engine import make_engine
+from rollout_pipeline.store.lake import LakeWriter
+from rollout_pipeline.store.routing import read_routing, write_routing
+from rollout_pipeline.store.spark_summary import collect_day_spark
+from rollout_pipeline.store.summary import collect_day
+from rollout_pipeline.validation.suites import validate_day
+
+MODEL = KIND = "diabetes"
+DAY = dt.date(2026, 3, 2)
+REL = 1e-9  # floating-point sums added in another order
+
+
+def _close(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= REL * max(abs(a), abs(b))
+
+
+def differences(a, b, path: str = "summary", skip: frozenset[str] = frozenset()) -> list[str]:
+    """Where two summaries differ (floats to REL), field by field; ``skip`` names fields left out."""
+    if dataclasses.is_dataclass(a):
+        return [d for f in dataclasses.fields(a) if f.name not in skip
+                for d in differences(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}", skip)]
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} items != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]", skip)]
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if _close(a, b) else [f"{path}: {a!r} != {b!r}"]
+    if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
+        return [] if a == b else [f"{path}: {a} != {b}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def decision_of(summary, stage: str, percent: int, policy: Policy):
+    """What the pipeline decides on a summary: judge, validate, state machine (as decisions.py does)."""
+    evaluation = evaluate(summary, stage, policy)
+    failures = data_quality_failures({r.name: r for r in validate_day(summary, stage, policy)})
+    return decide(RolloutState(stage, percent), evidence_from(evaluation, failures), policy), evaluation
+
+
+@pytest.fixture
+def pg_engine(pg_url):
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def the_same_day_twice(engine, root, scenario: str, requests: int, percent: int, seed: int = 11):
+    """Simulate the day into PostgreSQL and into the lake at ``root``; the stable and candidate variants."""
+    start_shadow_routing(engine, MODEL, KIND)
+    pair = load_pair(KIND)
+    if percent:
+        with engine.begin() as conn:
+            current = read_routing(conn, MODEL)
+            write_routing(conn, MODEL, (VariantRoute(pair.stable_variant, "stable", 100 - percent, True),
+                                        VariantRoute(pair.candidate_variant, "candidate", percent)),
+                          expected_version=current.version, actor="test", reason="canary")
+    simulate_day(engine, MODEL, DAY, requests, scenario, seed, kind=KIND, seeded_ids=True)
+    with LakeWriter(f"parquet://{root}") as sink:
+        simulate_day(engine, MODEL, DAY, requests, scenario, seed, kind=KIND, seeded_ids=True, sink=sink)
+    return pair.stable_variant, pair.candidate_variant
+
+
+CASES = [(name, 0) for name in SCENARIO_NAMES] + [("healthy", 20), ("complaints", 20), ("errors", 20)]
+# The equivalence means something only if the cases lead to different decisions: some of them, pinned.
+EXPECTED = {("healthy", 0): "promote", ("slow", 0): "rollback", ("missing", 0): "hold"}
+
+
+@pytest.mark.parametrize("scenario, percent", CASES, ids=[f"{s}-{'canary' if p else 'shadow'}" for s, p in CASES])
+def test_a_day_no_larger_than_the_sample_gives_the_same_summary_and_decision(spark, pg_engine, tmp_path, scenario,
+                                                                             percent):
+    stable, candidate = the_same_day_twice(pg_engine, tmp_path / "lake", scenario, 3_000, percent)
+    with pg_engine.connect() as conn:
+        from_pg = collect_day(conn, MODEL, DAY, stable, candidate)
+    from_lake = collect_day_spark(spark, f"file://{tmp_path / 'lake'}", MODEL, DAY, stable, candidate)
+    assert from_pg.total_rows > 0 and from_pg.sample
+    assert differences(from_pg, from_lake, skip=frozenset({"collect_seconds"})) == []
+    stage = "canary" if percent else "shadow"
+    policy = Policy()
+    (pg_decision, pg_eval), (lake_decision, lake_eval) = (decision_of(s, stage, percent, policy)
+                                                          for s in (from_pg, from_lake))
+    assert (lake_decision.action, lake_decision.reasons) == (pg_decision.action, pg_decision.reasons)
+    if (scenario, percent) in EXPECTED:
+        assert pg_decision.action == EXPECTED[scenario, percent], pg_decision.reasons
+    assert [(c.name, c.classification) for c in lake_eval.checks] == [(c.name, c.classification)
+                                                                       for c in pg_eval.checks]
+
+
+SAMPLED = frozenset({"collect_seconds", "sample", "pairing", "prediction_histogram", "sample_fraction"})
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "shifted"])
+def test_a_day_larger_than_the_sample_agrees_within_sampling_error(spark, pg_engine, tmp_path, scenario):
+    stable, candidate = the_same_day_twice(pg_engine, tmp_path / "lake", scenario, 12_000, 0)
+    rows = 4_000  # per variant: a third of the day is sampled
+    with pg_engine.connect() as conn:
+        from_pg = collect_day(conn, MODEL, DAY, stable, candidate, sample_rows=rows)
+    from_lake = collect_day_spark(spark, f"file://{tmp_path / 'lake'}", MODEL, DAY, stable, candidate,
+                                  sample_rows=rows)
+    assert from_pg.sample_fraction == from_lake.sample_fraction < 0.5
+    # Whole-day numbers: equal.
+    assert differences(from_pg, from_lake, skip=SAMPLED) == []
+    # Sample numbers: two different random samples of the same size.
+    ids_pg = {r.correlation_id for r in from_pg.sample}
+    ids_lake = {r.correlation_id for r in from_lake.sample}
+    assert ids_pg != ids_lake, "two different hashes must pick different samples"
+    n_pg, n_lake = len(from_pg.sample), len(from_lake.sample)
+    assert abs(n_pg - n_lake) <= 4 * math.sqrt(n_pg)
+    p, q = from_pg.pairing, from_lake.pairing
+    matched = min(p.matched, q.matched)
+    assert abs(p.matched - q.matched) <= 4 * math.sqrt(max(p.matched, 1))
+    assert (p.disagreement_rate is None) == (q.disagreement_rate is None)
+    if p.disagreement_rate is not None:  # label outputs
+        rate_se = math.sqrt(max(p.disagreement_rate * (1 - p.disagreement_rate), 1 / matched) / matched)
+        assert abs(p.disagreement_rate - q.disagreement_rate) <= 4 * math.sqrt(2) * rate_se
+    spread = next(v for v in from_pg.variants if v.variant == candidate).prediction_std or 1.0
+    assert abs(p.diff_abs_mean - q.diff_abs_mean) <= 4 * math.sqrt(2) * spread / math.sqrt(matched)
+    for key in ((stable, True), (candidate, False)):
+        a = next(v for v in from_pg.variants if (v.variant, v.served) == key).prediction_histogram
+        b = next(v for v in from_lake.variants if (v.variant, v.served) == key).prediction_histogram
+        total = sum(a)
+        assert sum(b) == total
+        for x, y in zip(a, b):
+            share = max(x / total, 1 / total)
+            assert abs(x - y) / total <= 4 * math.sqrt(2 * share * (1 - share) / rows) + 1 / total
+    policy = Policy()
+    assert decision_of(from_pg, "shadow", 0, policy)[0].action == decision_of(from_lake, "shadow", 0, policy)[0].action
