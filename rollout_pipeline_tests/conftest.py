@@ -7,7 +7,6 @@ none can be had, PostgreSQL tests are skipped with the reason — except under
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +14,8 @@ import sqlalchemy as sa
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.migrate import upgrade
 from rollout_pipeline_tests import postgres
+from rollout_pipeline_tests.extras import IN_CI
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,14 +109,3 @@ def spark():
         pytest.skip(f"no Spark: {exc}")
     yield session
 
-
-@pytest.fixture(scope="session")
-def arrow():
-    """pyarrow (the ``spark`` extra, which writes the lake layout): fails under CI=true when missing."""
-    try:
-        import pyarrow
-    except ImportError as exc:
-        if IN_CI:
-            pytest.fail(f"CI=true and no pyarrow: {exc}", pytrace=False)
-        pytest.skip(f"no pyarrow (pip install 'rollout-pipeline[spark]'): {exc}")
-    return pyarrow

@@ -8,9 +8,11 @@ import os
 import sys
 
 import pytest
+
+from rollout_pipeline_tests.extras import need
 from click.testing import CliRunner
 
-pytest.importorskip("pyarrow")
+need("pyarrow")
 import pyarrow.dataset as ds  # noqa: E402
 
 from rollout_pipeline.cli import cli  # noqa: E402

@@ -10,9 +10,11 @@ import math
 import os
 
 import pytest
+
+from rollout_pipeline_tests.extras import need
 from click.testing import CliRunner
 
-pytest.importorskip("pyarrow")
+need("pyarrow")
 import pyarrow.dataset as ds  # noqa: E402
 
 from rollout_pipeline.domain.routing import VariantRoute  # noqa: E402

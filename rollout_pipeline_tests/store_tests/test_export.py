@@ -12,7 +12,9 @@ import tracemalloc
 
 import pytest
 
-pytest.importorskip("pyarrow")
+from rollout_pipeline_tests.extras import need
+
+need("pyarrow")
 import pyarrow.dataset as ds  # noqa: E402
 
 from rollout_pipeline.domain.records import FeedbackRow  # noqa: E402

@@ -10,8 +10,10 @@ import os
 
 import pytest
 
-pa = pytest.importorskip("pyarrow")
-ds = pytest.importorskip("pyarrow.dataset")
+from rollout_pipeline_tests.extras import need
+
+pa = need("pyarrow")
+ds = need("pyarrow.dataset")
 
 from rollout_pipeline.domain.records import FeedbackRow, PredictionRow  # noqa: E402
 from rollout_pipeline.store.lake import (  # noqa: E402
