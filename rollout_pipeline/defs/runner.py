@@ -23,6 +23,7 @@ from rollout_pipeline.defs.partitions import partition_key, register_partitions
 from rollout_pipeline.defs.resources import resources_from_environment, store_engine
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.domain.routing import InvalidName, validate_name
+from rollout_pipeline.sources import LogSource, SourceError
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.rollouts import RolloutError
 
@@ -74,10 +75,12 @@ class RunFailed(RuntimeError):
 
 
 def check_day(model: str, day: dt.date, engine) -> None:
-    """Refuse, before anything reaches Dagster, a name that is not a model name or a model without a rollout."""
+    """Refuse, before anything reaches Dagster, a name that is not a model name, a log source that cannot work
+    (ROLLOUT_LOGS_URL, ROLLOUT_SPARK_MASTER), or a model without a rollout."""
     try:
         validate_name("model", model)
-    except InvalidName as exc:
+        LogSource.from_environment().check()
+    except (InvalidName, *SourceError) as exc:
         raise RunFailed(str(exc), None) from None
     with engine.connect() as conn:
         if repo.latest_rollout(conn, model) is None:
