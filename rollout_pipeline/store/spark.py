@@ -18,6 +18,7 @@ import os
 import threading
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 
 SPARK_MASTER_ENV = "ROLLOUT_SPARK_MASTER"
 DEFAULT_MASTER = "local[*]"
@@ -33,10 +34,13 @@ BASE_CONFIG = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
 }
+LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 LOCAL_CONFIG = {
     "spark.driver.host": LOOPBACK,
     "spark.driver.bindAddress": LOOPBACK,
     "spark.driver.memory": "2g",
+    # The driver's JVM starts here: its log4j configuration can still be chosen (warnings and errors only).
+    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}",
 }
 
 _lock = threading.Lock()
