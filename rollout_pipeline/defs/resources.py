@@ -69,7 +69,11 @@ class LogsResource(dg.ConfigurableResource):
     """Where the day's prediction logs are read: the store's database, or Parquet in a lake through Spark.
 
     Spark starts on first use only (a run on the database source never starts it) and
-    once per process: the in-process executor's run, the CLI and a test session share one.
+    once per process: the in-process executor's run (one night's models included), the
+    CLI and a test session share one. This is dagster-pyspark's ``LazyPySparkResource``
+    pattern (a lazy ``getOrCreate``); that package itself is not used because it imports
+    pyspark when the code location loads, which would make the 456 MB ``spark`` extra and
+    Java a requirement of every deployment, database-only ones included.
     """
 
     url: str = Field(default="", description=f"the lake's URL, parquet:///abs/path or s3a://... (from {LOGS_URL_ENV}); "
