@@ -29,7 +29,8 @@ shadowing every request with the same correlation id, the rows of
    scan of ``SparkScans`` is timed (a wrapper on the class: the code is unchanged).
    It reports the Python process's peak RSS (``getrusage``) and, separately, the
    JVM's (``VmHWM`` of the ``java`` child process, found with psutil), since Spark's
-   memory lives in the JVM;
+   memory lives in the JVM. Each run drops the previous run's summary first (as
+   between two days of a night), so the peak is one analysis's;
 4. runs the PostgreSQL path on the same day (``bench_analysis``'s ``analysis``
    child: ``collect_day`` on the database, then the same validate, judge, decide)
    and its floor (``bench_analysis.measure_floor``).
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -185,6 +187,10 @@ def child_spark(url: str, root: str, day: dt.date, repeat: int, master: str) -> 
     floor_runs, runs = [], []
     floor_rows = frame = summary = evaluation = result = suites = None
     for _ in range(repeat):
+        # The previous run's summary and results go before the next run starts, as between two days of a nightly
+        # run: otherwise two summaries (and Great Expectations' garbage) are alive at once and the peak RSS says so.
+        summary = evaluation = result = suites = None
+        gc.collect()
         seconds, floor_rows, frame = floor_once()
         floor_runs.append(seconds)
         scan_timings.clear()
@@ -204,7 +210,7 @@ def child_spark(url: str, root: str, day: dt.date, repeat: int, master: str) -> 
                                         evaluation.score, evaluation.failures), rollout.policy)
         t5 = time.perf_counter()
         runs.append({"state": t1 - t0, "collect": t2 - t1, "validate": t3 - t2, "judge": t4 - t3,
-                     "decide": t5 - t4, "total": t5 - t0, "scans": dict(scan_timings)})
+                     "decide": t5 - t4, "total": t5 - t0, "scans": dict(scan_timings), "rss_mb": current_rss_mb()})
     out = {
         "import_s": t_import, "gx_context_s": t_gx, "session_start_s": t_session,
         "rss_before_spark_mb": rss_before_spark, "rss_ready_mb": rss_ready, "facts": facts,
@@ -451,7 +457,8 @@ def report(results: list[dict], command: str, load_before, load_after, master: s
                                                      sorted(sb["scans"].items(), key=lambda kv: -kv[1])))
         jvm = s["jvm"]
         print(f"      peak RSS: Python {s['peak_rss_mb']:.0f} MB (before Spark {s['rss_before_spark_mb']:.0f} MB, "
-              f"with the session {s['rss_ready_mb']:.0f} MB); JVM {jvm.get('peak_mb') or 0:,.0f} MB peak "
+              f"with the session {s['rss_ready_mb']:.0f} MB, after each run "
+              f"{', '.join(format(x['rss_mb'], '.0f') for x in s['runs'])} MB); JVM {jvm.get('peak_mb') or 0:,.0f} MB peak "
               f"({s['jvm_after_start'].get('rss_mb') or 0:,.0f} MB after start); sample {s['sample_rows']:,} rows; "
               f"decision {s['action']}")
         pfl = min(r["pg_floor_runs"])
