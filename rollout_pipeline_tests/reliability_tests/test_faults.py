@@ -15,13 +15,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from rollout_pipeline.defs import assets
 from rollout_pipeline.defs.runner import run_day
 from rollout_pipeline.domain.decide import force_decision
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.records import PredictionRow
 from rollout_pipeline.serving.writer import LogWriter
 from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store import summary as summary_store
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline.store.routing import read_routing, routing_history_rows
@@ -99,7 +99,7 @@ def test_connections_killed_in_the_middle_of_a_run_are_retried_and_the_decision_
     engine = _started(pg_url)
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
     killed = []
-    real_collect, real_record = assets.collect_day, repo.record_decision
+    real_collect, real_record = summary_store.collect_day, repo.record_decision
 
     def collect_after_kill(connection, *args, **kwargs):
         if "collect" not in killed:
@@ -113,7 +113,7 @@ def test_connections_killed_in_the_middle_of_a_run_are_retried_and_the_decision_
             _kill_backend(pg_server, connection)
         return real_record(connection, *args, **kwargs)
 
-    monkeypatch.setattr(assets, "collect_day", collect_after_kill)
+    monkeypatch.setattr(summary_store, "collect_day", collect_after_kill)
     monkeypatch.setattr(repo, "record_decision", record_after_kill)
     with dg.instance_for_test() as instance:
         run = run_day("m", DAY, instance=instance)
@@ -124,7 +124,7 @@ def test_connections_killed_in_the_middle_of_a_run_are_retried_and_the_decision_
     assert len(retries) == 2
     first = run.result
     assert first["action"] == "promote"
-    monkeypatch.setattr(assets, "collect_day", real_collect)
+    monkeypatch.setattr(summary_store, "collect_day", real_collect)
     monkeypatch.setattr(repo, "record_decision", real_record)
     with dg.instance_for_test() as instance:
         again = run_day("m", DAY, instance=instance)
@@ -143,7 +143,7 @@ def test_postgres_restarted_in_the_middle_of_a_run(cluster, cluster_url, monkeyp
     engine = _started(cluster_url)
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", cluster_url)
     restarted = []
-    real_collect = assets.collect_day
+    real_collect = summary_store.collect_day
 
     def collect_across_a_restart(connection, *args, **kwargs):
         if not restarted:
@@ -152,11 +152,11 @@ def test_postgres_restarted_in_the_middle_of_a_run(cluster, cluster_url, monkeyp
             wait_until_up(cluster.url)
         return real_collect(connection, *args, **kwargs)
 
-    monkeypatch.setattr(assets, "collect_day", collect_across_a_restart)
+    monkeypatch.setattr(summary_store, "collect_day", collect_across_a_restart)
     with dg.instance_for_test() as instance:
         run = run_day("m", DAY, instance=instance)
     assert restarted and run.success and run.result["action"] == "promote"
-    monkeypatch.setattr(assets, "collect_day", real_collect)
+    monkeypatch.setattr(summary_store, "collect_day", real_collect)
     with dg.instance_for_test() as instance:
         again = run_day("m", DAY, instance=instance)
     assert (again.result["action"], again.result["to"]) == (run.result["action"], run.result["to"])
