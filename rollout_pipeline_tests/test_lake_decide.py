@@ -75,12 +75,17 @@ def test_decide_from_parquet_through_spark_takes_the_same_action_as_from_postgre
             assert conn.execute(sa.select(sa.func.count()).select_from(prediction_log)).scalar_one() == 0
             assert conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one() == 0
 
-        outcomes = []
-        for url, logs_url in ((in_db, None), (in_lake, lake)):
+        outcomes, sources = [], []
+        for home, url, logs_url in (("db", in_db, None), ("lake", in_lake, lake)):
+            monkeypatch.setenv("DAGSTER_HOME", str(env / f"dagster-{home}"))
             out = _cli(monkeypatch, url, "decide", "--model", MODEL, "--date", DAY.isoformat(), "--json",
                        logs_url=logs_url)
             assert out.exit_code == 0, out.output
             outcomes.append(json.loads(out.output[out.output.index("{"):]))
+            with dg.DagsterInstance.from_config(str(env / f"dagster-{home}")) as instance:
+                event = instance.get_latest_materialization_event(dg.AssetKey("day_summary"))
+                sources.append(event.asset_materialization.metadata["log_source"].value)
+        assert sources == ["database", "parquet"]  # what the review shows of where the day was read
         from_db, from_lake = outcomes
         assert from_db["action"] == from_lake["action"] == expected
         assert from_db["reasons"] == from_lake["reasons"]
