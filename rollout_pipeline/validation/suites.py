@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ def _gx():
 
     with _lock:
         if _context is None:
+            # GX sets this logger to INFO when it is imported, over the level the CLI chose ("Created temporary
+            # directory ... for ephemeral docs site" on every process): let it inherit ours again.
+            logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
             _context = gx.get_context(mode="ephemeral")
             _context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return gx, _context
