@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,11 +59,8 @@ def spark_master(master: str | None = None) -> str:
 
 
 def _import_pyspark():
-    try:
-        with warnings.catch_warnings():
-            # pyspark 4.3 warns that it does not fully support pandas 3; nothing here converts to pandas.
-            warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
-            from pyspark.sql import SparkSession
+    try:  # pyspark's pandas-3 warning is silenced once for the package (rollout_pipeline/__init__.py)
+        from pyspark.sql import SparkSession
     except ImportError:
         raise SparkUnavailable("the Parquet log source needs pyspark: pip install 'rollout-pipeline[spark]' "
                                "(and Java 17+)") from None
@@ -86,9 +82,7 @@ def spark_session(master: str | None = None, config: Mapping[str, str] | None = 
         for key, value in settings.items():
             builder = builder.config(key, value)
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
-                session = builder.getOrCreate()
+            session = builder.getOrCreate()
         except Exception as exc:  # pyspark raises its own error types for a JVM that will not start
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             hint = " (is Java 17+ installed? scripts/ensure-java installs it)" if "JAVA" in first.upper() else ""
