@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import shutil
 
 import pytest
+import sqlalchemy as sa
 
 from rollout_pipeline.decisions import data_quality_failures
 from rollout_pipeline.domain.decide import RolloutState, decide, evidence_from
@@ -35,6 +37,7 @@ from rollout_pipeline.store.lake import LakeWriter
 from rollout_pipeline.store.routing import read_routing, write_routing
 from rollout_pipeline.store.spark_summary import collect_day_spark
 from rollout_pipeline.store.summary import collect_day
+from rollout_pipeline.store.tables import feedback
 from rollout_pipeline.validation.suites import validate_day
 from rollout_pipeline_tests.summaries import differences
 
@@ -134,3 +137,23 @@ def test_a_day_larger_than_the_sample_agrees_within_sampling_error(spark, pg_eng
             assert abs(x - y) / total <= 4 * math.sqrt(2 * share * (1 - share) / rows) + 1 / total
     policy = Policy()
     assert decision_of(from_pg, "shadow", 0, policy)[0].action == decision_of(from_lake, "shadow", 0, policy)[0].action
+
+
+def test_a_day_without_feedback_folders_or_without_any_folder_reads_as_the_database_reads_it(spark, pg_engine,
+                                                                                            tmp_path):
+    """No feedback folder in the window: no join is run, and the summary is the database's without feedback;
+    no day folder at all: an empty day, as an empty day in the database."""
+    stable, candidate = the_same_day_twice(pg_engine, tmp_path / "lake", "healthy", 1_000, 0)
+    with pg_engine.begin() as conn:
+        conn.execute(sa.delete(feedback))
+    shutil.rmtree(tmp_path / "lake" / "feedback")
+    with pg_engine.connect() as conn:
+        from_pg = collect_day(conn, MODEL, DAY, stable, candidate)
+        empty_pg = collect_day(conn, MODEL, DAY + dt.timedelta(days=1), stable, candidate)
+    root = f"file://{tmp_path / 'lake'}"
+    assert from_pg.total_rows > 0 and all(v.actuals == 0 for v in from_pg.variants)
+    assert differences(from_pg, collect_day_spark(spark, root, MODEL, DAY, stable, candidate),
+                       skip=frozenset({"collect_seconds"})) == []
+    empty = collect_day_spark(spark, root, MODEL, DAY + dt.timedelta(days=1), stable, candidate)
+    assert empty.total_rows == 0
+    assert differences(empty_pg, empty, skip=frozenset({"collect_seconds"})) == []
