@@ -28,12 +28,6 @@ def store(db_url, monkeypatch):
     engine.dispose()
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
 def _apply(engine, out):
     with engine.begin() as conn:
         return apply_decision(conn, out["decision_id"], actor="test")

@@ -35,12 +35,6 @@ def store(sqlite_url, monkeypatch):
     engine.dispose()
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
 def _live(engine):
     with engine.connect() as conn:
         return repo.decision_history(conn, "m")

@@ -42,12 +42,6 @@ def fleet(pg_url, monkeypatch):
     engine.dispose()
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
 def _requests(instance, day: dt.date = DAY) -> list[dg.RunRequest]:
     at = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(2), dt.UTC)
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=at,
