@@ -36,6 +36,7 @@ class Evaluation:
     stable_requests: int
     compared: str  # "stable served vs candidate shadow" | "stable served vs candidate served" | ...
     integrity: tuple[MetricCheck, ...] = ()
+    pooled: str = ""  # the nights of the step behind the verdicts, e.g. "3 nights at 1%: 5,210 requests, 412 entities"
 
     @property
     def critical_failures(self) -> list[str]:

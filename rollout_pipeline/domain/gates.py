@@ -67,6 +67,7 @@ class MetricCheck:
     reason: str
     units: int = 0  # independent units behind the verdict
     needed: int = 0  # units the gate needs (its minimum sample), when it knows
+    population: str = ""  # what the two numbers count, e.g. "paired requests" or "candidate-served entities"
 
     @property
     def failed(self) -> bool:
