@@ -6,7 +6,8 @@ decision taken then) and a policy, and returns one row per day: the decision
 then, the decision the policy would take, and what differs. It runs the same
 ``evaluate()`` + ``evidence_from()`` + ``decide()`` as the nightly decision,
 from the stored decision's ``stage_before``/``percent_before`` (each day from the
-state it was really in, not from a simulated trajectory). The reading half
+state it was really in, not from a simulated trajectory), on the same pooled nights
+of its step as then. The reading half
 (:func:`load_days`) fetches those days through the store on a read-only
 connection, and re-collects a day's summary only where the logs are still there
 and the evidence is not (validated with the suites then). No Dagster here: the
@@ -32,7 +33,9 @@ from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.evidence import load_evidence
 from rollout_pipeline.store.readonly import read_only
 from rollout_pipeline.store.summary import collect_day
+from rollout_pipeline.store.evidence import outcomes_arrived
 from rollout_pipeline.store.teardown import teardown_records
+from rollout_pipeline.steps import earlier_nights
 from rollout_pipeline.validation.suites import SuiteResult, validate_day
 
 MAX_DAYS = 366
@@ -66,6 +69,8 @@ class StoredDay:
     old_variant_deployable: bool = True
     source: str = "stored"  # stored | re-collected | none
     why: str = ""
+    earlier: tuple[DaySummary, ...] = ()  # the step's earlier nights, pooled with this one (oldest first)
+    outcomes_seen: bool | None = None  # whether any actual outcome ever arrived for the rollout
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,8 @@ def redecide(day: StoredDay, policy: Policy) -> BacktestRow:
     where = _share(state.stage, state.canary_percent) if state else "-"
     if day.summary is None or state is None:
         return BacktestRow(day.day, where, then, "cannot re-decide", False, day.why, day.source, ())
-    evaluation = evaluate(day.summary, day.stage or state.stage, policy)
+    evaluation = evaluate((*day.earlier, day.summary), day.stage or state.stage, policy, percent=state.canary_percent,
+                          outcomes_seen=day.outcomes_seen)
     evidence = evidence_from(evaluation, day.failures, old_variant_deployable=day.old_variant_deployable)
     new: Decision = decide(state, evidence, policy)
     now = _said(new.action, new.stage_after, new.percent_after)
@@ -174,9 +180,12 @@ def load_days(connection: sa.Connection, model: str, days: Sequence[dt.date], po
                  if live is not None and live.rollout_id == rollout.id else None)
         deployable = not any(t.variant == rollout.stable_variant and t.day < day for t in torn)
         evidence = load_evidence(connection, model, day)
+        earlier, _ = earlier_nights(connection, rollout, day, state.stage)
+        seen = outcomes_arrived(connection, rollout.id)
         if evidence is not None and evidence.rollout_id == rollout.id:
             failures = tuple(data_quality_failures(suite_results(evidence)))
-            out.append(StoredDay(day, state, taken, evidence.summary, evidence.stage, failures, deployable))
+            out.append(StoredDay(day, state, taken, evidence.summary, evidence.stage, failures, deployable,
+                                 earlier=tuple(earlier), outcomes_seen=seen))
             continue
         if not recollect:
             out.append(StoredDay(day, state, taken, source="none", why="no stored evidence"))
@@ -188,7 +197,7 @@ def load_days(connection: sa.Connection, model: str, days: Sequence[dt.date], po
             continue
         suites = {s.name: s for s in validate(summary, state.stage, policy)}
         out.append(StoredDay(day, state, taken, summary, state.stage, tuple(data_quality_failures(suites)),
-                             deployable, source="re-collected"))
+                             deployable, source="re-collected", earlier=tuple(earlier), outcomes_seen=seen))
     return out
 
 

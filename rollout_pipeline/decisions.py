@@ -22,12 +22,13 @@ from rollout_pipeline.domain.decide import (Decision, ForceError, RolloutState, 
                                             approve_promotion, decide, evidence_from, expire_promotion,
                                             force_decision, guardrail_rollback, needs_approval, reject_promotion,
                                             waiting_hold)
-from rollout_pipeline.domain.evaluate import Evaluation, evaluate
+from rollout_pipeline.domain.evaluate import Evaluation
 from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
                                              review_from_record)
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.evidence import DayEvidence, load_evidence
 from rollout_pipeline.store.routing import ConcurrentUpdate
+from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
 
 SOURCES = ("analysis", "forced", "blocked", "manual_rollback", "guardrail", "approval", "expiry")
@@ -148,7 +149,7 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         evidence = None  # an analysis under an earlier rollout is no evidence for this one
     suites = suite_results(evidence)
     failures = data_quality_failures(suites) if evidence is not None else []
-    evaluation = _evaluation(evidence, rollout)
+    evaluation = _evaluation(connection, evidence, rollout)
     source = "forced" if request.force and request.source == "analysis" else request.source
     if request.source == "guardrail":
         try:
@@ -274,7 +275,8 @@ def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollou
     state = "approved" if request.verdict == "approve" else "rejected"
     now = dt.datetime.now(dt.UTC)
     evidence = load_evidence(connection, model, day)
-    evaluation = _evaluation(evidence, rollout) if evidence is not None and evidence.rollout_id == rollout.id else None
+    evaluation = (_evaluation(connection, evidence, rollout)
+                  if evidence is not None and evidence.rollout_id == rollout.id else None)
     review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
                           summary=evidence.summary if evaluation else None)
     stored = review.to_json()
@@ -312,13 +314,13 @@ def pending_approval(connection: sa.Connection, model: str) -> dict | None:
             "reasons": list(record.reasons)}
 
 
-def _evaluation(evidence: DayEvidence | None, rollout: repo.Rollout) -> Evaluation | None:
-    """The day's evaluation: the judged one, else (a run stopped before the judge) computed from the summary."""
+def _evaluation(connection: sa.Connection, evidence: DayEvidence | None, rollout: repo.Rollout) -> Evaluation | None:
+    """The day's evaluation: the judged one, else (a run stopped before the judge) computed from the step's nights."""
     if evidence is None:
         return None
     if evidence.evaluation is not None:
         return evidence.evaluation
-    return evaluate(evidence.summary, evidence.stage, rollout.policy)
+    return evaluate_day(connection, rollout, evidence.summary)
 
 
 def decision_metrics(source: str, run_id: str | None, evidence: DayEvidence | None, evaluation: Evaluation | None,

@@ -34,17 +34,14 @@ class DemoRollout:
     policy: tuple[tuple[str, object], ...] = ()
 
 
-# At the demo's 16,000 requests a day, a 1% canary step serves ~160 requests: too few to bound a p99
-# (446 are needed, docs/policy.md), so that step would hold for "not enough data" every day. The demo's
-# policy starts the canary at 5% instead -- what a team with this little traffic would do.
-DEMO_STEPS = ("canary_steps", (5, 20, 50, 100))
-GOOD = DemoRollout("diabetes", "v1", "v2", "healthy", "diabetes", policy=(DEMO_STEPS,))
-BAD = DemoRollout("cancer", "v1", "v2", "slow", "cancer", policy=(DEMO_STEPS,))
+# The seed's steps, 1% -> 20% -> 50% -> production, one a night: at 16,000 requests a day the 1% step serves
+# ~160 requests, and the candidate answers the rest in shadow (shadow_candidate_during_canary), so its latency,
+# errors and outputs are judged pair by pair on the whole day at every step (docs/policy.md, "Pacing").
+GOOD = DemoRollout("diabetes", "v1", "v2", "healthy", "diabetes")
+BAD = DemoRollout("cancer", "v1", "v2", "slow", "cancer")
 # A first model: a constant (the training mean) serves today; the candidate must beat it on actual outcomes.
-# Its users complain about as often as anyone's; at 5% too few of them (~230) to tell a complaint spike of
-# +3 points from noise (~400 needed), so this rollout starts its canary at 10%.
 FIRST = DemoRollout("diabetes-first", "baseline", "v1", "healthy", "diabetes-first", preset="first-model",
-                    policy=(("canary_steps", (10, 50, 100)), ("prediction_bounds", (0.0, 400.0))))
+                    policy=(("prediction_bounds", (0.0, 400.0)),))
 ROLLOUTS = (GOOD, BAD, FIRST)
 DEMO_REQUESTS = 16_000
 DEMO_SEED = 20261201  # traffic depends on (seed, model, day index) only: the same decisions on any date

@@ -99,7 +99,8 @@ def test_a_stricter_policy_over_a_week_shows_the_differing_day_and_changes_nothi
     last = rows[-1]
     assert last.then == "promote -> canary 1%" and last.now == "hold -> shadow 0%"
     assert last.difference == "promote -> hold" and last.state == "shadow 0%"
-    assert last.reasons == ("judge score 100 >= pass 95, but day 7 of 10 required in this step",)
+    assert last.reasons[0] == "every gate this step needs passed (judge score 100), but day 7 of 10 required in this step"
+    assert last.reasons[1].startswith("evidence: 7 nights at shadow (2026-06-01..2026-06-07):")  # the step's nights
     assert rows[1].then == "hold (forced) -> shadow 0%" and rows[1].now == "hold -> shadow 0%"
     assert {r.evidence for r in rows} == {"stored"}
     same = run_backtest(week, "m", WEEK[0], WEEK[-1], Policy(min_shadow_days=7), recollect=False)

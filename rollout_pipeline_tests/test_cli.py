@@ -86,7 +86,7 @@ def test_decide_json_and_status_json(env):
     status = json.loads(_run("status", "--model", "m", "--json").output)
     assert status["stage"] == "canary" and status["canary_percent"] == 1
     assert sorted((r["variant"], r["role"], r["traffic_percent"], r["shadow"]) for r in status["routing"]) == [
-        ("v1", "stable", 99.0, True), ("v2", "candidate", 1.0, False)]  # the stable shadows the candidate
+        ("v1", "stable", 99.0, True), ("v2", "candidate", 1.0, True)]  # each model shadows the other's requests
     forced = CliRunner().invoke(cli, ["decide", "--model", "m", "--date", day.isoformat(), "--force", "hold"])
     assert forced.exit_code == 1 and "--force needs --reason" in forced.output
     hist = _run("history", "--model", "m")

@@ -119,7 +119,9 @@ def test_a_decision_posts_one_json_message_and_one_slack_message(store, caplog):
     assert message["links"]["run"] == f"http://dagster.example:3000/runs/{result.run_id}"
     assert message["links"]["report"].endswith("m-2026-06-01.html")
     assert slack["text"] == "m 2026-06-01: PROMOTE shadow 0% → canary 1%"
-    assert "• judge score 100 &gt;= pass 95\n• promote to canary 1%" in slack["blocks"][0]["text"]["text"]
+    text = slack["blocks"][0]["text"]["text"]
+    assert "• every gate this step needs passed (judge score 100)\n• evidence: 1 night at shadow" in text
+    assert text.endswith("• promote to canary 1%")
     assert "<http://dagster.example:3000/assets/decision?partition=2026-06-01%7Cm|Dagster UI>" in \
         slack["blocks"][1]["elements"][0]["text"]
     meta = _decision_metadata(result)

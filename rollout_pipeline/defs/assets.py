@@ -24,11 +24,12 @@ from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition
 from rollout_pipeline.defs.resources import LogsResource, Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTION_TAG, ACTOR_TAG
 from rollout_pipeline.domain.codec import encode
-from rollout_pipeline.domain.evaluate import Evaluation, evaluate
+from rollout_pipeline.domain.evaluate import Evaluation
 from rollout_pipeline.review.plots import review_plots
 from rollout_pipeline.review.render import Table, key_numbers, markdown_sections, md_table, num, why_lines
 from rollout_pipeline.review.report import write_report
 from rollout_pipeline.sources import SourceError
+from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
 
@@ -106,12 +107,13 @@ def judge_day(context: dg.AssetExecutionContext, store: StoreResource, day, mode
         with store.engine.connect() as conn:
             found = stored_evidence(conn, model, day, context.run.run_id)
             rollout = repo.get_rollout(conn, found.rollout_id)
-        evaluation = evaluate(found.summary, found.stage, rollout.policy)
+            evaluation = evaluate_day(conn, rollout, found.summary)  # the step's nights pooled with this one
         with store.engine.begin() as conn:
             evidence_store.save_evaluation(conn, found.id, evaluation)
     return {
         "score": evaluation.score if evaluation.score is not None else "n/a",
         "compared": evaluation.compared,
+        "pooled": evaluation.pooled,
         "metrics": dg.MetadataValue.md(md_table(metrics_table(evaluation))),
         **{f"why: {c.name}": dg.MetadataValue.text(f"{c.classification}: {c.reason}") for c in evaluation.checks},
         "evaluation": dg.MetadataValue.json(encode(evaluation)),

@@ -30,6 +30,10 @@ from rollout_pipeline.domain.summary import (
 )
 
 HASH_BUCKETS = 10_000  # correlation ids hash into 0..9999; a sample keeps the buckets below a threshold
+POPULATIONS = 2  # the requests each variant served, each sampled to its own size (see sample_thresholds)
+# Requests sampled per population at most (with their shadow twins: twice as many rows). A population this
+# small is kept whole; the day's counts (latency histograms, errors, broken answers) are exact whatever its size.
+SAMPLE_REQUESTS = 10_000
 EXTREME_FETCH_MAX = 5_000  # candidate rows beyond the extreme thresholds fetched with the sample, at most
 FEEDBACK_WINDOW = dt.timedelta(days=2)  # feedback about a day's requests may arrive until two days later
 
@@ -63,6 +67,7 @@ class GroupRow(NamedTuple):
     pred_sq: float | None
     pred_min: float | None
     pred_max: float | None
+    shed: int = 0  # shadow calls the mirror dropped (status ``shed``): neither an answer nor an unknown status
 
 
 class Moments(NamedTuple):
@@ -139,6 +144,7 @@ class Totals:
     errors: int = 0
     timeouts: int = 0
     unknown_status: int = 0
+    shed: int = 0
     missing_cid: int = 0
     invalid_latency: int = 0
     null_outputs: int = 0
@@ -215,7 +221,9 @@ def accumulate(rows: Iterable[GroupRow], candidate: str) -> DayTotals:
         t.ok += int(r.ok)
         t.errors += int(r.errors)
         t.timeouts += int(r.timeouts)
-        t.unknown_status += n - int(r.ok) - int(r.errors) - int(r.timeouts)
+        shed = int(r.shed or 0)
+        t.shed += shed
+        t.unknown_status += n - int(r.ok) - int(r.errors) - int(r.timeouts) - shed
         t.missing_cid += int(r.missing_cid)
         t.labels += int(r.labels)
         t.null_outputs += int(r.null_outputs)
@@ -253,18 +261,30 @@ def apply_moments(totals: DayTotals, moments: Iterable[Moments]) -> None:
 
 
 def sample_thresholds(counts: Mapping[Key, int], stable: str, candidate: str,
-                      sample_rows: int) -> tuple[dict[str, int], bool]:
-    """Hash-bucket thresholds per variant for a sample of ~sample_rows rows each; whether shadows were logged."""
+                      sample_rows: int) -> tuple[dict[Key, int], bool]:
+    """Hash-bucket thresholds per side (variant, served) for a sample of ~sample_rows requests per population;
+    whether shadows were logged.
+
+    A population is the requests one variant served, with the other variant's shadow
+    answers to them: both answers to a request are sampled together (one threshold),
+    so pairs stay whole. Each population is sampled to its own size: all of it when it
+    holds at most ``sample_rows`` requests (a 1% canary's, whatever the day's
+    volume), else a bounded hash sample. So the candidate's few served answers are
+    never diluted by the stable's many.
+    """
     shadowing = counts.get((candidate, False), 0) > 0 or counts.get((stable, False), 0) > 0
-    per_variant = {}
-    for variant in (stable, candidate):
-        n = counts.get((variant, True), 0) + counts.get((variant, False), 0)
-        per_variant[variant] = HASH_BUCKETS if n <= sample_rows else max(1, HASH_BUCKETS * sample_rows // n)
-    if shadowing:
-        # Pairs must be sampled whole: one threshold for both variants.
-        shared = min(per_variant.values())
-        per_variant = {v: shared for v in per_variant}
-    return per_variant, shadowing
+    thresholds: dict[Key, int] = {}
+    for served_by, mirror in ((stable, candidate), (candidate, stable)):
+        n = max(counts.get((served_by, True), 0), counts.get((mirror, False), 0))
+        t = HASH_BUCKETS if n <= sample_rows else max(1, HASH_BUCKETS * sample_rows // n)
+        thresholds[(served_by, True)] = t
+        thresholds[(mirror, False)] = t
+    return thresholds, shadowing
+
+
+def in_sample(variant: str, served: bool, bucket: int | None, thresholds: Mapping[Key, int]) -> bool:
+    """Whether a row of (variant, served) whose correlation id hashes to ``bucket`` belongs to the sample."""
+    return bucket is not None and bucket < thresholds.get((variant, bool(served)), -1)
 
 
 def prediction_edges(totals: DayTotals, stable: str, candidate: str) -> tuple[float, ...]:
@@ -361,7 +381,7 @@ def pick_extremes(rows: Iterable[LogRow], candidate: str, side: str, threshold: 
     return [Found(side, r.correlation_id, float(r.prediction), r.ts) for r in picked[:k]]
 
 
-def sample_of(rows: Iterable[LogRow], thresholds: Mapping[str, int],
+def sample_of(rows: Iterable[LogRow], thresholds: Mapping[Key, int],
               feedback: Iterable[FeedbackItem] = ()) -> tuple[SampleRow, ...]:
     """The rows of the hash sample (bucket below their variant's threshold), each with its request's feedback.
 
@@ -377,7 +397,7 @@ def sample_of(rows: Iterable[LogRow], thresholds: Mapping[str, int],
             complaints[item.correlation_id] = complaints.get(item.correlation_id, 0) + 1
     out = []
     for r in rows:
-        if r.bucket is None or r.bucket >= thresholds.get(r.variant, -1):
+        if not in_sample(r.variant, r.served, r.bucket, thresholds):
             continue
         actual, actual_label = outcome.get(r.correlation_id, (None, None)) if r.correlation_id else (None, None)
         out.append(SampleRow(
@@ -468,6 +488,8 @@ def variant_days(totals: DayTotals, histograms: Mapping[Key, Sequence[int]],
             abs_error_mean=_f(actual.abs_error_mean) if actual else None,
             label_accuracy=_f(actual.label_accuracy) if actual else None,
             null_outputs=t.null_outputs,
+            latency_histogram=tuple(sorted(t.latency_histogram.items())),
+            shed=t.shed,
         ))
     return tuple(out)
 
@@ -481,7 +503,7 @@ class CollectedDay:
     stable: str
     candidate: str
     totals: DayTotals
-    thresholds: Mapping[str, int]
+    thresholds: Mapping[Key, int]
     shadowing: bool
     edges: tuple[float, ...]
     histograms: Mapping[Key, Sequence[int]]  # exact counts; empty when they are to be scaled from the sample
@@ -502,7 +524,7 @@ def build_summary(day: CollectedDay, collect_seconds: float = 0.0) -> DaySummary
     if day.edges and sampled:
         histograms = scaled_histograms(day.sample, day.edges, {
             k: t.predictions for k, t in day.totals.by_key.items() if k[0] in (stable, candidate)})
-    fraction = day.thresholds.get(candidate, HASH_BUCKETS) / HASH_BUCKETS
+    fraction = day.thresholds.get((stable, True), HASH_BUCKETS) / HASH_BUCKETS
     return DaySummary(
         model_name=day.model_name,
         day=day.day,
@@ -519,6 +541,7 @@ def build_summary(day: CollectedDay, collect_seconds: float = 0.0) -> DaySummary
         accuracy_day=day.accuracy_day or day.day,
         accuracy_sample=day.accuracy_sample,
         sample_fraction=fraction,
+        sample_fractions=tuple((v, s, t / HASH_BUCKETS) for (v, s), t in sorted(day.thresholds.items())),
     )
 
 
@@ -546,7 +569,7 @@ class DayScans(Protocol):
 
     def prediction_bins(self, model_name: str, day: dt.date, edges: tuple[float, ...]) -> list[CountRow]: ...
 
-    def sample_and_extreme_rows(self, model_name: str, day: dt.date, thresholds: dict[str, int], candidate: str,
+    def sample_and_extreme_rows(self, model_name: str, day: dt.date, thresholds: dict[Key, int], candidate: str,
                                 t_hi: float | None, t_lo: float | None,
                                 sample_rows: int) -> tuple[list[LogRow], bool]: ...
 
@@ -559,12 +582,13 @@ class DayScans(Protocol):
 
     def feedback_by_variant(self, model_name: str, day: dt.date) -> list[FeedbackAgg]: ...
 
-    def sample_feedback(self, model_name: str, rows: list[LogRow], thresholds: dict[str, int],
+    def sample_feedback(self, model_name: str, rows: list[LogRow], thresholds: dict[Key, int],
                         lo: dt.datetime, hi: dt.datetime) -> list[FeedbackItem]: ...
 
 
 def collect_with(scans: DayScans, model_name: str, day: dt.date, stable: str, candidate: str, *,
-                 sample_rows: int = 20_000, top_k: int = 10, accuracy_day: dt.date | None = None) -> DaySummary:
+                 sample_rows: int = SAMPLE_REQUESTS, top_k: int = 10,
+                 accuracy_day: dt.date | None = None) -> DaySummary:
     """Summarize ``model_name``'s logs of ``day`` (UTC) for the stable and candidate variants through ``scans``.
 
     Two scans of the day (grouped aggregates; hash sample + extremes) plus small ones.

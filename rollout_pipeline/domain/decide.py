@@ -1,8 +1,18 @@
 """The policy state machine: shadow -> canary steps -> production, hold, or rollback.
 
-Outcomes are ordered as Argo Rollouts orders analysis results (the worst wins):
-a data-quality failure or too little data holds, a critical failure rolls back,
-and only a day with enough good data and a passing score promotes.
+Precedence, first match wins (docs/policy.md, "How a day is decided"):
+
+1. logs that cannot be judged (validation, integrity) hold the day;
+2. a critical gate confidently past its limit rolls back;
+3. any other gate confidently past its limit rolls back a candidate serving users
+   (canary) -- a confidently worse candidate never keeps its exposure -- and holds one
+   in shadow (it serves nobody; it does not leave shadow);
+4. a gate the step needs without a verdict yet holds, and the nights pool;
+5. otherwise the rollout is promoted one step.
+
+The data-quality hold comes first on purpose: when the logs are broken, no gate's
+verdict can be trusted, a rollback's included. The candidate's own broken answers
+are not a logging problem: they are a gate (``broken_answers``), critical.
 """
 
 from __future__ import annotations
@@ -96,6 +106,9 @@ class Evidence:
     old_variant_deployable: bool = True  # production: the old stable is still inactive (not torn down)
     insufficient: Sequence[str] = ()  # gates below their minimum sample: no verdict, so no promotion
     not_judged: Sequence[str] = ()  # gates that do not apply today, with why (shown, never decisive)
+    normal_failures: Sequence[str] = ()  # scored gates confidently past their limit
+    pooled: str = ""  # the nights of the step the verdicts stand on
+    stable_requests: int | None = None  # the compared stable side's answers (production: the old model's shadow)
 
 
 def evidence_from(evaluation, data_quality_failures: Sequence[str], *, old_variant_deployable: bool = True) -> Evidence:
@@ -113,11 +126,18 @@ def evidence_from(evaluation, data_quality_failures: Sequence[str], *, old_varia
         old_variant_deployable=old_variant_deployable,
         insufficient=tuple(evaluation.insufficient),
         not_judged=tuple(evaluation.not_judged),
+        normal_failures=tuple(getattr(evaluation, "normal_failures", ())),
+        pooled=getattr(evaluation, "pooled", ""),
+        stable_requests=getattr(evaluation, "stable_requests", None),
     )
 
 
+def _on(evidence: Evidence) -> list[str]:
+    return [f"evidence: {evidence.pooled}"] if evidence.pooled else []
+
+
 def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
-    """The day's decision from the evidence, under ``policy`` (the worst outcome wins)."""
+    """The day's decision from the evidence, under ``policy`` (precedence in the module's docstring)."""
     if state.stage == "rolled_back":
         return _hold(state, ["rollout is rolled back: nothing to decide"])
     if state.stage == "production":
@@ -126,28 +146,31 @@ def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
         return _hold(state, ["data quality failed, so the day cannot be judged:", *evidence.data_quality_failures])
     unit = "paired shadow" if state.stage == "shadow" else "candidate-served"
     if evidence.critical_failures and evidence.candidate_requests > 0:
-        return _rollback(state, ["critical failure:", *evidence.critical_failures])
+        return _rollback(state, ["critical failure:", *evidence.critical_failures, *_on(evidence)])
+    worse = list(evidence.normal_failures) or [r for r in evidence.score_reasons
+                                                if r not in evidence.critical_failures]
+    if worse:
+        if state.stage == "canary":
+            return _rollback(state, [f"confidently worse than the policy allows, so it does not keep serving "
+                                     f"{state.canary_percent}%:", *worse, *_on(evidence)])
+        return _hold(state, ["confidently worse than the policy allows, so it does not leave shadow "
+                             "(roll it back, or force a promotion with a reason):", *worse, *_on(evidence)])
     if evidence.insufficient:
-        return _hold(state, ["not enough data to judge every metric:", *evidence.insufficient])
+        return _hold(state, ["not enough data yet to promote from this step:", *evidence.insufficient,
+                             *_on(evidence)])
     if policy.min_requests is not None and evidence.candidate_requests < policy.min_requests:
         return _hold(state, [f"not enough data: {evidence.candidate_requests} {unit} requests "
-                             f"< min_requests {policy.min_requests}"])
+                             f"< min_requests {policy.min_requests}", *_on(evidence)])
     score = evidence.score
-    t = policy.judge
     if score is None:
         return _hold(state, ["no metric could be judged:", *evidence.not_judged])
-    summary = f"judge score {score:.0f}"
-    if score < t.marginal_score:
-        return _rollback(state, [f"{summary} < marginal {t.marginal_score:.0f}", *evidence.score_reasons])
-    if score < t.pass_score:
-        return _hold(state, [f"{summary} is marginal ({t.marginal_score:.0f} <= score < {t.pass_score:.0f})",
-                             *evidence.score_reasons])
+    summary = f"every gate this step needs passed (judge score {score:.0f})"
     days = state.days_in_step + 1
     minimum = policy.min_shadow_days if state.stage == "shadow" else policy.min_days_per_step
     if days < minimum:
-        return _hold(state, [f"{summary} >= pass {t.pass_score:.0f}, but day {days} of {minimum} required in this step"])
-    return _promote(state, policy, [f"{summary} >= pass {t.pass_score:.0f}", *evidence.score_reasons,
-                                    *(f"not judged: {r}" for r in evidence.not_judged)], forced=False)
+        return _hold(state, [f"{summary}, but day {days} of {minimum} required in this step", *_on(evidence)])
+    return _promote(state, policy, [summary, *_on(evidence), *(f"not judged: {r}" for r in evidence.not_judged)],
+                    forced=False)
 
 
 def _watch(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
@@ -158,16 +181,19 @@ def _watch(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
         return _hold(state, ["data quality failed, so the day cannot be judged:", *evidence.data_quality_failures])
     if evidence.critical_failures and evidence.candidate_requests > 0:
         return _rollback(state, ["after promotion, critical failure of the new model against the old one:",
-                                 *evidence.critical_failures])
+                                 *evidence.critical_failures, *_on(evidence)])
+    worse = list(evidence.normal_failures)
+    if worse:
+        return _rollback(state, ["after promotion, the new model is confidently worse than the old one:", *worse,
+                                 *_on(evidence)])
+    if evidence.stable_requests == 0:
+        return _hold(state, ["production: the old model logged no shadow answers, so there is nothing to compare "
+                             "the new one with (is it still shadowing?)"])
     if evidence.score is None or evidence.insufficient:
-        return _hold(state, ["production: too little to compare with the old model (is it still shadowing?)",
-                             *evidence.insufficient])
-    summary = f"judge score {evidence.score:.0f}"
-    if evidence.score < policy.judge.marginal_score:
-        return _rollback(state, [f"after promotion, {summary} < marginal {policy.judge.marginal_score:.0f}",
-                                 *evidence.score_reasons])
-    return _hold(state, [f"production: the new model holds up against the old one ({summary})",
-                         *evidence.score_reasons])
+        return _hold(state, ["production: the new model holds up so far, but not every comparison with the old "
+                             "one is decided yet:", *evidence.insufficient, *_on(evidence)])
+    return _hold(state, [f"production: the new model holds up against the old one (judge score {evidence.score:.0f})",
+                         *_on(evidence), *(f"not judged: {r}" for r in evidence.not_judged)])
 
 
 def guardrail_rollback(state: RolloutState, alarms: Sequence[str]) -> Decision:

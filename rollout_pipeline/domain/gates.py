@@ -1,52 +1,65 @@
-"""The gates: one small pure function per metric, each with its inputs, limits and minimum sample.
+"""The gates: one small pure function per metric, each with its inputs, limits and bar.
 
 Every gate answers one question about the candidate against the stable model and
-says why in one line ("candidate p99 >= 412 ms (lower bound) > SLO 250 ms"). Its
+says why in one line ("candidate p99 412 ms > SLO 250 ms: 3.1% of 5,210 answers
+above it"). It reads the **pooled nights of the step** (``domain.pool``), and its
+bounds stay valid however many nights are looked at (``domain.sequential``). Its
 verdict is one of:
 
-- ``pass``: enough data, and not confidently worse than the policy allows;
-- ``high`` / ``low``: confidently worse (the one-sided bound at ``gate_confidence``
-  is past the limit);
-- ``nodata``: too little data to tell -- fewer units than the smallest sample that
-  would catch the regression the gate is sized for (``*_detectable``) with
-  probability ``power``; the reason names the counts;
+- ``high`` / ``low``: confidently past the policy's **limit** -- the anytime-valid
+  bound at ``gate_confidence`` is beyond it (a false failure over all the nights of
+  a step has probability at most 1 - gate_confidence);
+- ``pass``: confidently within the step's **bar** -- the anytime-valid bound at
+  ``pass_confidence`` is within the gate's detectable regression times the step's
+  multiplier (``Policy.bar_multiplier``: looser where the next step exposes few
+  users, the detectable itself before production);
+- ``nodata``: neither yet, or fewer units than ``min_units`` -- more nights are
+  needed; the reason names the counts and about how many units would do;
 - ``n/a``: the question does not apply (no labels, no complaints in shadow, a
-  constant baseline has no spread).
+  constant baseline has no spread, no outcome ever arrived for the model).
 
-Units are what was randomized: in canary the candidate and the stable model serve
-different *entities*, so rates and means are compared over entities (cluster-robust
-standard errors, ``domain.stats``); in shadow, and wherever the other model answers
-the same request in shadow (canary with ``shadow_stable_during_canary``, the watch
-after promotion), outputs are compared pair by pair on the same requests, clustered
-by entity. Integrity gates (``INTEGRITY``) check that the day's logs can be judged
-at all; their failures hold the day.
+Units are what was randomized. Wherever the other model answered the same request
+in shadow (shadow; canary with the stable and/or the candidate mirrored; the watch
+after promotion) answers are compared **pair by pair**, clustered by entity. Else,
+in canary, the candidate and the stable model serve different entities: means are
+compared over entities, and a rate's clustering is measured on the stable's many
+entities (``_with_shared_design_effect``). Questions a count answers exactly are
+answered from the whole days' counts (latency above a threshold, broken answers),
+not from the sample. Integrity gates (``INTEGRITY``) check that the latest night's
+logs can be judged at all; their failures hold the day.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rollout_pipeline.domain.formatting import num, pct
 from rollout_pipeline.domain.judge import classify_metric
 from rollout_pipeline.domain.policy import Policy
+from rollout_pipeline.domain.sequential import log_e_above, log_e_below, margin, min_radius, trials_to_show_below
 from rollout_pipeline.domain.stats import (
     Estimate,
-    QuantileBounds,
-    lower_order_statistic,
     clustered_mean,
     difference,
-    min_n_for_quantile,
-    min_trials_to_exceed,
     proportion_bounds,
-    quantile_bounds,
+    quantile_ranks,
     smoothed_rate_se,
     units_needed,
     z_of,
 )
-from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary, SampleRow, VariantDay, finite
+from rollout_pipeline.domain.summary import (
+    ABSURD_VALUE,
+    LATENCY_BINS_PER_E,
+    DaySummary,
+    SampleRow,
+    VariantDay,
+    finite,
+    latency_bucket_upper,
+    quantile_from_histogram,
+)
 
 LATENCY_QUANTILE = 0.99
 # Without policy bounds, plausible outputs are the stable's sampled range between these quantiles (robust to a
@@ -68,6 +81,7 @@ class MetricCheck:
     units: int = 0  # independent units behind the verdict
     needed: int = 0  # units the gate needs (its minimum sample), when it knows
     population: str = ""  # what the two numbers count, e.g. "paired requests" or "candidate-served entities"
+    required: bool = True  # whether a promotion from this step needs this gate's verdict
 
     @property
     def failed(self) -> bool:
@@ -90,6 +104,22 @@ def compared_sides(summary: DaySummary, stage: str) -> tuple[VariantDay | None, 
     if stage == "shadow":
         return stable, summary.get(summary.candidate_variant, False), "stable served vs candidate shadow"
     return stable, summary.get(summary.candidate_variant, True), "stable served vs candidate served"
+
+
+def answer_sides(summary: DaySummary, stage: str) -> tuple[tuple[tuple[str, bool], ...], tuple[str, bool]]:
+    """The sides holding the candidate's own answers (served and, in canary, mirrored), and the stable reference.
+
+    Latency, errors and outputs are the model's: in canary its shadow answers to the
+    stable's requests count as much as the ones it served.
+    """
+    s, c = summary.stable_variant, summary.candidate_variant
+    if stage == "shadow":
+        return ((c, False),), (s, True)
+    if stage == "production":
+        return ((c, True),), (s, False)
+    if summary.get(c, False) is None:  # logs without the candidate's mirrored answers
+        return ((c, True),), (s, True)
+    return ((c, True), (c, False)), (s, True)
 
 
 def ok_values(rows, field_name: str) -> list[float]:
@@ -116,11 +146,16 @@ class Pair:
         return served.entity_id
 
 
+def _answered(row: SampleRow) -> bool:
+    """A row carrying the model's answer: a shadow call the mirror shed is missing evidence, not an answer."""
+    return row.status != "shed"
+
+
 def pairs_of(rows: tuple[SampleRow, ...], stable: str, candidate: str) -> list[Pair]:
     """Requests the two variants both answered, one served and one in shadow (first answer of each)."""
     by_id: dict[str, dict[str, SampleRow]] = {}
     for row in rows:
-        if row.correlation_id and row.variant in (stable, candidate):
+        if row.correlation_id and row.variant in (stable, candidate) and _answered(row):
             by_id.setdefault(row.correlation_id, {}).setdefault(row.variant, row)
     return [Pair(d[stable], d[candidate]) for d in by_id.values()
             if stable in d and candidate in d and d[stable].served != d[candidate].served]
@@ -128,12 +163,12 @@ def pairs_of(rows: tuple[SampleRow, ...], stable: str, candidate: str) -> list[P
 
 @dataclass(frozen=True)
 class GateContext:
-    """Everything a gate reads: the day, the stage, the policy, and the rows of each side."""
+    """Everything a gate reads: the pooled nights, the latest night, the stage, the policy, each side's rows."""
 
-    summary: DaySummary
+    summary: DaySummary  # the step's nights pooled (domain.pool); the latest night alone when there is one
     stage: str
     policy: Policy
-    stable: VariantDay | None
+    stable: VariantDay | None  # whole-day records of the compared sides (served users' sides in canary)
     candidate: VariantDay | None
     stable_served: bool
     candidate_served: bool
@@ -143,12 +178,29 @@ class GateContext:
     outcome_pairs: tuple[Pair, ...]  # pairs of the accuracy day (late labels)
     outcome_stable_rows: tuple[SampleRow, ...]
     outcome_candidate_rows: tuple[SampleRow, ...]
+    today: DaySummary | None = None  # the latest night (integrity gates); None: the summary is one night
+    percent: int = 0  # the canary share the rollout is at (0 in shadow, 100 in production)
+    outcomes_seen: bool | None = None  # whether any actual outcome ever arrived for the rollout (None: unknown)
     z: float = field(init=False)
     z_power: float = field(init=False)
+    alpha_fail: float = field(init=False)
+    alpha_pass: float = field(init=False)
+    multiplier: float = field(init=False)
+    required: frozenset[str] | None = field(init=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "z", z_of(self.policy.gate_confidence))
-        object.__setattr__(self, "z_power", z_of(self.policy.power))
+        p = self.policy
+        object.__setattr__(self, "z", z_of(p.gate_confidence))
+        object.__setattr__(self, "z_power", z_of(p.power))
+        object.__setattr__(self, "alpha_fail", 1 - p.gate_confidence)
+        object.__setattr__(self, "alpha_pass", 1 - p.pass_confidence)
+        object.__setattr__(self, "multiplier", p.bar_multiplier(self.stage, self.percent))
+        object.__setattr__(self, "required", p.required_at(self.stage, self.percent))
+
+    @property
+    def night(self) -> DaySummary:
+        """The latest night's own summary."""
+        return self.today or self.summary
 
     @property
     def populations_differ(self) -> bool:
@@ -158,36 +210,62 @@ class GateContext:
     def criticality(self, name: str) -> str:
         return self.policy.metrics.get(name, "normal")
 
-    def target_se(self, detectable: float, limit: float) -> float:
-        """The standard error at which a true value ``detectable`` (vs a limit ``limit``) is caught with ``power``."""
-        return (detectable - limit) / (self.z + self.z_power)
+    def is_required(self, name: str) -> bool:
+        return self.required is None or name in self.required
+
+    def bar(self, detectable: float, cap: float | None = None) -> float:
+        """The step's bar for a gate whose detectable regression is ``detectable`` (at most ``cap``)."""
+        b = detectable * self.multiplier
+        return b if cap is None else min(b, cap)
+
+    def se_to_pass(self, bar: float, at: float = 0.0) -> float:
+        """The standard error at which a candidate whose true value is ``at`` passes ``bar`` with probability power."""
+        return max(bar - at, 0.0) / (min_radius(self.alpha_pass) + self.z_power)
+
+    def fail_margin(self, se: float, bar: float, limit: float) -> float:
+        """Half-width of the anytime-valid failing bound, tuned where a regression at the bar is caught."""
+        ref = max(bar - limit, 1e-12) / (min_radius(self.alpha_fail) + self.z_power)
+        return margin(se, self.alpha_fail, ref)
+
+    def pass_margin(self, se: float, bar: float) -> float:
+        """Half-width of the anytime-valid passing bound, tuned where a candidate equal to the stable passes."""
+        return margin(se, self.alpha_pass, self.se_to_pass(bar))
 
 
-def context_for(summary: DaySummary, stage: str, policy: Policy) -> GateContext:
+def _side(rows, variant, served):
+    return tuple(r for r in rows if r.variant == variant and r.served == served and _answered(r))
+
+
+def context_for(summary: DaySummary, stage: str, policy: Policy, *, today: DaySummary | None = None,
+                percent: int | None = None, outcomes_seen: bool | None = None) -> GateContext:
+    """The gates' view of ``summary`` (one night, or a step's pooled nights with ``today`` the latest)."""
     stable, cand, _ = compared_sides(summary, stage)
     s_served, c_served = stage != "production", stage != "shadow"
-
-    def side(rows, variant, served):
-        return tuple(r for r in rows if r.variant == variant and r.served == served)
-
     pairs = tuple(pairs_of(summary.sample, summary.stable_variant, summary.candidate_variant))
     outcome = summary.outcome_sample()
+    if percent is None:
+        percent = {"shadow": 0, "production": 100}.get(stage, policy.canary_steps[0])
     return GateContext(
         summary, stage, policy, stable, cand, s_served, c_served, pairs,
-        side(summary.sample, summary.stable_variant, s_served),
-        side(summary.sample, summary.candidate_variant, c_served),
+        _side(summary.sample, summary.stable_variant, s_served),
+        _side(summary.sample, summary.candidate_variant, c_served),
         pairs if outcome is summary.sample else tuple(pairs_of(outcome, summary.stable_variant,
                                                                 summary.candidate_variant)),
-        side(outcome, summary.stable_variant, s_served),
-        side(outcome, summary.candidate_variant, c_served),
+        _side(outcome, summary.stable_variant, s_served),
+        _side(outcome, summary.candidate_variant, c_served),
+        today=today, percent=percent, outcomes_seen=outcomes_seen,
     )
 
 
 # --- shared shapes ----------------------------------------------------------------------------------------
 
 def _check(ctx: GateContext, name: str, group: str, classification: str, stable, candidate, reason: str,
-           units: int = 0, needed: int = 0) -> MetricCheck:
-    return MetricCheck(name, group, ctx.criticality(name), classification, stable, candidate, reason, units, needed)
+           units: int = 0, needed: int = 0, population: str = "") -> MetricCheck:
+    required = ctx.is_required(name)
+    if classification == "nodata" and not required:
+        reason += " (not needed at this step)"
+    return MetricCheck(name, group, ctx.criticality(name), classification, stable, candidate, reason, units, needed,
+                       population, required)
 
 
 def _ok(row: SampleRow) -> bool:
@@ -202,6 +280,11 @@ class Comparison:
     candidate: Estimate
     stable: Estimate
     paired: bool
+    effective_units: int = 0  # unpaired rates: the candidate's requests over the shared design effect
+
+    @property
+    def units(self) -> int:
+        return self.effective_units or self.diff.units
 
 
 def compare(ctx: GateContext, value: Callable[[SampleRow], float | None], *, outcome: bool = False,
@@ -209,7 +292,7 @@ def compare(ctx: GateContext, value: Callable[[SampleRow], float | None], *, out
     """Compare a per-request quantity: on pairs (same requests) or on the two populations (canary).
 
     ``paired`` None: pairs when the sides answered the same requests (shadow, production)
-    or when canary pairs exist through the stable model's shadow; else populations.
+    or when canary pairs exist through mirroring (the stable's, the candidate's, or both).
     """
     pairs = ctx.outcome_pairs if outcome else ctx.pairs
     use_pairs = paired if paired is not None else (not ctx.populations_differ or len(pairs) >= ctx.policy.min_units)
@@ -233,7 +316,17 @@ def compare(ctx: GateContext, value: Callable[[SampleRow], float | None], *, out
 
 def _unit_word(comparison: Comparison | None) -> str:
     """The independent units behind a comparison: entities (requests of one entity are one cluster)."""
+    if comparison is not None and comparison.effective_units:
+        return "candidate requests (effective)"
     return "entities, paired" if comparison is not None and comparison.paired else "entities"
+
+
+def _population(comparison: Comparison | None, served_only: bool = False) -> str:
+    if comparison is None:
+        return ""
+    if comparison.paired:
+        return "paired requests (same requests, both models)"
+    return "served requests: candidate's entities vs stable's" if served_only else "candidate's entities vs stable's"
 
 
 def _with_shared_design_effect(comp: Comparison) -> Comparison:
@@ -242,7 +335,8 @@ def _with_shared_design_effect(comp: Comparison) -> Comparison:
     Entities were assigned at random, so how much one entity's requests cluster (the
     design effect: cluster-robust variance / binomial variance) is the same on both
     sides; measured on the stable's many entities it is steadier than on the
-    candidate's few (a 5% canary may hold 150 entities, a handful of them heavy).
+    candidate's few (a 1% canary may hold a dozen entities, one of them heavy). The
+    candidate's requests divided by it are its effective independent units.
     """
     c, s = comp.candidate, comp.stable
 
@@ -253,58 +347,103 @@ def _with_shared_design_effect(comp: Comparison) -> Comparison:
     deff = max(1.0, s.se ** 2 / binomial_var(s)) if s.observations and math.isfinite(s.se) else 1.0
     c_se = math.sqrt(binomial_var(c) * deff)
     c = Estimate(c.value, c_se, c.units, c.observations)
-    return Comparison(difference(c, s), c, s, False)
+    return Comparison(difference(c, s), c, s, False, max(1, int(c.observations / deff)))
+
+
+def _excess_verdict(ctx: GateContext, d_value: float, se: float, limit: float, bar: float
+                    ) -> tuple[str, float, float]:
+    """(verdict, lower, upper) of an excess (candidate - stable) against a limit (fail) and a bar (pass)."""
+    lower = d_value - ctx.fail_margin(se, bar, limit)
+    upper = d_value + ctx.pass_margin(se, bar)
+    if lower > limit:
+        return "high", lower, upper
+    if upper <= bar:
+        return "pass", lower, upper
+    return "nodata", lower, upper
 
 
 def _rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callable[[SampleRow], float | None],
-               margin_of: Callable[[float], float], detectable: float, cap: float | None) -> MetricCheck:
-    """A rate (errors, complaints): fail when confidently above the stable's plus a margin (or a cap).
+               margin_of: Callable[[float], float], detectable: float, cap: float | None,
+               served_only: bool = False) -> MetricCheck:
+    """A rate (errors, complaints): fail when confidently above the stable's plus a margin (or a cap); pass when
+    confidently below the stable's plus the step's bar.
 
-    Pairs on the same requests where both sides answered them; in canary the served answers of the two
-    populations (a shadow call's errors and timeouts say nothing about the stable model serving).
+    Pairs on the same requests where the other model answered them in shadow (``served_only``:
+    never -- complaints follow what users were shown); else the served answers of the two
+    populations, with the stable's clustering (``_with_shared_design_effect``).
     """
-    comp = compare(ctx, value, paired=not ctx.populations_differ)
-    if comp is None or comp.candidate.units < ctx.policy.min_units or comp.stable.units < ctx.policy.min_units:
-        units = 0 if comp is None else min(comp.candidate.units, comp.stable.units)
-        return _check(ctx, name, group, "nodata", None, None,
-                      f"{what} not judged: {units} {_unit_word(comp)} < {ctx.policy.min_units} needed",
-                      units, ctx.policy.min_units)
-    if not comp.paired:
+    p = ctx.policy
+    comp = compare(ctx, value, paired=False if served_only and ctx.populations_differ else None)
+    if comp is not None and not comp.paired:
         comp = _with_shared_design_effect(comp)
+    population = _population(comp, served_only)
+    if comp is None or comp.units < p.min_units or comp.stable.units < p.min_units:
+        units = 0 if comp is None else min(comp.units, comp.stable.units)
+        return _check(ctx, name, group, "nodata", None, None,
+                      f"{what} not judged: {units} {_unit_word(comp)} < {p.min_units} needed",
+                      units, p.min_units, population)
     c, s, d = comp.candidate, comp.stable, comp.diff
-    margin = margin_of(s.value)
+    limit = margin_of(s.value)
+    bar = max(limit, ctx.bar(detectable, cap=1.0))
     trials = c.observations
     # The cluster-robust SE carries the clustering; the smoothed floor only keeps "no event yet" from
     # meaning "no doubt" (with 0 errors in 300 requests an error rate of 2% is still possible).
     se = max(d.se, smoothed_rate_se(round(c.value * trials), trials, trials))
-    target = ctx.target_se(detectable, 0.0)  # an excess of `detectable` beyond the margin is caught with `power`
-    z = ctx.z
-    if d.lower(z) > margin:
+    cls, lower, upper = _excess_verdict(ctx, d.value, se, limit, bar)
+    units = comp.units
+    counted = f"{units:,} {_unit_word(comp)}"
+    if cls == "high":
         return _check(ctx, name, group, "high", s.value, c.value,
-                      f"candidate {what} {pct(c.value)} > stable {pct(s.value)} + {pct(margin)} "
-                      f"(lower bound of the excess {pct(d.lower(z))}, {d.units} {_unit_word(comp)})", d.units)
-    if cap is not None and c.lower(z) > cap:
-        return _check(ctx, name, group, "high", s.value, c.value,
-                      f"candidate {what} {pct(c.value)} > limit {pct(cap)} (lower bound {pct(c.lower(z))})", c.units)
-    if se > target:
-        needed = units_needed(se, d.units, target)
+                      f"candidate {what} {pct(c.value)} > stable {pct(s.value)} + {pct(limit)} "
+                      f"(excess at least {pct(lower)} at any-time confidence; {counted})", units,
+                      population=population)
+    if cap is not None and c.observations:
+        x, n = round(c.value * c.observations), c.observations
+        deff = max(1.0, n / units) if comp.effective_units else 1.0
+        if log_e_above(x / deff, n / deff, cap) >= math.log(1 / ctx.alpha_fail):
+            return _check(ctx, name, group, "high", s.value, c.value,
+                          f"candidate {what} {pct(c.value)} > limit {pct(cap)} ({x:,} of {n:,} requests, "
+                          "confidently above at any-time confidence)", units, population=population)
+    if cls == "nodata":
+        needed = units_needed(se, units, ctx.se_to_pass(bar, max(d.value, 0.0)))
         return _check(ctx, name, group, "nodata", s.value, c.value,
-                      f"{what} not judged: {d.units} {_unit_word(comp)}, ~{needed} needed to catch "
-                      f"+{pct(detectable)} (candidate {pct(c.value)}, stable {pct(s.value)})", d.units, needed)
+                      f"{what} not yet decided: candidate {pct(c.value)}, stable {pct(s.value)}; excess at most "
+                      f"{pct(upper)} > bar {pct(bar)} ({counted}, ~{needed:,} needed)", units, needed, population)
     return _check(ctx, name, group, "pass", s.value, c.value,
-                  f"candidate {what} {pct(c.value)} (stable {pct(s.value)}; excess at most {pct(d.upper(z))}, "
-                  f"{d.units} {_unit_word(comp)})", d.units)
+                  f"candidate {what} {pct(c.value)} (stable {pct(s.value)}; excess at most {pct(upper)} <= bar "
+                  f"{pct(bar)}; {counted})", units, population=population)
 
 
-# --- integrity gates: can the day be judged at all? -----------------------------------------------------
+def _share_verdict(ctx: GateContext, x_fail: float, x_pass: float, n: float, limit: float, bar: float) -> str:
+    """A count's share: fail when confidently above ``limit``, pass when confidently below ``bar`` (e-values)."""
+    if n <= 0:
+        return "nodata"
+    if log_e_above(x_fail, n, limit) >= math.log(1 / ctx.alpha_fail):
+        return "high"
+    if log_e_below(x_pass, n, bar) >= math.log(1 / ctx.alpha_pass):
+        return "pass"
+    return "nodata"
+
+
+def _share_needed(share: float, bar: float, ctx: GateContext, have: int) -> int:
+    found = trials_to_show_below(share, bar, ctx.alpha_pass)
+    return max(have, found or 0)
+
+
+# --- integrity gates: can the latest night's logs be judged at all? ----------------------------------------
 
 def shadow_coverage(ctx: GateContext) -> MetricCheck | None:
     """Shadow: the share of the stable's served requests that have a candidate answer (ok, error or timeout)."""
     if ctx.stage != "shadow":
         return None
-    s, c = ctx.summary.stable_variant, ctx.summary.candidate_variant
-    served = {r.correlation_id for r in ctx.summary.sample if r.variant == s and r.served and r.correlation_id}
-    twins = {r.correlation_id for r in ctx.summary.sample if r.variant == c and not r.served and r.correlation_id}
+    night = ctx.night
+    s, c = night.stable_variant, night.candidate_variant
+    served = {r.correlation_id for r in night.sample if r.variant == s and r.served and r.correlation_id}
+    twins = {r.correlation_id for r in night.sample if r.variant == c and not r.served and r.correlation_id
+             and _answered(r)}
+    shed = {r.correlation_id for r in night.sample if r.variant == c and not r.served and r.correlation_id
+            and not _answered(r)}
+    served -= shed  # shed by the mirror: missing evidence, not a missing answer of the candidate's
     n = len(served)
     name = "shadow_coverage"
     if n < ctx.policy.min_units:
@@ -326,7 +465,8 @@ def orphan_rows(ctx: GateContext) -> MetricCheck | None:
     """Shadow: candidate rows marked served (no request is routed to it yet)."""
     if ctx.stage != "shadow":
         return None
-    served = ctx.summary.get(ctx.summary.candidate_variant, True)
+    night = ctx.night
+    served = night.get(night.candidate_variant, True)
     n = served.requests if served else 0
     limit = ctx.policy.max_orphan_rows
     cls = "high" if n > limit else "pass"
@@ -339,7 +479,8 @@ def duplicate_rows(ctx: GateContext) -> MetricCheck | None:
     """Rows repeating (correlation id, variant, served): a retried or double-logged answer."""
     seen: set[tuple] = set()
     dup = 0
-    for r in ctx.summary.sample:
+    sample = ctx.night.sample
+    for r in sample:
         if r.correlation_id:
             key = (r.correlation_id, r.variant, r.served)
             dup += key in seen
@@ -348,32 +489,31 @@ def duplicate_rows(ctx: GateContext) -> MetricCheck | None:
     cls = "high" if dup > limit else "pass"
     return MetricCheck("duplicate_rows", "integrity", "critical", cls, None, float(dup),
                        f"{dup} duplicate rows (same correlation id, variant and served) in the "
-                       f"{len(ctx.summary.sample)}-row sample" + (f" > {limit} allowed" if cls == "high" else ""),
-                       len(ctx.summary.sample))
+                       f"{len(sample)}-row sample" + (f" > {limit} allowed" if cls == "high" else ""),
+                       len(sample))
 
 
 def null_outputs(ctx: GateContext) -> MetricCheck | None:
-    """Answers with status ok but neither a prediction nor a label, on either compared side (whole day)."""
-    worst = None
-    for label, side in (("candidate", ctx.candidate), ("stable", ctx.stable)):
-        if side is None or not side.ok:
-            continue
-        share = side.null_outputs / side.ok
-        if worst is None or share > worst[1]:
-            worst = (label, share, side)
-    if worst is None:
+    """The stable's answers with status ok but no output (whole night): the comparison has nothing to stand on.
+
+    The candidate's own empty answers are not a logging problem but the candidate's: ``broken_answers``.
+    """
+    night = ctx.night
+    side = night.get(night.stable_variant, ctx.stage != "production")
+    if side is None or not side.ok:
         return None
-    label, share, side = worst
+    share = side.null_outputs / side.ok
     limit = ctx.policy.max_null_output_share
     cls = "high" if share > limit else "pass"
     return MetricCheck("null_outputs", "integrity", "critical", cls, None, share,
-                       f"{side.null_outputs} of {side.ok} ok {label} answers ({pct(share)}) carry no output"
+                       f"{side.null_outputs} of {side.ok} ok stable answers ({pct(share)}) carry no output"
                        + (f" > {pct(limit)} allowed" if cls == "high" else ""), side.ok)
 
 
 def feedback_values(ctx: GateContext) -> MetricCheck | None:
-    """Actual outcomes that are not finite numbers cannot be scored: the day's feedback is broken."""
-    rows = [r for r in (*ctx.summary.sample, *ctx.summary.accuracy_sample) if r.actual is not None]
+    """Actual outcomes that are not finite numbers cannot be scored: the night's feedback is broken."""
+    night = ctx.night
+    rows = [r for r in (*night.sample, *night.accuracy_sample) if r.actual is not None]
     if not rows:
         return None
     bad = sum(1 for r in rows if not math.isfinite(r.actual) or abs(r.actual) >= ABSURD_VALUE)
@@ -383,46 +523,128 @@ def feedback_values(ctx: GateContext) -> MetricCheck | None:
                        else f"{len(rows)} sampled actual outcomes, all finite", len(rows))
 
 
-# --- metric gates ------------------------------------------------------------------------------------
+# --- latency: whole-day counts above a threshold ---------------------------------------------------------
+
+def merged_histogram(days: Sequence[VariantDay | None]) -> dict[int, int]:
+    """The latency histograms of several sides added up."""
+    out: dict[int, int] = {}
+    for d in days:
+        if d is not None:
+            for bucket, count in d.latency_histogram:
+                out[bucket] = out.get(bucket, 0) + count
+    return out
+
+
+def count_above(hist: Mapping[int, int], threshold: float, *, surely: bool) -> int:
+    """Requests above ``threshold`` ms: ``surely`` counts whole buckets above it (a lower bound of the count),
+    else every bucket reaching past it (an upper bound); the two differ by one 2%-wide bucket."""
+    if surely:
+        return sum(n for b, n in hist.items() if math.expm1(b / LATENCY_BINS_PER_E) >= threshold)
+    return sum(n for b, n in hist.items() if latency_bucket_upper(b) > threshold)
+
+
+def histogram_quantile_bounds(hist: Mapping[int, int], q: float, z: float) -> tuple[float, float] | None:
+    """Distribution-free (lower, upper) bounds of the ``q`` quantile from a histogram (bucket edges of the
+    bounding order statistics); None when there are too few values for an upper bound."""
+    n = sum(hist.values())
+    ranks = quantile_ranks(n, q, z)
+    if ranks is None:
+        return None
+    lo_rank, hi_rank = ranks
+    seen, lower, upper = 0, None, None
+    for b in sorted(hist):
+        if lower is None and seen + hist[b] > lo_rank:
+            lower = math.expm1(b / LATENCY_BINS_PER_E)
+        if seen + hist[b] > hi_rank:
+            upper = latency_bucket_upper(b)
+            break
+        seen += hist[b]
+    return lower, upper
+
 
 def latency(ctx: GateContext) -> MetricCheck | None:
-    """p99 latency: a distribution-free bound on the candidate's p99 against the SLO and the stable's p99."""
+    """p99 latency: "p99 <= T" is "at most 1% of answers above T", a count of the whole days' histograms.
+
+    T is the SLO and, when the policy compares, the stable's p99 (bounded from its own
+    histogram) plus the allowed regression. Fails when the share above T is
+    confidently over 1%; passes when it is confidently under the step's bar
+    (``latency_tail_detectable`` times the step's multiplier: a blow-up at the first
+    step, the p97 before production). Latency is judged per request (the serving
+    host, not the user, drives it), on every answer of the candidate's, mirrored ones
+    included.
+    """
     p = ctx.policy
-    s_vals, c_vals = ok_values(ctx.stable_rows, "latency_ms"), ok_values(ctx.candidate_rows, "latency_ms")
     if p.latency_slo_p99_ms is None and p.latency_regression_allowed is None:
         return _check(ctx, "latency", "latency", "n/a", None, None, "latency: no SLO and no regression limit set")
-    # Enough requests to bound the p99 from above at latency_bound_confidence; the verdict uses the gate's
-    # own, stricter lower bound (which exists for any sample), and its upper bound when the sample has one.
-    z_bound = z_of(p.latency_bound_confidence)
-    needed = max(min_n_for_quantile(LATENCY_QUANTILE, z_bound), p.min_units)
-    if len(c_vals) < needed:
+    s = ctx.summary
+    cand_sides, stable_side = answer_sides(s, ctx.stage)
+    cand = merged_histogram([s.get(*k) for k in cand_sides])
+    stable = merged_histogram([s.get(*stable_side)])
+    n = sum(cand.values())
+    population = "candidate answers, whole days" + (" (served and mirrored)" if len(cand_sides) > 1 else "")
+    if n < p.min_units:
         return _check(ctx, "latency", "latency", "nodata", None, None,
-                      f"p99 latency not judged: {len(c_vals)} candidate requests < {needed} needed to bound a p99",
-                      len(c_vals), needed)
-    cb = quantile_bounds(c_vals, LATENCY_QUANTILE, ctx.z) or quantile_bounds(c_vals, LATENCY_QUANTILE, z_bound)
-    cb = QuantileBounds(cb.q, cb.value, lower_order_statistic(c_vals, LATENCY_QUANTILE, ctx.z), cb.upper, cb.n)
-    sb = quantile_bounds(s_vals, LATENCY_QUANTILE, ctx.z)
-    s_p99 = sb.value if sb else None
-    if p.latency_slo_p99_ms is not None and cb.lower > p.latency_slo_p99_ms:
-        return _check(ctx, "latency", "latency", "high", s_p99, cb.value,
-                      f"candidate p99 {cb.value:.0f} ms (at least {cb.lower:.0f} ms) > SLO {p.latency_slo_p99_ms:.0f} ms",
-                      cb.n)
-    if p.latency_regression_allowed is not None and sb is not None:
-        limit = sb.upper * (1 + p.latency_regression_allowed)
-        if cb.lower > limit:
-            return _check(ctx, "latency", "latency", "high", s_p99, cb.value,
-                          f"candidate p99 {cb.value:.0f} ms (at least {cb.lower:.0f} ms) > stable p99 {sb.value:.0f} ms "
-                          f"(at most {sb.upper:.0f}) + {p.latency_regression_allowed:.0%} = {limit:.0f} ms", cb.n)
-    slo = f"SLO {p.latency_slo_p99_ms:.0f} ms" if p.latency_slo_p99_ms is not None else "no SLO"
-    return _check(ctx, "latency", "latency", "pass", s_p99, cb.value,
-                  f"candidate p99 {cb.value:.0f} ms (bounds {cb.lower:.0f}-{cb.upper:.0f}) within {slo} "
-                  f"(stable {num(s_p99, ' ms')}; {cb.n} requests)", cb.n)
+                      f"p99 latency not judged: {n} candidate answers < {p.min_units}", n, p.min_units, population)
+    c_p99 = quantile_from_histogram(cand, LATENCY_QUANTILE)
+    s_p99 = quantile_from_histogram(stable, LATENCY_QUANTILE)
+    limits_fail: list[tuple[float, str]] = []
+    limits_pass: list[tuple[float, str]] = []
+    if p.latency_slo_p99_ms is not None:
+        limits_fail.append((p.latency_slo_p99_ms, f"SLO {p.latency_slo_p99_ms:,.0f} ms"))
+        limits_pass.append((p.latency_slo_p99_ms, f"SLO {p.latency_slo_p99_ms:,.0f} ms"))
+    if p.latency_regression_allowed is not None:
+        bounds = histogram_quantile_bounds(stable, LATENCY_QUANTILE, ctx.z)
+        if bounds is not None:
+            lo, hi = bounds
+            f = 1 + p.latency_regression_allowed
+            limits_fail.append((hi * f, f"stable p99 {num(s_p99, ' ms')} (at most {hi:,.0f}) + "
+                                        f"{p.latency_regression_allowed:.0%} = {hi * f:,.0f} ms"))
+            limits_pass.append((lo * f, f"stable p99 {num(s_p99, ' ms')} (at least {lo:,.0f}) + "
+                                        f"{p.latency_regression_allowed:.0%} = {lo * f:,.0f} ms"))
+        elif p.latency_slo_p99_ms is None:
+            return _check(ctx, "latency", "latency", "nodata", s_p99, c_p99,
+                          f"p99 latency not judged: {sum(stable.values())} stable answers bound no p99",
+                          n, 0, population)
+    limit_share = 1 - LATENCY_QUANTILE
+    bar = ctx.bar(p.latency_tail_detectable, cap=0.5)
+    for threshold, says in limits_fail:
+        above = count_above(cand, threshold, surely=True)
+        if log_e_above(above, n, limit_share) >= math.log(1 / ctx.alpha_fail):
+            return _check(ctx, "latency", "latency", "high", s_p99, c_p99,
+                          f"candidate p99 {num(c_p99, ' ms')} > {says}: {above:,} of {n:,} answers above it "
+                          f"({pct(above / n)}), confidently more than 1%", n, population=population)
+    threshold, says = min(limits_pass)
+    above = count_above(cand, threshold, surely=False)
+    verdict = _share_verdict(ctx, 0.0, above, n, limit_share, bar)
+    if verdict != "pass":
+        needed = _share_needed(above / n, bar, ctx, n)
+        return _check(ctx, "latency", "latency", "nodata", s_p99, c_p99,
+                      f"p99 latency not yet decided: {above:,} of {n:,} candidate answers above {says} "
+                      f"({pct(above / n)}); showing under the bar {pct(bar)} needs ~{needed:,}", n, needed, population)
+    return _check(ctx, "latency", "latency", "pass", s_p99, c_p99,
+                  f"candidate p99 {num(c_p99, ' ms')} within {says}: {above:,} of {n:,} answers above it "
+                  f"({pct(above / n)}, confidently under the bar {pct(bar)})", n, population=population)
 
 
 def latency_distribution(ctx: GateContext) -> MetricCheck | None:
-    """Kayenta's Mann-Whitney on latency: per request on the same requests, per entity mean in canary."""
+    """Kayenta's Mann-Whitney on latency: per request on pairs, per entity mean between populations in canary.
+
+    Kayenta's rule is a fixed-sample one; what keeps it from failing a healthy candidate
+    when it is looked at night after night is its effect-size gate: it only fails a
+    candidate whose mean latency is at least ``1 + latency_regression_allowed`` times
+    the stable's.
+    """
     p = ctx.policy
-    if ctx.populations_differ:
+    if len(ctx.pairs) >= p.min_units:
+        obs = [(pr.stable.latency_ms, pr.candidate.latency_ms) for pr in ctx.pairs
+               if _ok(pr.stable) and _ok(pr.candidate) and finite(pr.stable.latency_ms)
+               and finite(pr.candidate.latency_ms) and pr.stable.latency_ms >= 0 and pr.candidate.latency_ms >= 0]
+        s_vals, c_vals = [a for a, _ in obs], [b for _, b in obs]
+        unit, population = "paired requests", "paired requests (same requests, both models)"
+    elif not ctx.populations_differ:
+        s_vals, c_vals = ok_values(ctx.stable_rows, "latency_ms"), ok_values(ctx.candidate_rows, "latency_ms")
+        unit, population = "requests", "sampled requests of each side"
+    else:
         def means(rows):
             acc: dict[object, list[float]] = {}
             for k, r in enumerate(rows):
@@ -430,13 +652,11 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
                     acc.setdefault(r.entity_id or ("_", k), []).append(r.latency_ms)
             return [sum(v) / len(v) for v in acc.values()]
         s_vals, c_vals, unit = means(ctx.stable_rows), means(ctx.candidate_rows), "entities"
-    else:
-        s_vals, c_vals = ok_values(ctx.stable_rows, "latency_ms"), ok_values(ctx.candidate_rows, "latency_ms")
-        unit = "requests"
+        population = "served requests: entity means, candidate's vs stable's"
     n = min(len(s_vals), len(c_vals))
     if n < p.min_units:
         return _check(ctx, "latency_distribution", "latency", "nodata", None, None,
-                      f"latency distribution not judged: {n} {unit} < {p.min_units}", n, p.min_units)
+                      f"latency distribution not judged: {n} {unit} < {p.min_units}", n, p.min_units, population)
     if p.latency_regression_allowed is None:
         return _check(ctx, "latency_distribution", "latency", "n/a", None, None,
                       "latency distribution not compared (no regression limit: a baseline)")
@@ -444,13 +664,18 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
                              confidence=p.judge.confidence,
                              effect_size_thresholds=(1.0, 1.0 + p.latency_regression_allowed))
     s_med, c_med = sorted(s_vals)[len(s_vals) // 2], sorted(c_vals)[len(c_vals) // 2]
-    why = f"candidate median latency {c_med:.1f} ms vs stable {s_med:.1f} ms ({n} {unit})"
+    why = f"candidate median latency {c_med:.1f} ms vs stable {s_med:.1f} ms ({n:,} {unit})"
     cls = result.classification if result.classification in ("pass", "high", "low") else "nodata"
     return _check(ctx, "latency_distribution", "latency", cls, s_med, c_med,
-                  why + (" (Mann-Whitney: higher)" if cls == "high" else ""), n)
+                  why + (" (Mann-Whitney: higher, mean ratio past the allowed regression)" if cls == "high" else ""),
+                  n, population=population)
 
 
-def _is_error(row: SampleRow) -> float:
+# --- errors and answers --------------------------------------------------------------------------------
+
+def _is_error(row: SampleRow) -> float | None:
+    if not _answered(row):
+        return None
     return 0.0 if row.status == "ok" else 1.0
 
 
@@ -459,6 +684,46 @@ def error_rate(ctx: GateContext) -> MetricCheck | None:
     p = ctx.policy
     return _rate_gate(ctx, "error_rate", "errors", "error rate", _is_error, lambda s: p.error_rate_margin,
                       p.error_rate_detectable, p.error_rate_limit)
+
+
+def broken_answers(ctx: GateContext) -> MetricCheck | None:
+    """The candidate's ok answers that say nothing usable (empty, non-finite, absurd), from the whole days' counts.
+
+    These are the candidate's own answers, so they are judged, not held as a logging
+    problem: a single non-finite or absurd prediction fails it (that is certain, not a
+    matter of chance), and empty answers confidently above ``max_null_output_share`` do
+    (critical: a rollback), whatever stage it is at.
+    """
+    p = ctx.policy
+    s = ctx.summary
+    cand_sides, _ = answer_sides(s, ctx.stage)
+    days = [d for k in cand_sides if (d := s.get(*k)) is not None]
+    ok = sum(d.ok for d in days)
+    broken = min(ok, sum(d.broken for d in days))
+    population = "candidate ok answers, whole days"
+    if ok < p.min_units:
+        return _check(ctx, "broken_answers", "predictions", "nodata", None, None,
+                      f"broken answers not judged: {ok} ok candidate answers < {p.min_units}", ok, p.min_units,
+                      population)
+    share = broken / ok
+    bar = ctx.bar(p.broken_answers_detectable, cap=0.5)
+    said = f"{broken:,} of {ok:,} ok candidate answers ({pct(share)}) empty, non-finite or absurd"
+    absurd = sum(d.nonfinite_predictions for d in days)
+    if absurd:  # not a matter of chance: a model that answered NaN, an infinity or 1e15 once is broken
+        return _check(ctx, "broken_answers", "predictions", "high", None, share,
+                      f"{said}: {absurd:,} of them non-finite or absurd (NaN, an infinity or |x| >= "
+                      f"{ABSURD_VALUE:.0e}), which a model must never answer", ok, population=population)
+    verdict = _share_verdict(ctx, broken, broken, ok, p.max_null_output_share, bar)
+    if verdict == "high":
+        return _check(ctx, "broken_answers", "predictions", "high", None, share,
+                      f"{said}: confidently more than {pct(p.max_null_output_share)}", ok, population=population)
+    if verdict == "nodata":
+        needed = _share_needed(share, bar, ctx, ok)
+        return _check(ctx, "broken_answers", "predictions", "nodata", None, share,
+                      f"broken answers not yet decided: {said}; showing under the bar {pct(bar)} needs ~{needed:,}",
+                      ok, needed, population)
+    return _check(ctx, "broken_answers", "predictions", "pass", None, share,
+                  f"{said}, confidently under the bar {pct(bar)}", ok, population=population)
 
 
 def complaints(ctx: GateContext) -> MetricCheck | None:
@@ -472,7 +737,14 @@ def complaints(ctx: GateContext) -> MetricCheck | None:
 
     return _rate_gate(ctx, "complaints", "feedback", "complaint rate", value,
                       lambda s: max(p.complaint_margin, p.complaint_regression_allowed * s), p.complaint_detectable,
-                      None)
+                      None, served_only=True)
+
+
+def _candidate_answer_rows(ctx: GateContext) -> list[SampleRow]:
+    """The candidate's sampled answers of the sides that carry them (served and mirrored in canary)."""
+    sides, _ = answer_sides(ctx.summary, ctx.stage)
+    wanted = set(sides)
+    return [r for r in ctx.summary.sample if (r.variant, r.served) in wanted and _answered(r)]
 
 
 def _bounds(ctx: GateContext) -> tuple[float, float] | None:
@@ -490,7 +762,7 @@ def _bounds(ctx: GateContext) -> tuple[float, float] | None:
 
 
 def _known_labels(ctx: GateContext) -> set[str] | None:
-    """The labels the stable model gives (sample and the day's most frequent), or None for item lists."""
+    """The labels the stable model gives (sample and the days' most frequent), or None for item lists."""
     known = {r.label for r in ctx.stable_rows if r.label is not None}
     if ctx.stable is not None:
         known |= {label for label, _ in ctx.stable.label_counts}
@@ -501,13 +773,15 @@ def _known_labels(ctx: GateContext) -> set[str] | None:
 
 def extremes(ctx: GateContext) -> MetricCheck | None:
     """Candidate outputs outside plausible bounds (numbers), or labels the stable model never gives (classes):
-    fail when their share is confidently above the limit."""
+    fail when their share is confidently above the limit, pass when confidently under the step's bar."""
     p = ctx.policy
-    c_vals = [r.prediction for r in ctx.candidate_rows if _ok(r) and r.prediction is not None]
-    c_labels = [r.label for r in ctx.candidate_rows if _ok(r) and r.prediction is None and r.label is not None]
+    rows = _candidate_answer_rows(ctx)
+    c_vals = [r.prediction for r in rows if _ok(r) and r.prediction is not None]
+    c_labels = [r.label for r in rows if _ok(r) and r.prediction is None and r.label is not None]
+    population = "sampled candidate answers"
     if not c_vals and not c_labels:
-        return None if ctx.candidate_rows else _check(ctx, "extremes", "predictions", "nodata", None, None,
-                                                      "extremes not judged: no candidate answers", 0, p.min_units)
+        return None if rows else _check(ctx, "extremes", "predictions", "nodata", None, None,
+                                        "extremes not judged: no candidate answers", 0, p.min_units, population)
     if c_vals:
         bounds = _bounds(ctx)
         if bounds is None:
@@ -526,23 +800,39 @@ def extremes(ctx: GateContext) -> MetricCheck | None:
         shown = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
         where = f"outside the stable's labels {{{shown}}}"
     share = outside / n
-    lower, upper = proportion_bounds(outside, n, ctx.z)
-    if lower > p.extreme_share_limit:
+    bar = ctx.bar(p.extreme_share_detectable, cap=0.5)
+    verdict = _share_verdict(ctx, outside, outside, n, p.extreme_share_limit, bar) if n >= p.min_units else "nodata"
+    said = f"candidate answers {where}: {outside:,} of {n:,} sampled ({pct(share)})"
+    if verdict == "high":
         return _check(ctx, "extremes", "predictions", "high", None, share,
-                      f"candidate answers {where}: {pct(share)} of {n} sampled (at least {pct(lower)}) "
-                      f"> limit {pct(p.extreme_share_limit)}", n)
-    needed = max(p.min_units, min_trials_to_exceed(p.extreme_share_limit, p.extreme_share_detectable, ctx.z,
-                                                   ctx.z_power))
-    if n < needed:
+                      f"{said}, confidently more than the limit {pct(p.extreme_share_limit)}", n,
+                      population=population)
+    if verdict == "nodata":
+        needed = max(p.min_units, _share_needed(share, bar, ctx, n))
         return _check(ctx, "extremes", "predictions", "nodata", None, share,
-                      f"extremes not judged: {n} candidate answers < {needed} needed to catch "
-                      f"{pct(p.extreme_share_detectable)} {where}", n, needed)
+                      f"extremes not yet decided: {said}; showing under the bar {pct(bar)} needs ~{needed:,}",
+                      n, needed, population)
     return _check(ctx, "extremes", "predictions", "pass", None, share,
-                  f"candidate answers {where}: {pct(share)} of {n} sampled", n)
+                  f"{said}, confidently under the bar {pct(bar)}", n, population=population)
 
+
+# --- outputs against the stable's ---------------------------------------------------------------------
 
 def _prediction(row: SampleRow) -> float | None:
     return row.prediction if _ok(row) and finite(row.prediction) and abs(row.prediction) < ABSURD_VALUE else None
+
+
+def _two_sided(ctx: GateContext, d: Estimate, limit: float, bar: float) -> tuple[str, float, float]:
+    """(verdict, lower, upper) of |difference| against a limit (fail) and a bar (pass), both directions."""
+    f = ctx.fail_margin(d.se, bar, limit)
+    g = ctx.pass_margin(d.se, bar)
+    if d.value - f > limit:
+        return "high", d.value - f, d.value + g
+    if d.value + f < -limit:
+        return "low", d.value - f, d.value + g
+    if d.value + g <= bar and d.value - g >= -bar:
+        return "pass", d.value - g, d.value + g
+    return "nodata", d.value - g, d.value + g
 
 
 def prediction_shift(ctx: GateContext) -> MetricCheck | None:
@@ -552,29 +842,31 @@ def prediction_shift(ctx: GateContext) -> MetricCheck | None:
     comp = compare(ctx, _prediction)
     if comp is None:
         return None
+    population = _population(comp)
     if not sd or sd <= 1e-9 * max(1.0, abs(comp.stable.value)):
         return _check(ctx, "prediction_shift", "predictions", "n/a", comp.stable.value, comp.candidate.value,
                       "prediction shift not judged: the stable predictions have no spread (a constant baseline)")
     d = comp.diff
     shift = d.value / sd
     unit = _unit_word(comp)
-    detail = f"mean {comp.stable.value:.4g} -> {comp.candidate.value:.4g} ({shift:+.2f} sd; {d.units} {unit})"
+    detail = f"mean {comp.stable.value:.4g} -> {comp.candidate.value:.4g} ({shift:+.2f} sd; {d.units:,} {unit})"
     if d.units < p.min_units:
         return _check(ctx, "prediction_shift", "predictions", "nodata", comp.stable.value, comp.candidate.value,
-                      f"prediction shift not judged: {d.units} {unit} < {p.min_units}", d.units, p.min_units)
-    limit = p.prediction_shift_limit * sd
-    if d.lower(ctx.z) > limit or d.upper(ctx.z) < -limit:
-        cls = "high" if shift > 0 else "low"
+                      f"prediction shift not judged: {d.units} {unit} < {p.min_units}", d.units, p.min_units,
+                      population)
+    limit, bar = p.prediction_shift_limit * sd, ctx.bar(p.prediction_shift_detectable) * sd
+    cls, lower, upper = _two_sided(ctx, d, limit, bar)
+    if cls in ("high", "low"):
         return _check(ctx, "prediction_shift", "predictions", cls, comp.stable.value, comp.candidate.value,
-                      f"predictions shifted {'up' if cls == 'high' else 'down'}: {detail} beyond "
-                      f"{p.prediction_shift_limit} sd", d.units)
-    target = ctx.target_se(p.prediction_shift_detectable * sd, limit)
-    if d.se > target:
-        needed = units_needed(d.se, d.units, target)
+                      f"predictions shifted {'up' if cls == 'high' else 'down'}: {detail}, confidently beyond "
+                      f"{p.prediction_shift_limit} sd", d.units, population=population)
+    if cls == "nodata":
+        needed = units_needed(d.se, d.units, ctx.se_to_pass(bar, abs(d.value)))
         return _check(ctx, "prediction_shift", "predictions", "nodata", comp.stable.value, comp.candidate.value,
-                      f"prediction shift not judged: {detail}, ~{needed} {unit} needed", d.units, needed)
+                      f"prediction shift not yet decided: {detail}; within +-{bar / sd:.2g} sd not yet shown "
+                      f"(~{needed:,} {unit} needed)", d.units, needed, population)
     return _check(ctx, "prediction_shift", "predictions", "pass", comp.stable.value, comp.candidate.value,
-                  f"predictions {detail}, within {p.prediction_shift_limit} sd", d.units)
+                  f"predictions {detail}, confidently within +-{bar / sd:.2g} sd", d.units, population=population)
 
 
 def _label_distance(a: str, b: str) -> float:
@@ -612,21 +904,27 @@ def disagreement(ctx: GateContext) -> MetricCheck | None:
     if not obs:
         return None
     est = clustered_mean(obs)
+    population = "paired requests (same requests, both models)"
     if est.units < p.min_units:
         return _check(ctx, "disagreement", "predictions", "nodata", None, est.value,
-                      f"disagreement not judged: {est.units} paired entities < {p.min_units}", est.units, p.min_units)
-    if est.lower(ctx.z) > p.disagreement_limit:
-        return _check(ctx, "disagreement", "predictions", "high", None, est.value,
-                      f"paired answers disagree on {pct(est.value)} (at least {pct(est.lower(ctx.z))}) > limit "
-                      f"{pct(p.disagreement_limit)}", est.units)
-    target = ctx.target_se(p.disagreement_detectable, p.disagreement_limit)
+                      f"disagreement not judged: {est.units} paired entities < {p.min_units}", est.units,
+                      p.min_units, population)
     se = max(est.se, smoothed_rate_se(round(est.value * len(obs)), len(obs), est.units))
-    if se > target:
-        needed = units_needed(se, est.units, target)
+    limit = p.disagreement_limit
+    bar = ctx.bar(p.disagreement_detectable, cap=1.0)
+    lower = est.value - ctx.fail_margin(se, bar, limit)
+    upper = est.value + ctx.pass_margin(se, bar)
+    said = f"paired answers disagree on {pct(est.value)} ({len(obs):,} pairs, {est.units:,} entities)"
+    if lower > limit:
+        return _check(ctx, "disagreement", "predictions", "high", None, est.value,
+                      f"{said}: at least {pct(lower)} > limit {pct(limit)}", est.units, population=population)
+    if upper > bar:
+        needed = units_needed(se, est.units, ctx.se_to_pass(bar, est.value))
         return _check(ctx, "disagreement", "predictions", "nodata", None, est.value,
-                      f"disagreement not judged: {est.units} paired entities, ~{needed} needed", est.units, needed)
+                      f"disagreement not yet decided: {said}; at most {pct(upper)} > bar {pct(bar)} "
+                      f"(~{needed:,} entities needed)", est.units, needed, population)
     return _check(ctx, "disagreement", "predictions", "pass", None, est.value,
-                  f"paired answers disagree on {pct(est.value)} ({len(obs)} pairs)", est.units)
+                  f"{said}; at most {pct(upper)} <= bar {pct(bar)}", est.units, population=population)
 
 
 def accuracy(ctx: GateContext) -> MetricCheck | None:
@@ -636,6 +934,14 @@ def accuracy(ctx: GateContext) -> MetricCheck | None:
     numeric = any(finite(r.actual) for r in rows)
     labelled = any(r.actual_label is not None for r in rows)
     if not numeric and not labelled:
+        if ctx.outcomes_seen is False:
+            if p.require_outcomes:
+                return _check(ctx, "accuracy", "quality", "nodata", None, None,
+                              "accuracy not judged: no outcomes for this model yet (require_outcomes holds the "
+                              "rollout until actual outcomes arrive)", 0, p.min_units)
+            return _check(ctx, "accuracy", "quality", "n/a", None, None,
+                          "accuracy not judged: no outcomes for this model (no actual outcome ever arrived for "
+                          "this rollout; the other gates decide)")
         waiting = sum(1 for r in ctx.outcome_candidate_rows if r.served)
         if ctx.summary.accuracy_day not in (None, ctx.summary.day) or waiting:
             return _check(ctx, "accuracy", "quality", "nodata", None, None,
@@ -655,38 +961,45 @@ def accuracy(ctx: GateContext) -> MetricCheck | None:
             return _label_score(r.label, r.actual_label)
 
     comp = compare(ctx, value, outcome=True)
+    population = _population(comp)
     awaiting = sum(1 for r in ctx.outcome_candidate_rows if r.actual is None and r.actual_label is None)
     waiting_note = f"; {awaiting} sampled candidate requests still await their outcome" if awaiting else ""
     if comp is None or comp.diff.units < p.min_units:
         units = 0 if comp is None else comp.diff.units
         return _check(ctx, "accuracy", "quality", "nodata", None, None,
                       f"accuracy not judged: outcomes for {units} {_unit_word(comp)} < {p.min_units}{waiting_note}",
-                      units, p.min_units)
+                      units, p.min_units, population)
     d, s, c = comp.diff, comp.stable, comp.candidate
     unit = _unit_word(comp)
     if numeric:
-        margin = p.accuracy_regression_allowed * s.value
-        target = ctx.target_se(p.accuracy_detectable * s.value, margin)
-        what = f"mean absolute error {c.value:.4g} vs stable {s.value:.4g}"
-        worse = d.lower(ctx.z) > margin
-        cls_worse = "high"
+        # Growth of the mean absolute error, as a share of the stable's: larger is worse.
+        scale = max(abs(s.value), 1e-12)
+        growth = Estimate(d.value / scale, d.se / scale, d.units, d.observations)
+        limit, bar = p.accuracy_regression_allowed, ctx.bar(p.accuracy_detectable)
+        what = f"mean absolute error {c.value:.4g} vs stable {s.value:.4g} ({growth.value:+.1%})"
+        said_limit = f"+{p.accuracy_regression_allowed:.0%}"
+        worse_cls = "high"
     else:
-        margin = p.accuracy_drop_allowed
-        target = ctx.target_se(p.accuracy_drop_detectable, margin)
+        # Drop of the share right, in points: larger is worse.
+        growth = Estimate(-d.value, d.se, d.units, d.observations)
+        limit, bar = p.accuracy_drop_allowed, ctx.bar(p.accuracy_drop_detectable, cap=1.0)
         what = f"accuracy {pct(c.value)} vs stable {pct(s.value)}"
-        worse = d.upper(ctx.z) < -margin
-        cls_worse = "low"
-    if worse:
-        limit = f"+{p.accuracy_regression_allowed:.0%}" if numeric else f"-{pct(p.accuracy_drop_allowed)}"
-        return _check(ctx, "accuracy", "quality", cls_worse, s.value, c.value,
-                      f"{what}: confidently worse than the stable's {limit} ({d.units} {unit}){waiting_note}", d.units)
-    if target <= 0 or d.se > target:
-        needed = units_needed(d.se, d.units, target) if target > 0 else 0
+        said_limit = f"-{pct(p.accuracy_drop_allowed)}"
+        worse_cls = "low"
+    cls, lower, upper = _excess_verdict(ctx, growth.value, growth.se, limit, bar)
+    if cls == "high":
+        return _check(ctx, "accuracy", "quality", worse_cls, s.value, c.value,
+                      f"{what}: confidently worse than the stable's {said_limit} ({d.units:,} {unit}){waiting_note}",
+                      d.units, population=population)
+    if cls == "nodata":
+        needed = units_needed(growth.se, d.units, ctx.se_to_pass(bar, max(growth.value, 0.0)))
         return _check(ctx, "accuracy", "quality", "nodata", s.value, c.value,
-                      f"accuracy not judged: {what}, {d.units} {unit}"
-                      + (f", ~{needed} needed" if needed else "") + waiting_note, d.units, needed)
-    return _check(ctx, "accuracy", "quality", "pass", s.value, c.value, f"{what} ({d.units} {unit}){waiting_note}",
-                  d.units)
+                      f"accuracy not yet decided: {what}, {d.units:,} {unit}, ~{needed:,} needed{waiting_note}",
+                      d.units, needed, population)
+    return _check(ctx, "accuracy", "quality", "pass", s.value, c.value,
+                  f"{what} ({d.units:,} {unit}; worse by at most {upper:.1%} <= bar {bar:.1%}){waiting_note}"
+                  if numeric else f"{what} ({d.units:,} {unit}; down at most {pct(upper)} <= bar {pct(bar)})"
+                  f"{waiting_note}", d.units, population=population)
 
 
 Gate = Callable[[GateContext], MetricCheck | None]
@@ -703,6 +1016,7 @@ INTEGRITY: dict[str, Gate] = {
 GATES: dict[str, Gate] = {
     "latency": latency,
     "error_rate": error_rate,
+    "broken_answers": broken_answers,
     "extremes": extremes,
     "latency_distribution": latency_distribution,
     "prediction_shift": prediction_shift,

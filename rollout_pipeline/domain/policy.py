@@ -52,15 +52,29 @@ class Policy(_Strict):
     )
     # How sure a gate must be before it fails a candidate, and how likely it must be to catch the
     # regression it is sized for before it may pass one (below that sample: "not enough data").
-    gate_confidence: float = Field(0.999, gt=0.5, lt=1, description="one-sided confidence of every gate's bound")
-    power: float = Field(0.8, gt=0, lt=1, description="chance a gate's minimum sample catches its detectable regression")
+    gate_confidence: float = Field(0.999, gt=0.5, lt=1, description="any-time confidence a gate needs to fail a "
+                                   "candidate (1 - chance of a false failure over all the nights of a step)")
+    pass_confidence: float = Field(0.95, gt=0.5, lt=1, description="any-time confidence a gate needs to pass one: a "
+                                   "regression at the step's bar passes with at most 1 - this, however often looked at")
+    power: float = Field(0.8, gt=0, lt=1, description="planning: the chance with which a gate's stated minimum sample "
+                         "lets a candidate as good as the stable pass")
     min_units: int = Field(30, ge=2, description="no gate judges fewer independent units (entities or requests)")
+    # Pacing: each step asks what it can answer before the share grows (docs/policy.md, "Pacing").
+    step_bar_max: float = Field(5.0, ge=1, le=100, description="a step's bar is the detectable regression times "
+                                "min(step_bar_max, 100 / the next step's %): looser where the next exposure is small")
+    first_step_requires: tuple[str, ...] = Field(
+        ("latency", "error_rate", "broken_answers", "extremes", "complaints"),
+        description="gates whose verdict the first canary step needs (gross failures); the others act on a "
+                    "confident failure there but need no verdict")
+    pool_nights: int = Field(14, ge=1, le=60, description="nights of a step pooled at most (the latest)")
     # latency (critical)
     latency_slo_p99_ms: float | None = Field(250.0, gt=0, description="candidate p99 bound above this fails; None: no SLO")
     latency_bound_confidence: float = Field(
         0.95, gt=0.5, lt=1, description="the candidate's p99 is judged once the sample bounds it from above at this")
     latency_regression_allowed: float | None = Field(
         0.2, ge=0, description="candidate p99 may exceed stable p99 by this fraction; None: not compared (baselines)")
+    latency_tail_detectable: float = Field(
+        0.03, gt=0.01, lt=1, description="share of requests above the latency limit the rollout must stop (the p97)")
     # errors (critical)
     error_rate_limit: float = Field(0.02, ge=0, le=1, description="candidate (errors + timeouts) rate cap")
     error_rate_margin: float = Field(0.01, ge=0, le=1, description="candidate error rate may exceed the stable's by this")
@@ -91,7 +105,10 @@ class Policy(_Strict):
     min_shadow_coverage: float = Field(0.95, ge=0, le=1, description="shadow: share of served requests with a candidate twin")
     max_orphan_rows: int = Field(0, ge=0, description="shadow: candidate rows served=true (no request should reach it)")
     max_duplicate_rows: int = Field(0, ge=0, description="rows of the sample repeating (correlation id, variant, served)")
-    max_null_output_share: float = Field(0.001, ge=0, le=1, description="ok answers with neither prediction nor label")
+    max_null_output_share: float = Field(0.001, ge=0, le=1, description="ok answers without a usable output: the "
+                                         "stable's hold the day (integrity), the candidate's are broken_answers")
+    broken_answers_detectable: float = Field(0.01, gt=0, le=1, description="share of broken candidate answers the "
+                                             "rollout must stop (empty, non-finite or absurd)")
     max_unmatched_shadow_share: float = Field(0.01, ge=0, le=1)
     # the intraday guardrail (domain/guardrail.py): anytime-valid tests of the day so far, rollback only
     guardrail: bool = Field(True, description="run the intraday guardrail for this rollout (canary, and the watch)")
@@ -107,6 +124,12 @@ class Policy(_Strict):
     shadow_old_model_during_retention: bool = True
     shadow_stable_during_canary: bool = Field(
         True, description="canary: the stable model answers the candidate's requests in shadow (paired analysis)")
+    shadow_candidate_during_canary: bool = Field(
+        True, description="canary: the candidate answers the stable's requests in shadow (model behaviour judged "
+                          "pair by pair on the full volume at every step; docs/serving.md gives its cost)")
+    require_outcomes: bool = Field(
+        False, description="hold while no actual outcome ever arrived for the rollout (else accuracy is listed as "
+                           "'no outcomes for this model' and the other gates decide)")
     metrics: dict[str, Criticality] = Field(default_factory=lambda: dict(DEFAULT_CRITICALITY))
     group_weights: dict[str, float] = Field(default_factory=dict)
 
@@ -139,6 +162,14 @@ class Policy(_Strict):
                              f"{list(self.canary_steps)}")
         return self
 
+    @field_validator("first_step_requires")
+    @classmethod
+    def _known_first_step(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(names) - set(METRICS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+        return names
+
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, metrics: dict[str, str]) -> dict[str, str]:
@@ -167,7 +198,8 @@ class Policy(_Strict):
                  ("prediction_shift_detectable", "prediction_shift_limit"),
                  ("disagreement_detectable", "disagreement_limit"), ("complaint_detectable", "complaint_margin"),
                  ("accuracy_detectable", "accuracy_regression_allowed"),
-                 ("accuracy_drop_detectable", "accuracy_drop_allowed"))
+                 ("accuracy_drop_detectable", "accuracy_drop_allowed"),
+                 ("broken_answers_detectable", "max_null_output_share"))
         for detect, limit in pairs:
             if getattr(self, detect) <= getattr(self, limit):
                 raise ValueError(f"{detect} ({getattr(self, detect):g}) must exceed {limit} ({getattr(self, limit):g})")
@@ -189,11 +221,33 @@ class Policy(_Strict):
         """The canary share after ``percent``, or None when already at the last step."""
         return next((s for s in self.canary_steps if s > percent), None)
 
+    def next_share(self, stage: str, percent: int) -> int | None:
+        """The candidate's share (%) a promotion from (stage, percent) would give it; None: nothing to promote to."""
+        if stage == "shadow":
+            return self.canary_steps[0]
+        if stage == "canary":
+            return self.next_step(percent) or 100
+        return None
+
+    def bar_multiplier(self, stage: str, percent: int) -> float:
+        """How much looser than the detectable regression a step's bar is: the next step exposes fewer users."""
+        share = self.next_share(stage, percent)
+        if share is None:
+            return 1.0
+        return max(1.0, min(self.step_bar_max, 100.0 / share))
+
+    def required_at(self, stage: str, percent: int) -> frozenset[str] | None:
+        """The gates whose verdict a promotion from (stage, percent) needs; None: every applicable gate."""
+        if stage == "canary" and percent == self.canary_steps[0] and len(self.canary_steps) > 1:
+            return frozenset(self.first_step_requires)
+        return None
+
 
 # The metric gates (domain/gates.py registers one function per name; a test keeps the two lists equal).
 DEFAULT_CRITICALITY: dict[str, Criticality] = {
     "latency": "critical",
     "error_rate": "critical",
+    "broken_answers": "critical",
     "extremes": "critical",
     "latency_distribution": "normal",
     "prediction_shift": "normal",
@@ -214,6 +268,8 @@ PRESETS: dict[str, dict] = {
     "first-model": {
         "first_model": True,
         "latency_regression_allowed": None,
+        # A first model is judged on its outcomes against the baseline: without any, nothing says it is better.
+        "require_outcomes": True,
         # Against a constant, catching a model twice as wrong is the question; a finer comparison needs
         # more outcomes than a first model's early days bring (docs/policy.md, "First models").
         "accuracy_detectable": 1.0,

@@ -75,14 +75,28 @@ class VariantDay:
     abs_error_mean: float | None = None
     label_accuracy: float | None = None
     null_outputs: int = 0  # rows with status ok but neither a prediction nor a label (an answer that says nothing)
+    # The whole day's latency histogram: (bucket, count) of the rows with a valid latency (bucket k holds
+    # exp(k/50)-1 <= ms < exp((k+1)/50)-1). Exact counts: "p99 <= T" is "at most 1% above T", a count.
+    latency_histogram: tuple[tuple[int, int], ...] = ()
+    shed: int = 0  # shadow calls the mirror dropped (its pool was saturated): no answer of the model's
+
+    @property
+    def answers(self) -> int:
+        """Rows that carry the model's own answer (ok, error or timeout): shed calls are missing evidence."""
+        return self.requests - self.shed
 
     @property
     def error_rate(self) -> float | None:
-        return (self.errors + self.timeouts) / self.requests if self.requests else None
+        return (self.errors + self.timeouts) / self.answers if self.answers else None
 
     @property
     def complaint_rate(self) -> float | None:
         return self.complaints / self.requests if self.requests else None
+
+    @property
+    def broken(self) -> int:
+        """Answers that say nothing usable: ok without any output, or a non-finite or absurd prediction."""
+        return self.null_outputs + self.nonfinite_predictions
 
 
 @dataclass(frozen=True)
@@ -147,13 +161,19 @@ class DaySummary:
     # When accuracy_day == day (no delay) accuracy_sample is empty and ``sample`` is used.
     accuracy_day: dt.date | None = None
     accuracy_sample: tuple[SampleRow, ...] = ()
-    sample_fraction: float = 1.0  # share of hash buckets sampled (the same for both variants when shadows are logged)
+    sample_fraction: float = 1.0  # share of hash buckets sampled of the requests the stable served
+    # Per side (variant, served, share of hash buckets sampled): the two answers to one request share a fraction.
+    sample_fractions: tuple[tuple[str, bool, float], ...] = ()
 
     def outcome_sample(self) -> tuple[SampleRow, ...]:
         """The sampled rows whose outcomes (actuals) the accuracy gate judges."""
         if self.accuracy_day is None or self.accuracy_day == self.day:
             return self.sample
         return self.accuracy_sample
+
+    def fraction(self, variant: str, served: bool) -> float:
+        """The share of ``variant``'s served (or shadow) rows that the sample holds."""
+        return next((f for v, s, f in self.sample_fractions if v == variant and s == served), self.sample_fraction)
 
     def get(self, variant: str, served: bool) -> VariantDay | None:
         """The stats of ``variant``'s served (or shadow) answers, if any were logged."""

@@ -82,13 +82,27 @@ def save_summary(connection: sa.Connection, summary: DaySummary, *, rollout_id: 
     previous = connection.execute(sa.select(day_evidence.c.id).where(live)).scalar_one_or_none()
     new_id = insert_superseding(connection, day_evidence, previous, dict(
         model_name=model, day=day, rollout_id=rollout_id, stage=stage, run_id=run_id, summary=encode(summary),
-        validations={}, evaluation=None, created_at=now, updated_at=now))
+        validations={}, evaluation=None, outcomes=outcome_count(summary), created_at=now, updated_at=now))
     # Older analyses of the day are kept while a run may still be finishing with them, then dropped
     # (a day's summary with its sample is megabytes; the live one is what the day's decision used).
     connection.execute(day_evidence.delete().where(
         day_evidence.c.model_name == model, day_evidence.c.day == day, day_evidence.c.superseded_by.is_not(None),
         day_evidence.c.updated_at < now - SUPERSEDED_KEPT))
     return new_id
+
+
+def outcome_count(summary: DaySummary) -> int:
+    """The actual outcomes a day's summary saw: joined to its requests (whole day) or in its outcome sample."""
+    joined = sum(v.actuals for v in summary.variants)
+    sampled = sum(1 for r in summary.outcome_sample() if r.actual is not None or r.actual_label is not None)
+    return max(joined, sampled)
+
+
+def outcomes_arrived(connection: sa.Connection, rollout_id: int) -> bool:
+    """Whether any analysed day of the rollout saw an actual outcome (live or superseded analyses alike)."""
+    return connection.execute(
+        sa.select(sa.literal(1)).where(day_evidence.c.rollout_id == rollout_id, day_evidence.c.outcomes > 0)
+        .limit(1)).first() is not None
 
 
 def save_validation(connection: sa.Connection, evidence_id: int, name: str, result, *,

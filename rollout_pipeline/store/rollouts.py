@@ -79,11 +79,13 @@ def routes_for(rollout: Rollout, state: RolloutState, day: dt.date | None) -> tu
     if state.stage == "shadow":
         return (VariantRoute(stable, "stable", 100.0), VariantRoute(cand, "candidate", 0.0, shadow=True))
     if state.stage == "canary":
-        # The stable model shadows the candidate's own requests (the Router mirrors a request only to the
-        # shadow variants that did not serve it), so the per-request pairing of shadow goes on in canary.
+        # The stable model shadows the candidate's own requests, and the candidate the stable's (the Router
+        # mirrors a request only to the shadow variants that did not serve it): the per-request pairing of
+        # shadow goes on in canary, on the full volume.
         p = float(state.canary_percent)
-        mirror = bool(getattr(rollout.policy, "shadow_stable_during_canary", True))
-        return (VariantRoute(stable, "stable", 100.0 - p, shadow=mirror), VariantRoute(cand, "candidate", p))
+        policy = rollout.policy
+        return (VariantRoute(stable, "stable", 100.0 - p, shadow=policy.shadow_stable_during_canary),
+                VariantRoute(cand, "candidate", p, shadow=policy.shadow_candidate_during_canary))
     if state.stage == "production":
         # The candidate is the stable model now; the old one stays deployable for the retention window.
         shadow = rollout.policy.shadow_old_model_during_retention
@@ -230,6 +232,14 @@ def state_before(connection: sa.Connection, rollout: Rollout, day: dt.date) -> R
             break
         holds += 1
     return RolloutState(stage, percent, holds)
+
+
+def step_days(connection: sa.Connection, rollout: Rollout, day: dt.date) -> list[dt.date]:
+    """The earlier days of the step ``day`` is decided in (oldest first): the holds at the same stage and share
+    that ``state_before`` counts, whose evidence the step pools."""
+    state = state_before(connection, rollout, day)
+    earlier = [d for d in decision_history(connection, rollout.model_name) if d.rollout_id == rollout.id and d.day < day]
+    return [d.day for d in earlier[len(earlier) - state.days_in_step:]] if state.days_in_step else []
 
 
 def _state_after(connection: sa.Connection, record: DecisionRecord) -> tuple[str, int]:

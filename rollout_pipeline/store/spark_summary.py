@@ -26,15 +26,19 @@ from rollout_pipeline.domain.collect import (
     EXTREME_FETCH_MAX,
     FEEDBACK_WINDOW,
     HASH_BUCKETS,
+    POPULATIONS,
+    SAMPLE_REQUESTS,
     CountRow,
     FeedbackAgg,
     FeedbackItem,
     Found,
     GroupRow,
     LogRow,
+    Key,
     Moments,
     collect_with,
     day_bounds,
+    in_sample,
 )
 from rollout_pipeline.domain.summary import ABSURD_VALUE, LATENCY_BINS_PER_E, PREDICTION_BINS, DaySummary, Extreme
 from rollout_pipeline.store.lake import day_dir
@@ -72,7 +76,7 @@ def from_micros(value: int) -> dt.datetime:
 
 
 def collect_day_spark(spark, root: str, model_name: str, day: dt.date, stable_variant: str, candidate_variant: str,
-                      *, sample_rows: int = 20_000, top_k: int = 10,
+                      *, sample_rows: int = SAMPLE_REQUESTS, top_k: int = 10,
                       accuracy_day: dt.date | None = None) -> DaySummary:
     """Summarize ``model_name``'s day from the Parquet layout under ``root`` (``store.lake.lake_root``)."""
     return collect_with(SparkScans(spark, root), model_name, day, stable_variant, candidate_variant,
@@ -162,7 +166,8 @@ class SparkScans:
                    sum(CASE WHEN {FINITE} THEN prediction END) AS pred_sum,
                    sum(CASE WHEN {FINITE} THEN prediction * prediction END) AS pred_sq,
                    min(prediction) AS pred_min,
-                   max(prediction) AS pred_max
+                   max(prediction) AS pred_max,
+                   count_if(status = 'shed') AS shed
             FROM {{day}} GROUP BY variant, served, {bucket}""",
             day=self._day(model_name, day), absurd=ABSURD_VALUE, bins_per_e=float(LATENCY_BINS_PER_E)).collect()
         return [GroupRow(r.variant, bool(r.served), None if r.b is None else int(r.b), *r[3:]) for r in rows]
@@ -190,15 +195,15 @@ class SparkScans:
                          width=(high - low) / PREDICTION_BINS).collect()
         return [CountRow(r.variant, bool(r.served), r.b, int(r.n)) for r in rows]
 
-    def sample_and_extreme_rows(self, model_name: str, day: dt.date, thresholds: dict[str, int], candidate: str,
+    def sample_and_extreme_rows(self, model_name: str, day: dt.date, thresholds: dict[Key, int], candidate: str,
                                 t_hi: float | None, t_lo: float | None,
                                 sample_rows: int) -> tuple[list[LogRow], bool]:
         """Scan 2: the hash sample's rows and the candidate's rows beyond the extreme thresholds (capped)."""
         params: dict[str, object] = {"absurd": ABSURD_VALUE, "candidate": candidate}
         wanted = []
-        for i, (variant, threshold) in enumerate(sorted(thresholds.items())):
-            params[f"v{i}"], params[f"t{i}"] = variant, int(threshold)
-            wanted.append(f"(variant = :v{i} AND hb < :t{i})")
+        for i, ((variant, served), threshold) in enumerate(sorted(thresholds.items())):
+            params[f"v{i}"], params[f"s{i}"], params[f"t{i}"] = variant, bool(served), int(threshold)
+            wanted.append(f"(variant = :v{i} AND served = :s{i} AND hb < :t{i})")
         beyond = []
         if t_hi is not None:
             params["t_hi"] = float(t_hi)
@@ -207,7 +212,7 @@ class SparkScans:
             params["t_lo"] = float(t_lo)
             beyond.append("prediction <= :t_lo")
         extremes = [f"(variant = :candidate AND {FINITE} AND ({' OR '.join(beyond)}))"] if beyond else []
-        cap = 3 * len(thresholds) * sample_rows + 2 * EXTREME_FETCH_MAX
+        cap = 3 * POPULATIONS * sample_rows + 2 * EXTREME_FETCH_MAX
 
         def fetch(conditions: list[str], limit: int | None) -> list[LogRow]:
             if not conditions:
@@ -293,14 +298,14 @@ class SparkScans:
             feedback=feedback, day=self._day(model_name, day), absurd=ABSURD_VALUE).collect()
         return [FeedbackAgg(r.variant, bool(r.served), r.kind, int(r.n), r.abs_err, r.acc) for r in rows]
 
-    def sample_feedback(self, model_name: str, rows: list[LogRow], thresholds: dict[str, int],
+    def sample_feedback(self, model_name: str, rows: list[LogRow], thresholds: dict[Key, int],
                         lo: dt.datetime, hi: dt.datetime) -> list[FeedbackItem]:
         """The ``actual`` and ``complaint`` feedback with ts in [lo, hi) about the sampled rows' requests only.
 
         The sampled ids go to Spark as a small table, joined (broadcast) with the window's feedback.
         """
         ids = sorted({r.correlation_id for r in rows
-                      if r.correlation_id and r.bucket is not None and r.bucket < thresholds.get(r.variant, -1)})
+                      if r.correlation_id and in_sample(r.variant, r.served, r.bucket, thresholds)})
         feedback = self._feedback(model_name, lo, hi) if ids else None
         if feedback is None:
             return []

@@ -1,7 +1,7 @@
 """The day-summary queries: a model's day reduced to aggregates and a bounded sample.
 
 Everything is computed SQL-side (grouped aggregates and histograms); only small
-result sets and a hash sample of at most ``sample_rows`` rows per variant come
+result sets and a hash sample of at most ``sample_rows`` requests per population come
 back, so memory does not grow with the day's row count. The same queries run on
 PostgreSQL and SQLite; the few functions SQLite lacks are registered on its
 connections by ``store.engine``.
@@ -23,15 +23,19 @@ from rollout_pipeline.domain.collect import (
     EXTREME_FETCH_MAX,
     FEEDBACK_WINDOW,
     HASH_BUCKETS,
+    POPULATIONS,
+    SAMPLE_REQUESTS,
     CountRow,
     FeedbackAgg,
     FeedbackItem,
     Found,
     GroupRow,
     LogRow,
+    Key,
     Moments,
     collect_with,
     day_bounds,
+    in_sample,
 )
 from rollout_pipeline.domain.summary import (
     ABSURD_VALUE,
@@ -133,7 +137,7 @@ def collect_day(
     stable_variant: str,
     candidate_variant: str,
     *,
-    sample_rows: int = 20_000,
+    sample_rows: int = SAMPLE_REQUESTS,
     top_k: int = 10,
     accuracy_day: dt.date | None = None,
 ) -> DaySummary:
@@ -232,6 +236,7 @@ def grouped_rows(connection: sa.Connection, model_name: str, day: dt.date) -> li
             sa.func.sum(p.prediction * p.prediction).filter(finite).label("pred_sq"),
             sa.func.min(p.prediction).label("pred_min"),
             sa.func.max(p.prediction).label("pred_max"),
+            sa.func.count().filter(p.status == "shed").label("shed"),
         )
         .where(_in_day(model_name, day))
         .group_by(p.variant, p.served, bucket)
@@ -287,23 +292,23 @@ def prediction_bins(connection: sa.Connection, model_name: str, day: dt.date,
         )]
 
 
-def sample_and_extreme_rows(connection: sa.Connection, model_name: str, day: dt.date, thresholds: dict[str, int],
+def sample_and_extreme_rows(connection: sa.Connection, model_name: str, day: dt.date, thresholds: dict[Key, int],
                             candidate: str, t_hi: float | None, t_lo: float | None,
                             sample_rows: int) -> tuple[list[LogRow], bool]:
     """Scan 2: the hash sample's rows and the candidate's rows at or beyond the extreme thresholds, together.
 
-    The sample: every row whose correlation id hashes below its variant's threshold
-    (both halves of a shadow pair together). The scan is capped (LIMIT); if the cap
-    is reached (a degenerate day, e.g. one prediction value repeated millions of
+    The sample: every row whose correlation id hashes below its side's threshold (a
+    side is a variant's served or shadow answers; both halves of a pair share one).
+    The scan is capped (LIMIT); if the cap is reached (a degenerate day, e.g. one prediction value repeated millions of
     times) the sample is fetched alone and False says the extremes must be queried.
     """
     p = prediction_log.c
     hb = hash_bucket(p.correlation_id)
-    wanted = [sa.and_(p.variant == v, hb < t) for v, t in thresholds.items()]
+    wanted = [sa.and_(p.variant == v, p.served == s, hb < t) for (v, s), t in thresholds.items()]
     beyond = [c for c in ((p.prediction >= t_hi) if t_hi is not None else None,
                           (p.prediction <= t_lo) if t_lo is not None else None) if c is not None]
     extremes = [sa.and_(p.variant == candidate, _finite_prediction(), sa.or_(*beyond))] if beyond else []
-    cap = 3 * len(thresholds) * sample_rows + 2 * EXTREME_FETCH_MAX
+    cap = 3 * POPULATIONS * sample_rows + 2 * EXTREME_FETCH_MAX
 
     def fetch(conditions, limit):
         query = (sa.select(p.correlation_id, p.variant, p.served, p.entity_id, p.latency_ms, p.status,
@@ -404,7 +409,7 @@ def feedback_by_variant(connection: sa.Connection, model_name: str, day: dt.date
 SAMPLE_FEEDBACK_KINDS = ("actual", "complaint")
 
 
-def sample_feedback(connection: sa.Connection, model_name: str, rows: list[LogRow], thresholds: dict[str, int],
+def sample_feedback(connection: sa.Connection, model_name: str, rows: list[LogRow], thresholds: dict[Key, int],
                     lo: dt.datetime, hi: dt.datetime) -> list[FeedbackItem]:
     """The ``actual`` and ``complaint`` feedback with ts in [lo, hi) about the sampled rows' requests only.
 
@@ -413,7 +418,7 @@ def sample_feedback(connection: sa.Connection, model_name: str, rows: list[LogRo
     comes back is bounded by the sample, and the day is not read again.
     """
     ids = sorted({r.correlation_id for r in rows
-                  if r.correlation_id and r.bucket is not None and r.bucket < thresholds.get(r.variant, -1)})
+                  if r.correlation_id and in_sample(r.variant, r.served, r.bucket, thresholds)})
     if not ids:
         return []
     f = feedback.c

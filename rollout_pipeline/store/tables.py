@@ -142,6 +142,7 @@ day_evidence = sa.Table(
     sa.Column("summary", sa.JSON, nullable=False),  # domain.summary.DaySummary, via domain.codec
     sa.Column("validations", sa.JSON, nullable=False),  # {suite name: validation.suites.SuiteResult}
     sa.Column("evaluation", sa.JSON, nullable=True),  # domain.evaluate.Evaluation, once judged
+    sa.Column("outcomes", sa.Integer, nullable=True),  # actual outcomes the summary saw (NULL: written before 0005)
     sa.Column("superseded_by", sa.Integer, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -145,7 +145,9 @@ def _frames(summary: DaySummary):
                 "missing_correlation_id": v.missing_correlation_id,
                 "unknown_status": v.unknown_status,
                 "invalid_latency": v.invalid_latency,
-                "nonfinite_predictions": v.nonfinite_predictions,
+                # The candidate's own non-finite answers are its failure, judged by the broken_answers gate;
+                # anyone else's make the comparison unusable.
+                "nonfinite_predictions": 0 if v.variant == summary.candidate_variant else v.nonfinite_predictions,
                 "latency_p99": v.latency_p99 if v.latency_p99 is not None else math.nan,
             }
             for v in summary.variants
@@ -170,7 +172,8 @@ def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> 
         ("every row has a correlation id", zero("missing_correlation_id")),
         (f"every status is one of {', '.join(STATUSES)}", zero("unknown_status")),
         (f"every latency is a finite number >= 0 and < {ABSURD_VALUE:.0e} ms", zero("invalid_latency")),
-        (f"every prediction is a finite number, |x| < {ABSURD_VALUE:.0e}", zero("nonfinite_predictions")),
+        (f"every stable prediction is a finite number, |x| < {ABSURD_VALUE:.0e} (the candidate's own are judged: "
+         "broken_answers)", zero("nonfinite_predictions")),
         (f"only the rollout's variants ({stable}, {cand}) log",
          E.ExpectColumnValuesToBeInSet(column="variant", value_set=[stable, cand])),
     ]).outcomes

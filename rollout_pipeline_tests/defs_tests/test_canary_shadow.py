@@ -1,6 +1,6 @@
-"""During canary the stable variant shadows the candidate's own requests (policy shadow_stable_during_canary),
-so shadow's per-request pairing goes on in canary; the Router mirrors a request to a shadow variant only when
-that variant did not serve it."""
+"""During canary each model shadows the other's requests (policy shadow_stable_during_canary and
+shadow_candidate_during_canary), so shadow's per-request pairing goes on in canary on the full volume; the Router
+mirrors a request to a shadow variant only when that variant did not serve it."""
 
 import collections
 import datetime as dt
@@ -21,26 +21,24 @@ def _routes(conn) -> dict:
     return {r.variant: (r.role, r.traffic_percent, r.shadow) for r in read_routing(conn, "m").routes}
 
 
-@pytest.mark.parametrize("mirror", [True, False])
-def test_routes_for_canary_shadow_the_stable_as_the_policy_says(mirror):
-    rollout = repo.Rollout(1, "m", "v1", "v2", "canary", 20, True, Policy(), "p")
-    policy = rollout.policy
-    if "shadow_stable_during_canary" in type(policy).model_fields:
-        rollout = repo.Rollout(1, "m", "v1", "v2", "canary", 20, True,
-                               policy.model_copy(update={"shadow_stable_during_canary": mirror}), "p")
-    elif not mirror:
-        pytest.skip("Policy has no shadow_stable_during_canary field yet: the default (true) is tested")
+@pytest.mark.parametrize("stable_mirrors, candidate_mirrors", [(True, True), (True, False), (False, True),
+                                                               (False, False)])
+def test_routes_for_canary_shadow_as_the_policy_says(stable_mirrors, candidate_mirrors):
+    policy = Policy(shadow_stable_during_canary=stable_mirrors, shadow_candidate_during_canary=candidate_mirrors)
+    rollout = repo.Rollout(1, "m", "v1", "v2", "canary", 20, True, policy, "p")
     routes = repo.routes_for(rollout, repo.RolloutState("canary", 20), D1)
     assert {(r.variant, r.role, r.traffic_percent, r.shadow) for r in routes} == {
-        ("v1", "stable", 80.0, mirror), ("v2", "candidate", 20.0, False)}
+        ("v1", "stable", 80.0, stable_mirrors), ("v2", "candidate", 20.0, candidate_mirrors)}
 
 
-def test_the_router_mirrors_the_candidates_requests_to_the_stable_only(engine, tmp_path):
+@pytest.mark.parametrize("candidate_mirrors", [True, False])
+def test_the_router_mirrors_each_request_to_the_model_that_did_not_serve_it(engine, tmp_path, candidate_mirrors):
     with engine.begin() as conn:
-        rollout = repo.start_rollout(conn, "m", "v1", "v2", Policy(), actor="test")
+        rollout = repo.start_rollout(conn, "m", "v1", "v2",
+                                     Policy(shadow_candidate_during_canary=candidate_mirrors), actor="test")
         promoted(conn, rollout, D1, ("shadow", 0), ("canary", 1))
         promoted(conn, rollout, D1 + dt.timedelta(days=1), ("canary", 1), ("canary", 20))
-        assert _routes(conn) == {"v1": ("stable", 80.0, True), "v2": ("candidate", 20.0, False)}
+        assert _routes(conn) == {"v1": ("stable", 80.0, True), "v2": ("candidate", 20.0, candidate_mirrors)}
     ts = dt.datetime(2026, 6, 3, 12, tzinfo=dt.UTC)
     with Router(engine, "m", {"v1": lambda x: x + 1.0, "v2": lambda x: x + 2.0}, spill_dir=tmp_path / "spill",
                 refresh_seconds=None) as router:
@@ -55,5 +53,7 @@ def test_the_router_mirrors_the_candidates_requests_to_the_stable_only(engine, t
     for answer in answers:
         if answer.variant == "v2":  # the candidate served: the stable answered the same request in shadow
             assert sorted(by_cid[answer.correlation_id]) == [("v1", False), ("v2", True)]
-        else:  # the stable served: no mirror to itself, and the candidate does not shadow in canary
+        elif candidate_mirrors:  # the stable served: the candidate answered it in shadow
+            assert sorted(by_cid[answer.correlation_id]) == [("v1", True), ("v2", False)]
+        else:
             assert by_cid[answer.correlation_id] == [("v1", True)]

@@ -45,7 +45,7 @@ def test_a_healthy_shadow_day_promotes_to_the_first_canary_step(store, instance)
     with store.connect() as conn:
         routing = read_routing(conn, "m")
         assert {(r.variant, r.role, r.traffic_percent, r.shadow) for r in routing.routes} == {
-            ("v1", "stable", 99.0, True), ("v2", "candidate", 1.0, False)}  # the stable shadows the candidate
+            ("v1", "stable", 99.0, True), ("v2", "candidate", 1.0, True)}  # each model shadows the other's requests
         assert active_rollout(conn, "m").canary_percent == 1
 
 

@@ -18,7 +18,7 @@ DAY = dt.date(2026, 7, 1)
 @pytest.mark.parametrize(
     "scenario, action, words",
     [
-        ("healthy", "promote", "judge score"),
+        ("healthy", "promote", "every gate this step needs passed"),
         ("slow", "rollback", "p99"),
         ("errors", "rollback", "error rate"),
         ("extreme", "rollback", "outside"),
@@ -33,31 +33,35 @@ def test_first_shadow_day_of_each_scenario(db_url, monkeypatch, tmp_path, scenar
 
 
 def _decide_a_day(db_url, monkeypatch, tmp_path, scenario: str, requests: int, *, policy: Policy | None = None,
-                  canary_percent: int | None = None) -> dict:
+                  canary_percent: int | None = None, model: str = "diabetes") -> dict:
     """Start a rollout (in shadow, or moved to a canary share the day before), simulate DAY, decide it."""
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
     engine = make_engine(db_url)
     with engine.begin() as conn:
-        rollout = start_rollout(conn, "diabetes", "v1", "v2", policy or Policy(), actor="test")
+        rollout = start_rollout(conn, model, "v1", "v2", policy or Policy(), actor="test")
         if canary_percent is not None:
             promoted(conn, rollout, DAY - dt.timedelta(days=1), ("shadow", 0), ("canary", canary_percent))
-    simulate_day(engine, "diabetes", DAY, requests, scenario, seed=1, spill_dir=tmp_path / "spill")
+    simulate_day(engine, model, DAY, requests, scenario, seed=1, spill_dir=tmp_path / "spill", kind="diabetes")
     engine.dispose()
     with dg.instance_for_test() as instance:
-        return run_day("diabetes", DAY, instance=instance).result
+        return run_day(model, DAY, instance=instance).result
 
 
-def test_shifted_predictions_fail_the_judge_and_roll_back(db_url, monkeypatch, tmp_path):
-    """Prediction shift is a scored (normal) metric by default: with accuracy it sinks the score below 75."""
+def test_shifted_predictions_do_not_leave_shadow_and_roll_back_a_canary(db_url, monkeypatch, tmp_path):
+    """Prediction shift is a scored (normal) metric by default: confidently past its limit it keeps a candidate in
+    shadow (it serves nobody) and rolls back one that serves users."""
     result = _decide_a_day(db_url, monkeypatch, tmp_path, "shifted", 4000)
     reasons = result["reasons"]
-    assert result["action"] == "rollback", reasons
-    assert "< marginal 75" in reasons[0] and any("predictions shifted up" in r for r in reasons), reasons
+    assert result["action"] == "hold", reasons
+    assert "does not leave shadow" in reasons[0] and any("predictions shifted up" in r for r in reasons), reasons
+    serving = _decide_a_day(db_url, monkeypatch, tmp_path, "shifted", 4000, canary_percent=20, model="diabetes-20")
+    assert serving["action"] == "rollback", serving["reasons"]
+    assert "does not keep serving 20%" in serving["reasons"][0]
 
 
 @pytest.mark.parametrize("criticality, action, first", [
-    ("normal", "hold", "is marginal"),        # default: one failed metric of the scored ones -> hold
-    ("critical", "rollback", "critical failure:"),  # a policy that makes complaints critical rolls back
+    ("normal", "rollback", "does not keep serving 50%"),  # confidently worse never keeps its exposure
+    ("critical", "rollback", "critical failure:"),  # a policy that makes complaints critical rolls back too
 ])
 def test_complaints_in_canary_follow_the_policy(db_url, monkeypatch, tmp_path, criticality, action, first):
     result = _decide_a_day(db_url, monkeypatch, tmp_path, "complaints", 10000,
@@ -87,11 +91,11 @@ def test_the_demo_promotes_healthy_day_by_day_and_rolls_back_slow_on_sqlite(tmp_
     outcomes = run_demo(days=5, echo=lines.append)
     walk = [(o["model"], o["action"], o["to"]["stage"], o["to"]["canary_percent"]) for o in outcomes]
     assert walk == [
-        ("diabetes", "promote", "canary", 5), ("diabetes", "promote", "canary", 20),
+        ("diabetes", "promote", "canary", 1), ("diabetes", "promote", "canary", 20),
         ("diabetes", "promote", "canary", 50), ("diabetes", "promote", "production", 100),
         ("cancer", "rollback", "rolled_back", 0),
-        ("diabetes-first", "promote", "canary", 10), ("diabetes-first", "promote", "canary", 50),
-        ("diabetes-first", "promote", "production", 100),
+        ("diabetes-first", "promote", "canary", 1), ("diabetes-first", "promote", "canary", 20),
+        ("diabetes-first", "promote", "canary", 50), ("diabetes-first", "promote", "production", 100),
     ], [o["reasons"] for o in outcomes]
     dates = [o["date"] for o in outcomes if o["model"] == "diabetes"]
     assert [dt.date.fromisoformat(b) - dt.date.fromisoformat(a) for a, b in zip(dates, dates[1:])] == [

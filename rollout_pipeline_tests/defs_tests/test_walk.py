@@ -71,17 +71,18 @@ def test_shadow_to_production_to_retired_through_schedule_and_sensors(pg_url, mo
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     engine = make_engine(pg_url)
-    # As the demo: at 16,000 requests a day a 1% step could not bound a candidate p99, a 5% one can.
-    policy = Policy(canary_steps=(5, 20, 50, 100), retention_days=3)
+    # As the demo: the seed's steps at 16,000 requests a day, one a night, no force.
+    policy = Policy(retention_days=3)
     with engine.begin() as conn:
         start_rollout(conn, MODEL, "v1", "v2", policy, actor="test")
     assert _routes(engine) == {"v1": ("stable", 100.0, False), "v2": ("candidate", 0.0, True)}
 
     expected = [
-        # During canary the stable shadows the candidate's requests (policy shadow_stable_during_canary).
-        ("shadow", 0, "canary", 5, {"v1": ("stable", 95.0, True), "v2": ("candidate", 5.0, False)}),
-        ("canary", 5, "canary", 20, {"v1": ("stable", 80.0, True), "v2": ("candidate", 20.0, False)}),
-        ("canary", 20, "canary", 50, {"v1": ("stable", 50.0, True), "v2": ("candidate", 50.0, False)}),
+        # During canary each model shadows the other's requests (shadow_stable_during_canary and
+        # shadow_candidate_during_canary): the 1% step is judged pair by pair on the whole day.
+        ("shadow", 0, "canary", 1, {"v1": ("stable", 99.0, True), "v2": ("candidate", 1.0, True)}),
+        ("canary", 1, "canary", 20, {"v1": ("stable", 80.0, True), "v2": ("candidate", 20.0, True)}),
+        ("canary", 20, "canary", 50, {"v1": ("stable", 50.0, True), "v2": ("candidate", 50.0, True)}),
         ("canary", 50, "production", 100, {"v2": ("stable", 100.0, False), "v1": ("inactive", 0.0, True)}),
     ]
     cursor = None

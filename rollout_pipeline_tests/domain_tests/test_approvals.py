@@ -37,7 +37,8 @@ def test_which_nightly_promotions_wait_for_a_person(state, policy, waits):
 
 @pytest.mark.parametrize("decision", [
     force_decision(RolloutState("shadow", 0), "promote", "release day", GATED, "ana"),  # a person forced it already
-    decide(RolloutState("shadow", 0), Evidence((), 1000, (), 80.0), GATED),  # a hold
+    decide(RolloutState("shadow", 0), Evidence((), 1000, (), 100.0, insufficient=("p99 not yet decided",)),
+           GATED),  # a hold
     decide(RolloutState("shadow", 0), Evidence((), 1000, ("p99 412 ms > 250 ms",), 0.0), GATED),  # a rollback
 ])
 def test_forced_promotions_holds_and_rollbacks_never_wait(decision):
@@ -104,7 +105,7 @@ def test_an_expired_promotion_holds_where_the_rollout_stands():
     "evidence, says",
     [
         (GOOD, "waiting for approval of 2026-06-01's promotion to canary 1%; today's evidence still passes"),
-        (Evidence((), 1000, (), 80.0), "waiting for approval of 2026-06-01's promotion to canary 1%; today's "
+        (Evidence((), 1000, (), 100.0, insufficient=("x",)), "waiting for approval of 2026-06-01's promotion to canary 1%; today's "
                                        "evidence no longer passes: hold"),
     ],
 )

@@ -89,19 +89,28 @@ def test_accumulate_keeps_the_candidates_clean_group_extremes_and_moments_fix_sp
     assert (v1.pred_min, v1.pred_max) == (0.0, 100.0)  # not spoiled: untouched
 
 
+def sides(stable_pop: int, candidate_pop: int) -> dict:
+    """Thresholds per side: the stable-served population (stable served, candidate shadow), the candidate-served
+    one (candidate served, stable shadow)."""
+    return {("v1", True): stable_pop, ("v2", False): stable_pop, ("v2", True): candidate_pop, ("v1", False): candidate_pop}
+
+
 @pytest.mark.parametrize(
     "counts, sample_rows, expect",
     [
         # Small day: everything.
-        ({("v1", True): 100, ("v2", False): 100}, 1000, ({"v1": HASH_BUCKETS, "v2": HASH_BUCKETS}, True)),
-        # Shadow: one shared threshold, the stricter one, so pairs are sampled whole.
-        ({("v1", True): 100_000, ("v2", False): 50_000}, 1000, ({"v1": 100, "v2": 100}, True)),
-        # Canary without shadows: each variant its own threshold (the 1% candidate is kept whole).
-        ({("v1", True): 99_000, ("v2", True): 1_000}, 2000, ({"v1": 202, "v2": HASH_BUCKETS}, False)),
-        # The stable shadowing the candidate's requests in canary counts as shadowing.
-        ({("v1", True): 80_000, ("v2", True): 20_000, ("v1", False): 20_000}, 2000, ({"v1": 200, "v2": 200}, True)),
+        ({("v1", True): 100, ("v2", False): 100}, 1000, (sides(HASH_BUCKETS, HASH_BUCKETS), True)),
+        # Shadow: the served answer and its shadow twin share one threshold, so pairs are sampled whole.
+        ({("v1", True): 100_000, ("v2", False): 50_000}, 1000, (sides(100, HASH_BUCKETS), True)),
+        # Canary without shadows: each population its own threshold (the 1% candidate is kept whole).
+        ({("v1", True): 99_000, ("v2", True): 1_000}, 2000, (sides(202, HASH_BUCKETS), False)),
+        # The candidate's 1% with the stable shadowing it stays whole whatever the stable's volume.
+        ({("v1", True): 990_000, ("v2", True): 10_000, ("v1", False): 10_000}, 20_000, (sides(202, HASH_BUCKETS), True)),
+        # Both ways mirrored at 20%: each population sampled to its size.
+        ({("v1", True): 80_000, ("v2", False): 80_000, ("v2", True): 20_000, ("v1", False): 20_000}, 2000,
+         (sides(250, 1000), True)),
         # Huge days never go below one bucket.
-        ({("v1", True): 10**9}, 10, ({"v1": 1, "v2": HASH_BUCKETS}, False)),
+        ({("v1", True): 10**9}, 10, (sides(1, HASH_BUCKETS), False)),
     ],
 )
 def test_sample_thresholds(counts, sample_rows, expect):
@@ -145,7 +154,7 @@ def test_sample_keeps_rows_below_their_threshold_with_their_requests_feedback():
         FeedbackItem("c", "complaint", T, 1.0, None),
         FeedbackItem("b", "click", T, 1.0, None),  # other kinds are not outcomes
     ]
-    sample = sample_of(rows, {"v1": 50, "v2": 100}, feedback)
+    sample = sample_of(rows, {("v1", True): 50, ("v2", False): 100, ("v2", True): 100, ("v1", False): 50}, feedback)
     assert [(r.correlation_id, r.variant) for r in sample] == [("a", "v1"), ("a", "v2"), ("c", "v2")]
     a1, a2, c = sample
     assert (a1.entity_id, a1.actual, a1.actual_label, a1.complaints) == ("u1", 3.0, "late", 2)
@@ -209,7 +218,7 @@ def _collected(**overrides) -> CollectedDay:
     ], "v2")
     sample = (srow("a", prediction=1.0), srow("a", "v2", False, prediction=2.0))
     values = dict(model_name="m", day=DAY, stable="v1", candidate="v2", totals=totals,
-                  thresholds={"v1": 2500, "v2": 2500}, shadowing=True,
+                  thresholds=sides(2500, 2500), shadowing=True,
                   edges=prediction_edges(totals, "v1", "v2"), histograms={}, sample=sample,
                   labels=(CountRow("v1", True, "x", 5),),
                   feedback=(FeedbackAgg("v1", True, "actual", 4, 0.5, None), FeedbackAgg("v1", True, "complaint", 2,
@@ -228,6 +237,9 @@ def test_build_summary_puts_the_pieces_together():
     assert v2.null_outputs == 2 and v2.latency_p50 == pytest.approx(math.expm1(110.5 / 50), rel=0.02)
     assert sum(v1.prediction_histogram) == 8  # sampled day: scaled from the sample to the day's count
     assert s.sample_fraction == 0.25 and s.pairing.sample_fraction == 0.25 and s.pairing.matched == 1
+    assert s.fraction("v2", False) == 0.25 and s.fraction("v2", True) == 0.25
+    # The whole day's latency histogram is kept (exact counts: a share above a threshold is a count).
+    assert v1.latency_histogram == ((100, 8),) and v2.latency_histogram == ((110, 8),)
     assert s.unknown_variants == ("v7",) and s.collect_seconds == 1.5
     assert (s.accuracy_day, s.accuracy_sample) == (DAY, ())
 
@@ -238,7 +250,7 @@ def test_build_summary_puts_the_pieces_together():
         # No shadows logged: no pairing.
         (dict(shadowing=False), lambda s: s.pairing is None),
         # A day no larger than the sample keeps the exact histograms it was given.
-        (dict(thresholds={"v1": HASH_BUCKETS, "v2": HASH_BUCKETS}, histograms={("v1", True): [8] + [0] * 39}),
+        (dict(thresholds=sides(HASH_BUCKETS, HASH_BUCKETS), histograms={("v1", True): [8] + [0] * 39}),
          lambda s: s.get("v1", True).prediction_histogram[0] == 8 and s.sample_fraction == 1.0),
         # Late labels: the earlier day's sample is the outcome sample.
         (dict(accuracy_day=DAY - dt.timedelta(days=2), accuracy_sample=(srow("old"),)),

@@ -33,15 +33,24 @@ GOOD = Evidence(data_quality_failures=(), candidate_requests=1000, critical_fail
         # Critical failures roll back.
         (RolloutState("canary", 50), Evidence((), 1000, ("candidate p99 412 ms > SLO 250 ms",), 0.0), "rollback",
          ("rolled_back", 0)),
-        # Kayenta thresholds: marginal holds, below marginal rolls back.
-        (RolloutState("canary", 20), Evidence((), 1000, (), 80.0), "hold", ("canary", 20)),
-        (RolloutState("canary", 20), Evidence((), 1000, (), 50.0), "rollback", ("rolled_back", 0)),
+        # A scored (normal) gate confidently past its limit: a candidate serving users never keeps its share (a
+        # rollback at any canary step, the first included); in shadow it serves nobody and does not leave shadow.
+        (RolloutState("canary", 20), Evidence((), 1000, (), 87.5, normal_failures=("complaint rate 5x",)), "rollback",
+         ("rolled_back", 0)),
+        (RolloutState("canary", 1), Evidence((), 90, (), 87.5, normal_failures=("complaint rate 8x",),
+                                             insufficient=("x",)), "rollback", ("rolled_back", 0)),
+        (RolloutState("shadow", 0), Evidence((), 1000, (), 87.5, normal_failures=("shift +1.2 sd",)), "hold",
+         ("shadow", 0)),
+        # Evidence of an earlier version (failures only among the score's reasons) reads the same way.
+        (RolloutState("canary", 20), Evidence((), 1000, (), 80.0, score_reasons=("accuracy worse",)), "rollback",
+         ("rolled_back", 0)),
         (RolloutState("canary", 20), Evidence((), 1000, (), None), "hold", ("canary", 20)),
         # After promotion, while the old model shadows: hold when the new one holds up, roll back when it fails.
         (RolloutState("production", 100), GOOD, "hold", ("production", 100)),
         (RolloutState("production", 100), Evidence((), 1000, ("candidate p99 412 ms > SLO 250 ms",), 0.0),
          "rollback", ("rolled_back", 0)),
-        (RolloutState("production", 100), Evidence((), 1000, (), 50.0), "rollback", ("rolled_back", 0)),
+        (RolloutState("production", 100), Evidence((), 1000, (), 87.5, normal_failures=("accuracy worse",)),
+         "rollback", ("rolled_back", 0)),
         (RolloutState("production", 100), Evidence((), 1000, (), 100.0, insufficient=("x",)), "hold",
          ("production", 100)),
         (RolloutState("production", 100), Evidence(("log_quality: x",), 1000, ("p99",), 0.0), "hold",
@@ -90,6 +99,25 @@ def test_custom_steps():
     small = Evidence((), 72, (), 100.0, insufficient=("p99 latency not judged: 72 candidate requests < 700",))
     d = decide(RolloutState("canary", 5), small, policy)
     assert d.action == "hold" and "72 candidate requests" in " ".join(d.reasons)
+
+
+def test_a_hold_names_its_true_cause():
+    # After promotion with the old model shadowing, a gate still undecided is named; "is it still shadowing?" is
+    # only said when the old model logged no shadow answer at all.
+    undecided = Evidence((), 37_210, (), 100.0, insufficient=("accuracy not yet decided: 12 entities",),
+                         stable_requests=37_210)
+    d = decide(RolloutState("production", 100), undecided, P)
+    assert d.action == "hold" and "accuracy not yet decided: 12 entities" in d.reasons
+    assert not any("still shadowing" in r for r in d.reasons)
+    silent = Evidence((), 37_210, (), None, insufficient=("x",), stable_requests=0)
+    assert "still shadowing" in decide(RolloutState("production", 100), silent, P).reasons[0]
+
+
+def test_pooled_evidence_is_named_in_the_reasons():
+    pooled = Evidence((), 300, (), 100.0, insufficient=("p99 latency not yet decided: 90 of 300",),
+                      pooled="3 nights at canary 1% (2026-03-02..2026-03-04): 300 candidate answers")
+    d = decide(RolloutState("canary", 1, days_in_step=2), pooled, P)
+    assert d.action == "hold" and d.reasons[-1].startswith("evidence: 3 nights at canary 1%")
 
 
 def test_promotion_names_what_was_not_judged():

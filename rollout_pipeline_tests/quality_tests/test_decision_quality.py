@@ -16,7 +16,7 @@ SEEDS = (11, 12)
 # Which gate must speak for each fault (a word of its reason).
 NAMED_BY = {
     "latency": "p99", "errors": "error rate", "error_burst": "error rate", "shifted": "shifted",
-    "extreme": "outside", "null": "carry no output", "inaccurate": "confidently worse",
+    "extreme": "outside", "null": "empty, non-finite or absurd", "inaccurate": "confidently worse",
     "complaints": "complaint rate", "missing": "answered only", "orphan": "served=true during shadow",
     "duplicates": "duplicate",
 }

@@ -21,7 +21,7 @@ def judge_day(engine: sa.Engine, model: str, day: dt.date, state: RolloutState,
               policy: Policy = POLICY) -> tuple[SuiteResult, Decision]:
     with engine.connect() as conn:
         summary = collect_day(conn, model, day, "v1", "v2")
-    evaluation = evaluate(summary, state.stage, policy)
+    evaluation = evaluate(summary, state.stage, policy, percent=state.canary_percent)
     (quality,) = validate_day(summary, state.stage, policy, suites=(LOG_QUALITY,))
     evidence = Evidence(quality.failures, evaluation.candidate_requests, evaluation.critical_failures,
                         evaluation.score, evaluation.failures)

@@ -64,10 +64,11 @@ CASES = {
                                           "served twice"),
     "shadow rows with no served twin": ("shadow", _orphans, "served twin"),
     "unknown variant": ("canary", lambda r: r + [r[0]._replace(variant="v3", correlation_id="x")], "only the rollout"),
-    "infinite prediction": ("shadow", lambda r: _set(r, _shadow_index(r), prediction=INF), "prediction is a finite"),
+    "infinite stable prediction": ("shadow", lambda r: _set(r, _served_index(r), prediction=INF),
+                                   "prediction is a finite"),
     "absurd prediction (1e300)": ("shadow", lambda r: _set(_set(r, 0, prediction=1e300), 1, prediction=-1e300),
                                   "prediction is a finite"),
-    "absurd prediction (1e200, squares overflow)": ("canary", lambda r: _set(r, 0, prediction=1e200),
+    "absurd prediction (1e200, squares overflow)": ("canary", lambda r: _set(r, _served_index(r), prediction=1e200),
                                                     "prediction is a finite"),
     "empty day": ("shadow", lambda r: [], "the day has logged requests"),
     "empty day (canary)": ("canary", lambda r: [], "the day has logged requests"),
@@ -103,6 +104,20 @@ def test_each_forbidden_kind_holds_the_day_with_a_clear_reason(db_url, kind):
     assert decision.action == "hold", decision.reasons
     assert decision.reasons[0] == "data quality failed, so the day cannot be judged:"
     assert any(words in r for r in decision.reasons)
+
+
+@pytest.mark.parametrize("stage, value", [("shadow", INF), ("canary", 1e200), ("canary", -INF)])
+def test_the_candidates_own_non_finite_answer_rolls_it_back(db_url, stage, value):
+    """Not a logging problem but the candidate's answer: the logs are fine, the model is broken (issue #20)."""
+    engine = make_engine(db_url)
+    rows = _day(stage)
+    index = _shadow_index(rows) if stage == "shadow" else _served_index(rows, "v2")
+    write_predictions(engine, _set(rows, index, prediction=value))
+    quality, decision = judge_day(engine, "m", DAY, SHADOW if stage == "shadow" else CANARY)
+    engine.dispose()
+    assert quality.passed, quality.failures
+    assert decision.action == "rollback", decision.reasons
+    assert any("non-finite or absurd" in r for r in decision.reasons), decision.reasons
 
 
 def test_rows_stamped_on_other_days_do_not_count_for_the_day(db_url):
@@ -204,7 +219,8 @@ def _forbidden(rows: list[PredictionRow], stage: str) -> list[str]:
         if lat is None or not math.isfinite(lat) or lat < 0 or lat >= ABSURD_VALUE:
             found.append("latency")
         if pred is not None and (not math.isfinite(pred) or abs(pred) >= ABSURD_VALUE):
-            found.append("prediction")
+            # The candidate's own broken answer is its failure (a rollback), anyone else's a logging one.
+            found.append("candidate prediction" if r.variant == "v2" else "prediction")
         if r.variant not in ("v1", "v2"):
             found.append("variant")
     served = [r.correlation_id for r in day if r.served and r.correlation_id]
@@ -243,9 +259,11 @@ def test_property_never_promote_when_data_quality_fails(pg_engine, stage, seed, 
     quality, decision = judge_day(pg_engine, "m", DAY, SHADOW if stage == "shadow" else CANARY)
     forbidden = _forbidden(rows, stage)
     assert not quality.errored, quality.outcomes
-    if forbidden:
+    if set(forbidden) - {"candidate prediction"}:
         assert not quality.passed, (forbidden, corruptions)
     if not quality.passed:
         assert decision.action == "hold", decision.reasons
         assert decision.reasons[0].startswith("data quality failed")
+    elif "candidate prediction" in forbidden:
+        assert decision.action == "rollback", (corruptions, decision.reasons)
     assert decision.action != "promote" or not forbidden

@@ -5,21 +5,26 @@ the gate; the check used to compare only the raw p99 with the SLO and said "pass
 """
 
 import datetime as dt
+import math
 
 import pytest
 
 from rollout_pipeline.domain.evaluate import evaluate
 from rollout_pipeline.domain.policy import Policy
-from rollout_pipeline.domain.summary import DaySummary, SampleRow, VariantDay
+from rollout_pipeline.domain.summary import LATENCY_BINS_PER_E, DaySummary, SampleRow, VariantDay
 from rollout_pipeline.validation.suites import LATENCY, validate_day
 
 DAY = dt.date(2026, 6, 1)
 N = 2000
 
 
-def _variant(variant, served, p99):
+def _variant(variant, served, p99, latencies):
+    hist: dict[int, int] = {}
+    for ms in latencies:  # the whole day's histogram, as the grouped scan counts it
+        b = math.floor(math.log1p(ms) * LATENCY_BINS_PER_E)
+        hist[b] = hist.get(b, 0) + 1
     return VariantDay(variant, served, N, N, 0, 0, 0, 0, 0, p99 / 3, p99 / 2, p99 * 0.9, p99, p99, N,
-                      0.5, 0.1, 0.0, 1.0, 0, (), ())
+                      0.5, 0.1, 0.0, 1.0, 0, (), (), latency_histogram=tuple(sorted(hist.items())))
 
 
 def _summary(stable_ms: float, candidate_ms: float) -> DaySummary:
@@ -29,8 +34,9 @@ def _summary(stable_ms: float, candidate_ms: float) -> DaySummary:
         spread = 1 + (i % 100) / 100  # each side's latencies spread over [x, 2x)
         sample.append(SampleRow(f"c{i}", "v1", True, stable_ms * spread, "ok", 0.5, None))
         sample.append(SampleRow(f"c{i}", "v2", False, candidate_ms * spread, "ok", 0.5, None))
-    return DaySummary("m", DAY, "v1", "v2", (_variant("v1", True, stable_ms * 2), _variant("v2", False, candidate_ms * 2)),
-                      (), None, (), tuple(sample))
+    sides = (_variant("v1", True, stable_ms * 2, [r.latency_ms for r in sample if r.variant == "v1"]),
+             _variant("v2", False, candidate_ms * 2, [r.latency_ms for r in sample if r.variant == "v2"]))
+    return DaySummary("m", DAY, "v1", "v2", sides, (), None, (), tuple(sample))
 
 
 @pytest.mark.parametrize("stable_ms, candidate_ms, passed", [

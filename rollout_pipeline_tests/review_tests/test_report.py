@@ -114,7 +114,7 @@ def test_status_prints_a_table_and_history_the_reasons(decided):
     header, rule, *rows = out.splitlines()
     assert header.split() == ["model", "stage", "share", "rollout", "routing", "variant", "role", "traffic", "shadow"]
     assert rows[0].split()[:4] == ["m", "canary", "1%", "active"]
-    assert any(r.split()[-3:] == ["v2", "candidate", "1.0%"] for r in rows)
+    assert any(r.split()[-4:] == ["v2", "candidate", "1.0%", "shadow"] for r in rows)  # it shadows the stable's
     hist = _run("history", "--model", "m")
     assert "PROMOTE" in hist and "HOLD" in hist and "not enough data" in hist
 

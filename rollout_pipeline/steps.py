@@ -1,0 +1,84 @@
+"""What a day is judged on: the nights of the step it belongs to, read back from the stored evidence.
+
+A canary step may hold for a few nights while its sample grows. Each night's
+analysis is stored (``store.evidence``); the judge of a day reads the earlier
+nights of the same step (the holds at the same stage and share before it) and
+pools them with the day, so nothing a held night saw is thrown away. Nights whose
+blocking log-quality check failed are left out (their rows cannot be trusted), and
+so are nights analysed under another rollout. Whether any actual outcome ever
+arrived for the rollout comes from the rollout's evidence too, whichever log
+source it was read from. No Dagster here: the ``judgement`` asset, the decision
+service and the backtest call it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from rollout_pipeline.domain.codec import CodecError, decode
+from rollout_pipeline.domain.decide import RolloutState
+from rollout_pipeline.domain.evaluate import Evaluation, evaluate
+from rollout_pipeline.domain.policy import Policy
+from rollout_pipeline.domain.summary import DaySummary
+from rollout_pipeline.store import evidence as evidence_store
+from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
+
+
+@dataclass(frozen=True)
+class StepNights:
+    """A day with the earlier nights of its step: where the rollout stood, what is pooled, what was left out."""
+
+    state: RolloutState
+    nights: tuple[DaySummary, ...]  # oldest first; the last is the day judged
+    outcomes_seen: bool
+    left_out: tuple[str, ...] = ()  # earlier nights of the step not pooled, and why
+
+    def evaluate(self, policy: Policy) -> Evaluation:
+        """The step's nights judged under ``policy``."""
+        return evaluate(self.nights, self.state.stage, policy, percent=self.state.canary_percent,
+                        outcomes_seen=self.outcomes_seen)
+
+
+def log_quality_passed(found: evidence_store.DayEvidence) -> bool:
+    """Whether the night's blocking log-quality check ran and passed (a night whose logs failed is not pooled)."""
+    data = found.validations.get(LOG_QUALITY)
+    if data is None:
+        return False
+    try:
+        return decode(SuiteResult, data).passed
+    except CodecError:
+        return False
+
+
+def earlier_nights(connection: sa.Connection, rollout: repo.Rollout, day: dt.date,
+                   stage: str) -> tuple[list[DaySummary], list[str]]:
+    """The summaries of the step's earlier nights that can be pooled (oldest first), and the nights left out."""
+    nights, left_out = [], []
+    for earlier in repo.step_days(connection, rollout, day)[-rollout.policy.pool_nights:]:
+        found = evidence_store.load_evidence(connection, rollout.model_name, earlier)
+        if found is None:
+            left_out.append(f"{earlier}: never analysed")
+        elif found.rollout_id != rollout.id or found.stage != stage:
+            left_out.append(f"{earlier}: analysed under another rollout or stage")
+        elif not log_quality_passed(found):
+            left_out.append(f"{earlier}: its logs failed validation")
+        else:
+            nights.append(found.summary)
+    return nights, left_out
+
+
+def step_nights(connection: sa.Connection, rollout: repo.Rollout, summary: DaySummary) -> StepNights:
+    """``summary``'s day with the earlier nights of its step, as stored."""
+    state = repo.state_before(connection, rollout, summary.day)
+    nights, left_out = earlier_nights(connection, rollout, summary.day, state.stage)
+    seen = evidence_store.outcomes_arrived(connection, rollout.id) or evidence_store.outcome_count(summary) > 0
+    return StepNights(state, (*nights, summary), seen, tuple(left_out))
+
+
+def evaluate_day(connection: sa.Connection, rollout: repo.Rollout, summary: DaySummary) -> Evaluation:
+    """The day's evaluation on its step's pooled nights, under the rollout's policy."""
+    return step_nights(connection, rollout, summary).evaluate(rollout.policy)
