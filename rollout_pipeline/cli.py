@@ -230,16 +230,55 @@ def rollout_start(model: str, stable: str, candidate: str, policy_path: str | No
         policy = load_policy(policy_path, "first-model" if first_model else preset)
     except PolicyError as exc:
         raise CliError(str(exc)) from None
+    from rollout_pipeline.planning import plan_for, plan_lines
+
     engine = _engine()
     try:
         with engine.begin() as conn:
             r = start_rollout(conn, model, stable, candidate, policy, actor="cli")
+        with engine.connect() as conn:
+            profile, steps = plan_for(conn, model, policy, today=dt.datetime.now(dt.UTC).date())
     except (RolloutError, InvalidName) as exc:
         raise CliError(str(exc)) from None
     finally:
         engine.dispose()
     _register_model(model)
     click.echo(f"rollout {r.id} of {model} started: {candidate} shadows {stable} (policy {r.policy_version})")
+    click.echo("\n".join(plan_lines(profile, steps)))
+
+
+@cli.command()
+@click.option("--model", required=True, help="A model with a rollout (its policy) and some days of logs.")
+@click.option("--days", type=click.IntRange(1, 60), default=7, show_default=True,
+              help="The last UTC days of traffic the plan is made from.")
+@click.option("--until", "until", default=None, help="The last of those days, YYYY-MM-DD (default: yesterday, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(model: str, days: int, until: str | None, as_json: bool) -> None:
+    """Expected nights at each step and the gate that decides it, from the last days' traffic; warns when a step
+    cannot decide within a week and says what would help."""
+    from rollout_pipeline.domain.routing import InvalidName, validate_name
+    from rollout_pipeline.planning import plan_for, plan_json, plan_lines
+    from rollout_pipeline.store.rollouts import latest_rollout
+
+    try:
+        validate_name("model", model)
+    except InvalidName as exc:
+        raise CliError(str(exc)) from None
+    today = _parse_day(until) + dt.timedelta(days=1) if until else dt.datetime.now(dt.UTC).date()
+    engine = _engine()
+    try:
+        with engine.connect() as conn:
+            r = latest_rollout(conn, model)
+            if r is None:
+                raise CliError(f"{model} has no rollout: the plan follows its policy "
+                               f"(`rollout-pipeline rollout start --model {model} ...`)")
+            profile, steps = plan_for(conn, model, r.policy, today=today, days=days)
+    finally:
+        engine.dispose()
+    if as_json:
+        _echo_json({"model": model, **plan_json(profile, steps)})
+        return
+    click.echo("\n".join(plan_lines(profile, steps)))
 
 
 def _register_model(model: str) -> None:
@@ -397,6 +436,8 @@ def status(model: str | None, as_json: bool) -> None:
     import sqlalchemy as sa
 
     from rollout_pipeline.decisions import pending_approval
+    from rollout_pipeline.domain.plan import total_nights
+    from rollout_pipeline.planning import plan_for
     from rollout_pipeline.store.rollouts import latest_rollout
     from rollout_pipeline.store.routing import read_routing
     from rollout_pipeline.store.tables import rollouts
@@ -422,6 +463,7 @@ def status(model: str | None, as_json: bool) -> None:
                 "routing": [{"variant": x.variant, "role": x.role, "traffic_percent": x.traffic_percent,
                              "shadow": x.shadow} for x in (routing.routes if routing else ())],
                 "approval": pending_approval(conn, m),  # a promotion waiting for a person, or None
+                "plan": _status_plan(conn, r, plan_for, total_nights),
             })
     engine.dispose()
     if as_json:
@@ -432,11 +474,31 @@ def status(model: str | None, as_json: bool) -> None:
         return
     click.echo(_status_table(items))
     for it in items:
+        if it["plan"]:
+            click.echo(f"{it['model']}: {it['plan']['says']}")
         if it["approval"]:
             a = it["approval"]
             click.echo(f"{it['model']}: waiting for approval of {a['date']}'s promotion to {a['to']['stage']} "
                        f"{a['to']['canary_percent']}% (until {a['expires_after']}): `rollout-pipeline approve "
                        f"--model {it['model']} --date {a['date']} --reason ...` or `reject`")
+
+
+def _status_plan(conn, rollout, plan_for, total_nights) -> dict | None:
+    """An active rollout's remaining plan from the last week's traffic (status shows its one line)."""
+    if rollout is None or not rollout.active:
+        return None
+    profile, steps = plan_for(conn, rollout.model_name, rollout.policy, today=dt.datetime.now(dt.UTC).date())
+    if profile is None:
+        return {"nights_to_production": None, "says": "plan: no traffic in the last 7 days"}
+    here = "shadow" if rollout.stage == "shadow" else f"canary {rollout.canary_percent}%"
+    labels = [s.step for s in steps]
+    ahead = steps[labels.index(here):] if here in labels else ()
+    nights = total_nights(ahead) if ahead else None
+    warn = next((s.warning for s in ahead if s.warning), "")
+    says = (f"plan: production in ~{nights} nights at the last {profile.days} day(s)' traffic "
+            f"(~{profile.requests:,.0f} requests a night)" if nights is not None
+            else "plan: production not reachable at the last days' traffic")
+    return {"nights_to_production": nights, "says": says + (f"; {warn}" if warn else "")}
 
 
 def _status_table(items: list[dict]) -> str:

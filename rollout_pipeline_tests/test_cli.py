@@ -93,6 +93,30 @@ def test_decide_json_and_status_json(env):
     assert "PROMOTE" in hist.output and "canary 1%" in hist.output
 
 
+def test_plan_reads_the_last_days_of_traffic_and_says_when_a_step_cannot_decide(env):
+    _run("init-db")
+    start = _run("rollout", "start", "--model", "m", "--stable", "v1", "--candidate", "v2")
+    assert start.exit_code == 0 and "plan: no traffic logged for this model" in start.output
+    engine = make_engine(f"sqlite:///{env / 'state' / 'rollout.db'}")
+    day = dt.date(2026, 6, 1)
+    for k in range(3):  # three days of a small shadow service: 300 requests a day
+        write_predictions(engine, log_day("m", day + dt.timedelta(days=k), "v1", "v2", requests=300, seed=k))
+    engine.dispose()
+    out = _run("plan", "--model", "m", "--until", "2026-06-03", "--json")
+    assert out.exit_code == 0, out.output
+    plan = json.loads(out.output)
+    assert plan["traffic"]["requests_per_night"] == 300 and plan["traffic"]["days"] == 3
+    assert [s["step"] for s in plan["steps"]] == ["shadow", "canary 1%", "canary 20%", "canary 50%"]
+    first = plan["steps"][1]
+    assert first["warning"] and "cannot decide within a week" in first["warning"]
+    text = _run("plan", "--model", "m", "--until", "2026-06-03")
+    assert "plan from the last 3 day(s): ~300 requests" in text.output and "warning: canary 1%" in text.output
+    nothing = _run("plan", "--model", "m", "--until", "2026-01-01")
+    assert "no traffic logged" in nothing.output
+    unknown = CliRunner().invoke(cli, ["plan", "--model", "other"])
+    assert unknown.exit_code == 1 and "other has no rollout" in unknown.output
+
+
 # --- one line per error, documented exit codes, nothing reaches Dagster before the input is checked -------------
 
 def _one_line(result, code: int) -> str:

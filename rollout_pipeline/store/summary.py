@@ -466,3 +466,26 @@ GROUPED_SCAN_SETTINGS = {"work_mem": "64MB", "enable_sort": "off"}
 # for a real day. A whole day's join is always a hash join (0.03 s there); the nested loop is
 # ruled out for this one query, whatever the statistics say.
 FEEDBACK_JOIN_SETTINGS = {"enable_nestloop": "off", "work_mem": "64MB"}
+
+
+def traffic_of_day(connection: sa.Connection, model_name: str, day: dt.date) -> tuple[int, int, int, int]:
+    """(served requests, distinct entities served, served errors and timeouts, rows answered in shadow) of a day:
+    what a rollout's plan reads of the last days (``planning``)."""
+    p = prediction_log.c
+    row = connection.execute(
+        sa.select(sa.func.count().filter(p.served),
+                  sa.func.count(sa.distinct(sa.case((p.served, p.entity_id)))),
+                  sa.func.count().filter(p.served, p.status != "ok"),
+                  sa.func.count().filter(sa.not_(p.served)))
+        .where(_in_day(model_name, day))).one()
+    return tuple(int(v or 0) for v in row)
+
+
+def feedback_of_days(connection: sa.Connection, model_name: str, start: dt.date, end: dt.date) -> dict[str, int]:
+    """Feedback rows per kind that arrived from ``start`` to ``end`` (UTC days, inclusive)."""
+    f = feedback.c
+    lo, _ = day_bounds(start)
+    _, hi = day_bounds(end)
+    return {r.kind: int(r.n) for r in connection.execute(
+        sa.select(f.kind, sa.func.count().label("n"))
+        .where(f.model_name == model_name, f.ts >= lo, f.ts < hi).group_by(f.kind))}

@@ -1,0 +1,46 @@
+"""A rollout's plan from its traffic: nights per step, the gate that decides each, and the warning that says what
+would help when a step cannot decide within a week."""
+
+import pytest
+
+from rollout_pipeline.domain.plan import TrafficProfile, plan_rollout, total_nights
+from rollout_pipeline.domain.policy import Policy
+
+P = Policy()
+
+
+def _plan(requests: int, mirrored: bool, policy: Policy = P, outcomes: bool = True):
+    return plan_rollout(TrafficProfile(requests, requests / 8, 7, mirrored=mirrored, outcomes=outcomes), policy)
+
+
+@pytest.mark.parametrize("requests, mirrored, most", [
+    (10_000, True, 4), (10_000, False, 5), (200_000, False, 4), (16_000, True, 4), (2_000, True, 6),
+])
+def test_the_seeds_pace_at_the_traffic_it_gets(requests, mirrored, most):
+    steps = _plan(requests, mirrored)
+    assert [s.step for s in steps] == ["shadow", "canary 1%", "canary 20%", "canary 50%"]
+    assert 4 <= total_nights(steps) <= most
+    assert not any(s.warning for s in steps)
+
+
+def test_the_first_step_asks_only_the_gross_questions():
+    first = {g.gate for g in _plan(10_000, False)[1].gates}
+    assert first == {"latency", "error_rate", "broken_answers", "extremes", "complaints"}
+    assert "prediction_shift" in {g.gate for g in _plan(10_000, False)[2].gates}
+
+
+def test_a_small_service_without_mirroring_is_warned_and_told_what_would_help():
+    steps = _plan(300, False)
+    first = steps[1]
+    assert first.nights is None or first.nights > 7
+    assert "canary 1% cannot decide within a week" in first.warning
+    assert "a larger first step" in first.warning and "mirrored rows" in first.warning
+    # With the candidate shadowing the rest of the traffic the same service decides its first step sooner.
+    assert (_plan(300, True)[1].nights or 999) < (first.nights or 999)
+
+
+def test_the_plan_follows_the_policy():
+    steps = _plan(10_000, True, Policy(canary_steps=(5, 100), min_days_per_step=2))
+    assert [s.step for s in steps] == ["shadow", "canary 5%"]
+    assert steps[1].nights >= 2
+    assert "accuracy" not in {g.gate for s in _plan(10_000, True, outcomes=False) for g in s.gates}
