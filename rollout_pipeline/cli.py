@@ -776,6 +776,22 @@ def demo(days: int, requests: int) -> None:
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it local).")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-daemon", is_flag=True, help="Without the daemon (schedules, sensors, the run queue).")
+def ui(host: str, port: int, no_daemon: bool) -> None:
+    """The Dagster UI for the morning review, the reports served at /reports beside it, and the daemon.
+
+    Prints its URL first; Dagster's warnings and INFO lines show only with --verbose."""
+    url = f"http://{host}:{port}"
+    click.echo(f"Dagster UI: {url}   (the reports: {url}/reports/; Ctrl-C stops it)", err=False)
+    sys.stdout.flush()
+    from rollout_pipeline.webui import serve
+
+    serve(host, port, with_daemon=not no_daemon, verbose=bool(click.get_current_context().meta.get(VERBOSE)))
+
+
 # --- commands defined in their own modules -------------------------------------------------
 from rollout_pipeline.serving.commands import serve  # noqa: E402
 from rollout_pipeline.simulate.commands import simulate  # noqa: E402
