@@ -377,6 +377,10 @@ def backtest(model: str, start: str, end: str, policy_path: str | None, preset: 
     widths = [max(len(str(x)) for x in col) for col in zip(t.header, *t.rows)]
     for line in (t.header, *t.rows):
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    for r in differing:  # why each differing day was decided then, and why it would be decided otherwise now
+        click.echo(f"\ndiffers on {r.day} ({r.difference}):")
+        click.echo("  then:" + "".join(f"\n    - {x}" for x in r.then_reasons or ("(no reasons stored)",)))
+        click.echo("  now: " + "".join(f"\n    - {x}" for x in r.reasons or ("(none)",)))
     click.echo(f"{len(differing)} of {len(rows)} days would be decided differently")
 
 
@@ -458,31 +462,28 @@ def _status_table(items: list[dict]) -> str:
 
 @cli.command()
 @click.option("--model", required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per event, each with its kind.")
 @click.option("--all", "include_superseded", is_flag=True, help="Include superseded decisions.")
 def history(model: str, as_json: bool, include_superseded: bool) -> None:
-    """List a model's decisions with their reasons, oldest first."""
+    """A model's audit on one timeline: its decisions (with their reasons), routing changes and teardowns."""
+    from rollout_pipeline.review.timeline import lines, timeline
     from rollout_pipeline.store.rollouts import decision_history
+    from rollout_pipeline.store.routing import routing_history_rows
+    from rollout_pipeline.store.teardown import teardown_records
 
     engine = _engine()
     with engine.connect() as conn:
         rows = decision_history(conn, model, include_superseded)
+        events = timeline(rows, routing_history_rows(conn, model), teardown_records(conn, model=model),
+                          superseded_by(rows))
     engine.dispose()
-    successor = superseded_by(rows)
     if as_json:
-        _echo_json([{**{k: getattr(d, k) for k in ("id", "day", "action", "forced", "actor", "reasons", "stage_before",
-                                                    "percent_before", "stage_after", "percent_after", "applied_at")},
-                     "superseded_by": successor.get(d.id)}
-                    for d in rows])
+        _echo_json([e.as_dict() for e in events])
         return
-    if not rows:
+    if not events:
         click.echo(f"no decisions for {model}")
-    for d in rows:
-        later = f" [superseded by #{successor[d.id]}]" if d.id in successor else ""
-        click.echo(f"{d.day} #{d.id} {d.action.upper()}{' (forced)' if d.forced else ''} by {d.actor}: "
-                   f"{d.stage_before} {d.percent_before}% -> {d.stage_after} {d.percent_after}%{later}")
-        for r in d.reasons:
-            click.echo(f"    - {r}")
+    for line in lines(events):
+        click.echo(line)
 
 
 def superseded_by(rows) -> dict[int, int]:
