@@ -159,14 +159,17 @@ Validator = Callable[[DaySummary, str, Policy], list[SuiteResult]]
 
 
 def load_days(connection: sa.Connection, model: str, days: Sequence[dt.date], policy: Policy, *,
-              recollect: bool = True, validate: Validator = validate_day) -> list[StoredDay]:
+              recollect: bool = True, validate: Validator = validate_day,
+              progress: Callable[[int], None] | None = None) -> list[StoredDay]:
     """Each day's stored evidence, state and decision; a day's logs re-collected (and validated) only when it has
     no stored evidence and its logs are still there."""
     if repo.latest_rollout(connection, model) is None:
         raise BacktestError(f"{model} has no rollout: nothing to backtest")
     torn = [t for t in teardown_records(connection, model=model) if t.status == "done"]
-    out = []
+    out: list[StoredDay] = []
     for day in days:
+        if progress is not None and out:
+            progress(1)
         try:
             rollout = repo.rollout_for_day(connection, model, day)
         except repo.RolloutError as exc:
@@ -197,9 +200,14 @@ def load_days(connection: sa.Connection, model: str, days: Sequence[dt.date], po
 
 
 def run_backtest(engine: sa.Engine, model: str, start: dt.date, end: dt.date, policy: Policy, *,
-                 recollect: bool = True, validate: Validator = validate_day) -> list[BacktestRow]:
-    """Re-decide ``model``'s days ``start``..``end`` under ``policy`` on a read-only connection."""
+                 recollect: bool = True, validate: Validator = validate_day,
+                 progress: Callable[[int], None] | None = None) -> list[BacktestRow]:
+    """Re-decide ``model``'s days ``start``..``end`` under ``policy`` on a read-only connection (``progress(n)``:
+    n more days read)."""
     days = days_between(start, end)
     with read_only(engine) as connection:
-        stored = load_days(connection, model, days, policy, recollect=recollect, validate=validate)
+        stored = load_days(connection, model, days, policy, recollect=recollect, validate=validate,
+                           progress=progress)
+    if progress is not None and stored:
+        progress(1)
     return backtest(stored, policy)

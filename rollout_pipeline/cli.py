@@ -108,8 +108,10 @@ def _engine():
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rollout-pipeline")
-@click.option("--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR; or set ROLLOUT_LOG_LEVEL.")
-@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs and the traceback of an error.")
+@click.option("--log-level", default=None,
+              help="DEBUG, INFO, WARNING (default; INFO with --verbose) or ERROR; or set ROLLOUT_LOG_LEVEL.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show INFO lines, Python's warnings, Dagster's step logs and the traceback of an error.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     """Take a new ML model from shadow through canary to production, one data-driven step a day.
@@ -120,7 +122,13 @@ def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     or a Dagster run failed, 4: internal error (--verbose shows the traceback).
     """
     ctx.meta[VERBOSE] = verbose
-    configure_logging(log_level)
+    # A quiet terminal: what went wrong, the command's own lines and a progress bar; INFO lines and Python's
+    # warnings (Dagster's Preview/Beta, pandas, ...) only with --verbose (or an explicit level).
+    configure_logging(log_level or os.environ.get(ENV_LOG_LEVEL) or ("INFO" if verbose else "WARNING"))
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
 
 
 def quiet_dagster() -> None:
@@ -322,10 +330,12 @@ def _load_policy(path: str | None, preset: str | None):
 def _backtest_rows(model: str, start: dt.date, end: dt.date, policy) -> list:
     """Re-decide the days read-only; the input checked as ``decide`` checks it (one line, exit 1)."""
     from rollout_pipeline.backtest import BacktestError, run_backtest
+    from rollout_pipeline.progress import progress_bar
 
     engine = _engine()
     try:
-        return run_backtest(engine, model, start, end, policy)
+        with progress_bar((end - start).days + 1, f"backtest {model}", "day") as advance:
+            return run_backtest(engine, model, start, end, policy, progress=advance)
     except BacktestError as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -737,13 +747,18 @@ def export_logs(day: str, through: str | None, url: str, models: tuple[str, ...]
     except ValueError as exc:
         raise CliError(str(exc)) from exc
 
-    def progress(table: str, on: dt.date, rows: int) -> None:
-        click.echo(f"{table} {on}: {rows:,} rows so far", err=True)
+    from rollout_pipeline.progress import progress_bar
 
     engine = _engine()
+    seen: dict[tuple[str, dt.date], int] = {}
     try:
-        result = export_days(engine, url, first, last, models=models or None, batch_rows=batch_rows,
-                             progress=progress)
+        with progress_bar(None, f"export {first}..{last}", "rows") as advance:
+            def progress(table: str, on: dt.date, rows: int) -> None:  # rows so far of that table's day
+                advance(rows - seen.get((table, on), 0))
+                seen[(table, on)] = rows
+
+            result = export_days(engine, url, first, last, models=models or None, batch_rows=batch_rows,
+                                 progress=progress)
     except (LakeUrlError, NoLogTables) as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -769,10 +784,6 @@ def demo(days: int, requests: int) -> None:
     from rollout_pipeline.demo import run_demo
 
     started = time.perf_counter()
-    verbose = click.get_current_context().meta.get(VERBOSE, False)
-    if not verbose and not os.environ.get(ENV_LOG_LEVEL) and click.get_current_context().parent.params.get(
-            "log_level") is None:
-        logging.getLogger("rollout_pipeline").setLevel(logging.WARNING)  # the demo's own lines say what happens
     run_demo(days=days, requests=requests, log_level=_dagster_log_level())
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
 
