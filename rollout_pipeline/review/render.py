@@ -82,14 +82,20 @@ def _side_label(side: Side | None) -> str:
     return f"{side.requests:,} {'served' if side.served else 'shadow'} ({side.variant})"
 
 
-def metrics_table(r: Review) -> Table:
+def breakable(name: str) -> str:
+    """A gate's name that may wrap after its underscores (a zero-width space), so a narrow pane can show it."""
+    return name.replace("_", "_\u200b")
+
+
+def metrics_table(r: Review, narrow: bool = False) -> Table:
     """The one table of the day: the volumes of both sides, then every gate with its verdict, both numbers and
     what they count (a gate's numbers come from its own population, which the first row does not replace)."""
     s, c = r.side("stable"), r.side("candidate")
     rows = []
     if s or c:
         rows.append(("requests logged", "", _side_label(s), _side_label(c), "whole day"))
-    rows += [(ch.name, verdict_word(ch.classification) + (" *" if ch.criticality == "critical" else ""),
+    rows += [(breakable(ch.name) if narrow else ch.name,
+              verdict_word(ch.classification) + (" *" if ch.criticality == "critical" else ""),
               num(ch.stable), num(ch.candidate), counted_over(ch)) for ch in r.checks]
     return Table(("metric", "verdict", "stable", "candidate", "counted over"), tuple(rows))
 
@@ -184,7 +190,7 @@ def md_metrics(r: Review) -> str:
     lead = [f"Compared: {r.compared}." if r.compared else "", f"Pooled: {r.pooled}." if r.pooled else ""]
     head = " ".join(x for x in lead if x)
     note = "\n\n\\* critical gate" if any(c.criticality == "critical" for c in r.checks) else ""
-    return (f"{head}\n\n" if head else "") + md_table(metrics_table(r)) + note
+    return (f"{head}\n\n" if head else "") + md_table(metrics_table(r, narrow=True)) + note
 
 
 def md_validation(r: Review) -> str:

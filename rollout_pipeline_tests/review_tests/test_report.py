@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from rollout_pipeline.cli import cli
 from rollout_pipeline.review.content import review_from_record
-from rollout_pipeline.review.render import checks_table, metrics_table, num, reason_sentences, verdict_word
+from rollout_pipeline.review.render import (breakable, checks_table, metrics_table, num, reason_sentences,
+                                            verdict_word)
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline.store.rollouts import decision_history
@@ -79,15 +80,15 @@ def test_metadata_report_and_decision_table_agree(decided):
     for check in row.metrics["checks"]:
         cells = [check["name"], verdict_word(check["classification"]), check["criticality"], num(check["stable"]),
                  num(check["candidate"])]
-        line = next(x for x in meta["metrics"].splitlines() if x.startswith(f"| {check['name']} |"))
+        line = next(x for x in meta["metrics"].splitlines() if x.startswith(f"| {breakable(check['name'])} |"))
         assert line.split(" | ")[2:4] == [num(check["stable"]), num(check["candidate"])], line
         assert meta[f"why: {check['name']}"] == (f"{verdict_word(check['classification'])} ({check['criticality']}): "
                                                  f"{check['reason']}")
         assert re.search(r"\s+".join(re.escape(c) for c in cells), text), cells
     assert "stable_vs_candidate" not in meta and "candidate_p99_ms" not in meta  # one table, no second set of numbers
     assert review.side("candidate").served is True and review.side("stable").requests > 0
-    for cells in metrics_table(review).rows:
-        assert "| " + " | ".join(cells) + " |" in meta["metrics"]
+    for cells, narrow in zip(metrics_table(review).rows, metrics_table(review, narrow=True).rows):
+        assert "| " + " | ".join(narrow) + " |" in meta["metrics"]
         assert "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" in page
     for cells in checks_table(review).rows:
         assert "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" in page

@@ -80,10 +80,11 @@ def test_one_metrics_table_with_what_each_number_counts_in_markdown_and_html():
     assert rows["latency"] == ("latency", "pass *", "30.5", "33.25", "80 paired requests")
     assert rows["prediction_shift"][4] == "40 candidate-served entities"
     assert rows["broken_answers"][1:] == ("not judged", "n/a", "n/a", "3 (of 50 needed)")  # whatever gates there are
-    for row in table.rows:
-        assert "| " + " | ".join(c.replace("|", "/") for c in row) + " |" in md["metrics"]
+    for row, narrow in zip(table.rows, metrics_table(review, narrow=True).rows):
+        assert "| " + " | ".join(c.replace("|", "/") for c in narrow) + " |" in md["metrics"]
         for cell in row:
             assert html.escape(cell) in page
+    assert "| prediction_\u200bshift |" in md["metrics"]  # a long name may wrap in the UI's narrow pane
     assert "Compared: stable served vs candidate shadow. Pooled: 3 nights at 1%: 5,210 requests, 412 entities." \
         in md["metrics"]
     assert "3 nights at 1%" in page
