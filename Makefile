@@ -32,11 +32,14 @@ test: $(TEST_STAMP)
 	scripts/ensure-java
 	$(BIN)/pytest
 
-# The Dagster UI on the demo's state, bound to localhost only.
+# The Dagster UI on the demo's state, bound to localhost only (`make ui PORT=3417` for another port): the
+# webserver with the reports served at /reports, and the daemon. It prints its URL first; Dagster's dev-mode
+# warnings show only with `VERBOSE=1`.
+PORT ?= 3000
 ui: install
-	DAGSTER_HOME=$(CURDIR)/.state/demo/dagster ROLLOUT_STATE_DIR=$(CURDIR)/.state/demo \
+	@DAGSTER_HOME=$(CURDIR)/.state/demo/dagster ROLLOUT_STATE_DIR=$(CURDIR)/.state/demo \
 	ROLLOUT_DATABASE_URL=sqlite:///$(CURDIR)/.state/demo/rollout.db \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/rollout-pipeline $(if $(VERBOSE),--verbose) ui --host 127.0.0.1 --port $(PORT)
 
 bench: install
 	scripts/ensure-postgres-binaries

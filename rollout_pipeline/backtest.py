@@ -54,6 +54,7 @@ class Taken:
     stage_after: str
     percent_after: int
     actor: str
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,13 @@ class BacktestRow:
     differs: bool
     difference: str
     evidence: str
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...]  # the new policy's reasons
+    then_reasons: tuple[str, ...] = ()  # the reasons stored with the decision taken then
 
     def as_dict(self) -> dict:
         return {"date": self.day.isoformat(), "state": self.state, "then": self.then, "now": self.now,
                 "differs": self.differs, "difference": self.difference, "evidence": self.evidence,
-                "reasons": list(self.reasons)}
+                "reasons": list(self.reasons), "then_reasons": list(self.then_reasons)}
 
 
 def _share(stage: str, percent: int) -> str:
@@ -106,15 +108,17 @@ def redecide(day: StoredDay, policy: Policy) -> BacktestRow:
     then = (_said(day.taken.action, day.taken.stage_after, day.taken.percent_after, day.taken.forced)
             if day.taken else "not decided")
     where = _share(state.stage, state.canary_percent) if state else "-"
+    then_reasons = day.taken.reasons if day.taken else ()
     if day.summary is None or state is None:
-        return BacktestRow(day.day, where, then, "cannot re-decide", False, day.why, day.source, ())
+        return BacktestRow(day.day, where, then, "cannot re-decide", False, day.why, day.source, (), then_reasons)
     evaluation = evaluate((*day.earlier, day.summary), day.stage or state.stage, policy, percent=state.canary_percent,
                           outcomes_seen=day.outcomes_seen)
     evidence = evidence_from(evaluation, day.failures, old_variant_deployable=day.old_variant_deployable)
     new: Decision = decide(state, evidence, policy)
     now = _said(new.action, new.stage_after, new.percent_after)
     difference = _difference(day.taken, new)
-    return BacktestRow(day.day, where, then, now, bool(difference), difference or "same", day.source, new.reasons)
+    return BacktestRow(day.day, where, then, now, bool(difference), difference or "same", day.source, new.reasons,
+                       then_reasons)
 
 
 def _difference(taken: Taken | None, new: Decision) -> str:
@@ -161,14 +165,17 @@ Validator = Callable[[DaySummary, str, Policy], list[SuiteResult]]
 
 
 def load_days(connection: sa.Connection, model: str, days: Sequence[dt.date], policy: Policy, *,
-              recollect: bool = True, validate: Validator = validate_day) -> list[StoredDay]:
+              recollect: bool = True, validate: Validator = validate_day,
+              progress: Callable[[int], None] | None = None) -> list[StoredDay]:
     """Each day's stored evidence, state and decision; a day's logs re-collected (and validated) only when it has
     no stored evidence and its logs are still there."""
     if repo.latest_rollout(connection, model) is None:
         raise BacktestError(f"{model} has no rollout: nothing to backtest")
     torn = [t for t in teardown_records(connection, model=model) if t.status == "done"]
-    out = []
+    out: list[StoredDay] = []
     for day in days:
+        if progress is not None and out:
+            progress(1)
         try:
             rollout = repo.rollout_for_day(connection, model, day)
         except repo.RolloutError as exc:
@@ -176,7 +183,7 @@ def load_days(connection: sa.Connection, model: str, days: Sequence[dt.date], po
             continue
         state = repo.state_before(connection, rollout, day)
         live = repo.live_decision(connection, model, day)
-        taken = (Taken(live.action, live.forced, live.stage_after, live.percent_after, live.actor)
+        taken = (Taken(live.action, live.forced, live.stage_after, live.percent_after, live.actor, tuple(live.reasons))
                  if live is not None and live.rollout_id == rollout.id else None)
         deployable = not any(t.variant == rollout.stable_variant and t.day < day for t in torn)
         evidence = load_evidence(connection, model, day)
@@ -202,9 +209,14 @@ def load_days(connection: sa.Connection, model: str, days: Sequence[dt.date], po
 
 
 def run_backtest(engine: sa.Engine, model: str, start: dt.date, end: dt.date, policy: Policy, *,
-                 recollect: bool = True, validate: Validator = validate_day) -> list[BacktestRow]:
-    """Re-decide ``model``'s days ``start``..``end`` under ``policy`` on a read-only connection."""
+                 recollect: bool = True, validate: Validator = validate_day,
+                 progress: Callable[[int], None] | None = None) -> list[BacktestRow]:
+    """Re-decide ``model``'s days ``start``..``end`` under ``policy`` on a read-only connection (``progress(n)``:
+    n more days read)."""
     days = days_between(start, end)
     with read_only(engine) as connection:
-        stored = load_days(connection, model, days, policy, recollect=recollect, validate=validate)
+        stored = load_days(connection, model, days, policy, recollect=recollect, validate=validate,
+                           progress=progress)
+    if progress is not None and stored:
+        progress(1)
     return backtest(stored, policy)

@@ -108,8 +108,10 @@ def _engine():
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rollout-pipeline")
-@click.option("--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR; or set ROLLOUT_LOG_LEVEL.")
-@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs and the traceback of an error.")
+@click.option("--log-level", default=None,
+              help="DEBUG, INFO, WARNING (default; INFO with --verbose) or ERROR; or set ROLLOUT_LOG_LEVEL.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show INFO lines, Python's warnings, Dagster's step logs and the traceback of an error.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     """Take a new ML model from shadow through canary to production, one data-driven step a day.
@@ -120,7 +122,13 @@ def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     or a Dagster run failed, 4: internal error (--verbose shows the traceback).
     """
     ctx.meta[VERBOSE] = verbose
-    configure_logging(log_level)
+    # A quiet terminal: what went wrong, the command's own lines and a progress bar; INFO lines and Python's
+    # warnings (Dagster's Preview/Beta, pandas, ...) only with --verbose (or an explicit level).
+    configure_logging(log_level or os.environ.get(ENV_LOG_LEVEL) or ("INFO" if verbose else "WARNING"))
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
 
 
 def quiet_dagster() -> None:
@@ -361,10 +369,12 @@ def _load_policy(path: str | None, preset: str | None):
 def _backtest_rows(model: str, start: dt.date, end: dt.date, policy) -> list:
     """Re-decide the days read-only; the input checked as ``decide`` checks it (one line, exit 1)."""
     from rollout_pipeline.backtest import BacktestError, run_backtest
+    from rollout_pipeline.progress import progress_bar
 
     engine = _engine()
     try:
-        return run_backtest(engine, model, start, end, policy)
+        with progress_bar((end - start).days + 1, f"backtest {model}", "day") as advance:
+            return run_backtest(engine, model, start, end, policy, progress=advance)
     except BacktestError as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -416,6 +426,10 @@ def backtest(model: str, start: str, end: str, policy_path: str | None, preset: 
     widths = [max(len(str(x)) for x in col) for col in zip(t.header, *t.rows)]
     for line in (t.header, *t.rows):
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    for r in differing:  # why each differing day was decided then, and why it would be decided otherwise now
+        click.echo(f"\ndiffers on {r.day} ({r.difference}):")
+        click.echo("  then:" + "".join(f"\n    - {x}" for x in r.then_reasons or ("(no reasons stored)",)))
+        click.echo("  now: " + "".join(f"\n    - {x}" for x in r.reasons or ("(none)",)))
     click.echo(f"{len(differing)} of {len(rows)} days would be decided differently")
 
 
@@ -520,31 +534,28 @@ def _status_table(items: list[dict]) -> str:
 
 @cli.command()
 @click.option("--model", required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per event, each with its kind.")
 @click.option("--all", "include_superseded", is_flag=True, help="Include superseded decisions.")
 def history(model: str, as_json: bool, include_superseded: bool) -> None:
-    """List a model's decisions with their reasons, oldest first."""
+    """A model's audit on one timeline: its decisions (with their reasons), routing changes and teardowns."""
+    from rollout_pipeline.review.timeline import lines, timeline
     from rollout_pipeline.store.rollouts import decision_history
+    from rollout_pipeline.store.routing import routing_history_rows
+    from rollout_pipeline.store.teardown import teardown_records
 
     engine = _engine()
     with engine.connect() as conn:
         rows = decision_history(conn, model, include_superseded)
+        events = timeline(rows, routing_history_rows(conn, model), teardown_records(conn, model=model),
+                          superseded_by(rows))
     engine.dispose()
-    successor = superseded_by(rows)
     if as_json:
-        _echo_json([{**{k: getattr(d, k) for k in ("id", "day", "action", "forced", "actor", "reasons", "stage_before",
-                                                    "percent_before", "stage_after", "percent_after", "applied_at")},
-                     "superseded_by": successor.get(d.id)}
-                    for d in rows])
+        _echo_json([e.as_dict() for e in events])
         return
-    if not rows:
+    if not events:
         click.echo(f"no decisions for {model}")
-    for d in rows:
-        later = f" [superseded by #{successor[d.id]}]" if d.id in successor else ""
-        click.echo(f"{d.day} #{d.id} {d.action.upper()}{' (forced)' if d.forced else ''} by {d.actor}: "
-                   f"{d.stage_before} {d.percent_before}% -> {d.stage_after} {d.percent_after}%{later}")
-        for r in d.reasons:
-            click.echo(f"    - {r}")
+    for line in lines(events):
+        click.echo(line)
 
 
 def superseded_by(rows) -> dict[int, int]:
@@ -798,13 +809,18 @@ def export_logs(day: str, through: str | None, url: str, models: tuple[str, ...]
     except ValueError as exc:
         raise CliError(str(exc)) from exc
 
-    def progress(table: str, on: dt.date, rows: int) -> None:
-        click.echo(f"{table} {on}: {rows:,} rows so far", err=True)
+    from rollout_pipeline.progress import progress_bar
 
     engine = _engine()
+    seen: dict[tuple[str, dt.date], int] = {}
     try:
-        result = export_days(engine, url, first, last, models=models or None, batch_rows=batch_rows,
-                             progress=progress)
+        with progress_bar(None, f"export {first}..{last}", "rows") as advance:
+            def progress(table: str, on: dt.date, rows: int) -> None:  # rows so far of that table's day
+                advance(rows - seen.get((table, on), 0))
+                seen[(table, on)] = rows
+
+            result = export_days(engine, url, first, last, models=models or None, batch_rows=batch_rows,
+                                 progress=progress)
     except (LakeUrlError, NoLogTables) as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -830,12 +846,24 @@ def demo(days: int, requests: int) -> None:
     from rollout_pipeline.demo import run_demo
 
     started = time.perf_counter()
-    verbose = click.get_current_context().meta.get(VERBOSE, False)
-    if not verbose and not os.environ.get(ENV_LOG_LEVEL) and click.get_current_context().parent.params.get(
-            "log_level") is None:
-        logging.getLogger("rollout_pipeline").setLevel(logging.WARNING)  # the demo's own lines say what happens
     run_demo(days=days, requests=requests, log_level=_dagster_log_level())
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it local).")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-daemon", is_flag=True, help="Without the daemon (schedules, sensors, the run queue).")
+def ui(host: str, port: int, no_daemon: bool) -> None:
+    """The Dagster UI for the morning review, the reports served at /reports beside it, and the daemon.
+
+    Prints its URL first; Dagster's warnings and INFO lines show only with --verbose."""
+    url = f"http://{host}:{port}"
+    click.echo(f"Dagster UI: {url}   (the reports: {url}/reports/; Ctrl-C stops it)", err=False)
+    sys.stdout.flush()
+    from rollout_pipeline.webui import serve
+
+    serve(host, port, with_daemon=not no_daemon, verbose=bool(click.get_current_context().meta.get(VERBOSE)))
 
 
 # --- commands defined in their own modules -------------------------------------------------

@@ -12,6 +12,7 @@ and the routing sensor applies it later. No Dagster here: pure domain + store.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ class DecisionRequest:
     alarms: tuple[str, ...] = ()  # source "guardrail": the sequential tests that crossed
     verdict: str | None = None  # source "approval": approve | reject (the pending promotion of ``day``)
     rollback: bool = False  # source "approval", verdict reject: roll back instead of holding
-    today: dt.date | None = None  # source "approval": the day an approval's expiry is judged on (default: UTC today)
+    today: dt.date | None = None  # the UTC day of the request (default: today): an approval window counts in it
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def data_quality_failures(suites: dict[str, SuiteResult]) -> list[str]:
 
 
 def review_validations(suites: dict[str, SuiteResult]) -> tuple[Validation, ...]:
-    return tuple(Validation(name, s.passed, "ERROR" if s.blocking else "WARN", tuple(s.failures))
+    return tuple(Validation(name, s.passed, "ERROR" if s.blocking else "WARN", tuple(s.failures),
+                            tuple(s.not_judged))
                  for name, s in sorted(suites.items()))
 
 
@@ -139,8 +141,8 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     if waiting is not None and waiting.day >= day:
         waiting = None  # this day's own pending promotion (a re-run supersedes it), or a later one
     if waiting is not None and request.source == "analysis" and not request.force and not request.dry_run \
-            and approval_expired(waiting.day, day, rollout.policy):
-        _expire(connection, waiting, rollout, request.actor, request.run_id)  # the night that sees it expires it
+            and approval_expired(recorded_on(waiting), _today(request), rollout.policy):
+        _expire(connection, waiting, rollout, request.run_id)  # the night that sees it expires it
         waiting = None
     state = repo.state_before(connection, rollout, day)
     # The guardrail acts on the day so far: no analysis of the day exists yet, none is read.
@@ -182,15 +184,17 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     metrics = decision_metrics(source, request.run_id, evidence, evaluation, failures, review)
     if waiting is not None and result.action == "hold" and not result.forced:
         metrics["waiting_for"] = waiting.day.isoformat()  # the promotion of that day may still be approved
-    if approval == "pending":
-        metrics["approval"] = {"state": "pending", "expires_after": approval_expires_on(day, rollout.policy).isoformat()}
+    if approval == "pending":  # the window counts from today, when it is recorded, not from the logs' day
+        expires = approval_expires_on(_today(request), rollout.policy)
+        metrics["approval"] = {"state": "pending", "recorded_on": _today(request).isoformat(),
+                               "expires_after": expires.isoformat()}
     now = dt.datetime.now(dt.UTC)  # one time for the decision and its routing change: one transaction
     record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
                                   run_id=request.run_id, now=now, expected_previous=seen.id if seen else None,
                                   approval=approval)
     applied, why = False, None
     if approval == "pending":
-        why = (f"waits for approval (until {approval_expires_on(day, rollout.policy)}): "
+        why = (f"waits for approval (until {metrics['approval']['expires_after']}): "
                f"`rollout-pipeline approve --model {model} --date {day} --reason ...`")
     elif not request.dry_run:
         try:
@@ -218,13 +222,41 @@ def _as_decision(record: repo.DecisionRecord) -> Decision:
                     RolloutState(record.stage_before, record.percent_before), record.stage_after, record.percent_after)
 
 
-def _expire(connection: sa.Connection, pending: repo.DecisionRecord, rollout: repo.Rollout, actor: str,
+def _today(request: DecisionRequest) -> dt.date:
+    return request.today or dt.datetime.now(dt.UTC).date()
+
+
+def recorded_on(pending: repo.DecisionRecord) -> dt.date:
+    """The UTC day a promotion was recorded as pending: its approval window counts from there (a day analysed
+    late is not expired at birth). Rows stored before this was kept: the day their row was written."""
+    day = (pending.metrics.get("approval") or {}).get("recorded_on")
+    if day:
+        return dt.date.fromisoformat(day)
+    created = pending.created_at
+    return (created.astimezone(dt.UTC) if created.tzinfo else created).date()
+
+
+def expiry_actor(rollout: repo.Rollout) -> str:
+    """Who an expiry is recorded under: the rollout's policy (its version), never whoever happened to look."""
+    return f"policy {rollout.policy_version}"
+
+
+def _expire(connection: sa.Connection, pending: repo.DecisionRecord, rollout: repo.Rollout,
             run_id: str | None) -> repo.DecisionRecord:
-    """Record that nobody approved ``pending`` in time: a hold of its day, superseding it (applied: no move)."""
+    """Record that nobody approved ``pending`` in time: a hold of its day, superseding it (applied: no move),
+    recorded under the policy's name."""
+    recorded = recorded_on(pending)
+    expires = approval_expires_on(recorded, rollout.policy)
     result = expire_promotion(_as_decision(pending), pending.day, rollout.policy)
+    # The window counted from the day the promotion was recorded as pending, not from its logs' day.
+    result = dataclasses.replace(result, reasons=(
+        result.reasons[0].replace(f"not approved by {approval_expires_on(pending.day, rollout.policy)}",
+                                  f"not approved by {expires}", 1)
+        .replace("); hold", f", counted from {recorded} when it was recorded as pending); hold", 1),))
     metrics = {**pending.metrics, "source": "expiry",
-               "approval": {"state": "expired", "of": pending.id,
-                            "expires_after": approval_expires_on(pending.day, rollout.policy).isoformat()}}
+               "approval": {"state": "expired", "of": pending.id, "recorded_on": recorded.isoformat(),
+                            "expires_after": expires.isoformat()}}
+    actor = expiry_actor(rollout)
     now = dt.datetime.now(dt.UTC)
     record = repo.record_decision(connection, rollout, pending.day, result, actor=actor, metrics=metrics,
                                   run_id=run_id, now=now, expected_previous=pending.id, approval="expired")
@@ -260,9 +292,8 @@ def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollou
         d = moved[0]
         raise DecisionRefused(f"cannot {verb} {model} {day}: decision #{d.id} of {d.day} ({d.action}) was taken "
                               "since; decide a new day instead")
-    today = request.today or dt.datetime.now(dt.UTC).date()
-    if approval_expired(day, today, rollout.policy):
-        expired = _expire(connection, seen, rollout, request.actor, request.run_id)
+    if approval_expired(recorded_on(seen), _today(request), rollout.policy):
+        expired = _expire(connection, seen, rollout, request.run_id)
         return _outcome(connection, expired, applied=True, dry_run=False)
     pending = _as_decision(seen)
     try:
@@ -310,7 +341,7 @@ def pending_approval(connection: sa.Connection, model: str) -> dict | None:
         return None
     return {"state": "pending", "decision_id": record.id, "date": record.day.isoformat(),
             "to": {"stage": record.stage_after, "canary_percent": record.percent_after},
-            "expires_after": approval_expires_on(record.day, rollout.policy).isoformat(),
+            "expires_after": approval_expires_on(recorded_on(record), rollout.policy).isoformat(),
             "reasons": list(record.reasons)}
 
 

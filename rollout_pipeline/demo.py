@@ -122,12 +122,14 @@ def _echo_review_hints(echo, folder: Path, outcomes: list[dict]) -> None:
     echo(f"  1. The decision of {GOOD.model} on {day}:"
          f" http://127.0.0.1:3000/assets/decision?view=partitions&partition={quote(f'{day}|{GOOD.model}')}")
     echo("     (or Catalog > decision > Partitions, then a day and a model): the action and why, stage and share")
-    echo("     before -> after, stable vs candidate with each metric's verdict and the judge score, the validation")
-    echo("     results, the extreme predictions with their correlation ids; `plots` > Show Markdown opens the plots.")
+    echo("     before -> after, one metrics table (each gate's verdict, both numbers and what they count), the")
+    echo("     validation, the plots inline, the extreme predictions with their correlation ids.")
     echo(f"  2. {BAD.model}: the slow candidate's rollback, and its p99 against the limit in the reasons.")
     echo(f"  3. {FIRST.model}: a first model against a constant baseline, judged on actual outcomes.")
     echo("  4. Catalog > day_summary > Checks: the day's validation suites; Runs: one daily_analysis run per day.")
-    echo(f"  The same as an HTML page: {folder / 'reports' / f'{GOOD.model}-{day}.html'}")
+    echo("  5. Jobs > force_decision > Launchpad: force any past day (model, date, action, reason).")
+    echo(f"  The same as an HTML page: http://127.0.0.1:3000/reports/{GOOD.model}-{day}.html "
+         f"({folder / 'reports' / f'{GOOD.model}-{day}.html'})")
     echo(f"  From a terminal:  {env} {_command()} status | history --model {GOOD.model} | report --model {GOOD.model}")
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rollout_pipeline.actions import ActionConfigError, TransientActionError, parse_webhook, post_json
+from rollout_pipeline.review.links import partition_url, report_href
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,18 @@ class Delivery:
 
 def links(model: str, day: str, *, run_id: str | None, ui_base_url: str, report_path: str | None = None,
           report_base_url: str = "") -> dict:
-    """Links to the decision partition's page and the run in the Dagster UI, and to the HTML report."""
+    """Links to the decision partition's page (its Partitions view with the day selected: a bare asset URL
+    opens whichever partition was materialized last) and the run in the Dagster UI, and to the HTML report
+    (served under ``report_base_url``, else by the UI itself at /reports)."""
     base = (ui_base_url or DEFAULT_UI_BASE_URL).rstrip("/")
-    partition = urllib.parse.quote(f"{day}|{model}", safe="")
-    out = {"dagster": f"{base}/assets/decision?partition={partition}"}
+    out = {"dagster": partition_url(base, day, model)}
     if run_id:
         out["run"] = f"{base}/runs/{urllib.parse.quote(run_id, safe='')}"
+    name = f"{model}-{day}.html"
     if report_base_url:
-        out["report"] = f"{report_base_url.rstrip('/')}/{urllib.parse.quote(f'{model}-{day}.html')}"
+        out["report"] = report_href(name, report_base_url)
     elif report_path:
-        out["report"] = report_path
+        out["report"] = base + report_href(name)
     return out
 
 

@@ -47,15 +47,17 @@ def _start(engine, model: str = "m", policy: Policy = GATED):
         return collect_day(conn, model, D, "v1", "v2")
 
 
-def _night(engine, summary, day: dt.date, model: str = "m"):
-    """The night's analysis of ``day``: its evidence stored (log quality passed), then decided by the service."""
+def _night(engine, summary, day: dt.date, model: str = "m", today: dt.date | None = None):
+    """The night's analysis of ``day`` (run on ``today``, default the next day): its evidence stored (log quality
+    passed), then decided by the service."""
     with engine.begin() as conn:
         rollout = repo.rollout_for_day(conn, model, day)
         state = repo.state_before(conn, rollout, day)
         evidence_id = evidence_store.save_summary(conn, dataclasses.replace(summary, day=day, accuracy_day=day),
                                                   rollout_id=rollout.id, stage=state.stage, run_id=f"run-{day}")
         evidence_store.save_validation(conn, evidence_id, LOG_QUALITY, PASSED)
-    return make_decision(engine, DecisionRequest(model, day, "schedule", run_id=f"run-{day}"))
+    return make_decision(engine, DecisionRequest(model, day, "schedule", run_id=f"run-{day}",
+                                                 today=today or day + dt.timedelta(days=1)))
 
 
 def _verdict(engine, verdict: str, day: dt.date = D, reason: str | None = "metrics reviewed", today=None, **kw):
@@ -143,16 +145,46 @@ def test_a_later_night_keeps_waiting_and_an_approval_still_applies(sqlite_engine
 def test_an_expired_approval_holds_at_the_next_night_or_at_approve(sqlite_engine):
     engine = sqlite_engine
     summary = _start(engine)
-    pending = _night(engine, summary, D)
+    pending = _night(engine, summary, D)  # recorded as pending on D + 1: approvable until D + 4
     # approve after the expiry: the expiry is recorded (a hold), and the approval refused saying so
     with pytest.raises(DecisionRefused, match=r"^too late: approval of 2026-06-01's promotion to canary 1% expired"):
-        _verdict(engine, "approve", today=D + dt.timedelta(days=4))
+        _verdict(engine, "approve", today=D + dt.timedelta(days=5))
     with engine.connect() as conn:
         expired = repo.live_decision(conn, "m", D)
     assert expired.action == "hold" and expired.approval == "expired" and expired.metrics["approval"]["of"] == pending.record.id
     assert _routing(engine).route("v2").traffic_percent == 0
     with pytest.raises(DecisionRefused, match="already expired"):
         _verdict(engine, "approve", today=D + dt.timedelta(days=1))
+
+
+def test_a_day_analysed_late_is_not_expired_at_birth_and_an_expiry_is_the_policy_s(sqlite_engine):
+    """The window counts from the day the promotion was recorded as pending, not from its logs' day; whoever
+    sees the expiry first, it is recorded under the policy's name."""
+    engine = sqlite_engine
+    summary = _start(engine)  # approval_expiry_days 3
+    late = D + dt.timedelta(days=10)
+    pending = _night(engine, summary, D, today=late)  # D's logs analysed ten days later
+    assert pending.record.approval == "pending"
+    assert pending.record.metrics["approval"] == {"state": "pending", "recorded_on": late.isoformat(),
+                                                  "expires_after": (late + dt.timedelta(days=3)).isoformat()}
+    with engine.connect() as conn:
+        from rollout_pipeline.decisions import pending_approval
+        assert pending_approval(conn, "m")["expires_after"] == (late + dt.timedelta(days=3)).isoformat()
+    with pytest.raises(DecisionRefused, match=r"^too late: .* not approved by 2026-06-14 .*counted from 2026-06-11"):
+        _verdict(engine, "approve", today=late + dt.timedelta(days=4))  # past the window: recorded, refused
+    with engine.connect() as conn:
+        expired = repo.live_decision(conn, "m", D)
+        rollout = repo.active_rollout(conn, "m")
+    assert expired.approval == "expired" and expired.actor == f"policy {rollout.policy_version}" != "ana"
+
+
+def test_approving_a_day_analysed_late_within_its_window_applies_it(sqlite_engine):
+    engine = sqlite_engine
+    summary = _start(engine)
+    late = D + dt.timedelta(days=10)
+    _night(engine, summary, D, today=late)
+    approved = _verdict(engine, "approve", today=late + dt.timedelta(days=3))  # the window's last day
+    assert approved.applied and approved.record.approval == "approved"
 
 
 def test_the_night_past_the_expiry_expires_the_pending_promotion(sqlite_engine):

@@ -193,6 +193,12 @@ def test_the_cli_prints_the_differing_days_and_changes_nothing(sqlite_week):
     assert "promote -> canary 1%" in line and "hold -> shadow 0%" in line and "promote -> hold" in line
     out = json.loads(runner.invoke(cli, [*args, "--json"]).output)
     assert out["differing"] == 1 and out["rows"][-1]["difference"] == "promote -> hold"
+    # The differing day's reasons, then and now, under the table.
+    then, now = out["rows"][-1]["then_reasons"], out["rows"][-1]["reasons"]
+    assert then and now and then != now
+    block = text.output.split(f"differs on {WEEK[-1]} (promote -> hold):\n", 1)[1]
+    assert block.startswith("  then:\n" + "".join(f"    - {x}\n" for x in then) + "  now: \n"
+                            + "".join(f"    - {x}\n" for x in now))
     what_if = runner.invoke(cli, ["decide", "--model", "m", "--date", str(WEEK[-1]), "--dry-run", "--policy", strict,
                                   "--json"])
     assert what_if.exit_code == 0, what_if.output

@@ -53,12 +53,23 @@ def lake_count(root, table="prediction_log"):
     return ds.dataset(path, format="parquet").count_rows() if os.path.isdir(path) else 0
 
 
-def test_export_logs_prints_progress_the_files_and_rows_per_table(env):
+def test_export_logs_advances_a_progress_bar_and_prints_the_files_and_rows_per_table(env, monkeypatch):
+    import contextlib
+
+    import rollout_pipeline.progress
+
+    advances = []
+
+    @contextlib.contextmanager
+    def bar(total, description, unit="it"):
+        yield advances.append
+
+    monkeypatch.setattr(rollout_pipeline.progress, "progress_bar", bar)
     lake = env / "lake"
     result = run("--date", str(DAY), "--to", f"parquet://{lake}", "--batch-rows", "100")
     assert result.exit_code == 0, result.output
-    progress = [line for line in result.stderr.splitlines() if "rows so far" in line]
-    assert progress[0] == f"prediction_log {DAY}: 100 rows so far" and f"prediction_log {DAY}: 500 rows so far" in progress
+    assert [n for n in advances if n] == [100] * 5  # one batch of rows at a time, 500 in all
+    assert result.stderr == ""  # quiet: the bar shows on a terminal only
     out = result.stdout.splitlines()
     assert out[-1] == f"exported {DAY}: prediction_log 500 rows, feedback 0 rows; 1 file under file://{lake}"
     assert [os.path.isfile(p) for p in out[:-1]] == [True]

@@ -115,15 +115,17 @@ def test_a_decision_posts_one_json_message_and_one_slack_message(store, caplog):
     assert message["from"] == {"stage": "shadow", "canary_percent": 0}
     assert message["to"] == {"stage": "canary", "canary_percent": 1}
     assert message["reasons"] == record.reasons and message["decision_id"] == record.id
-    assert message["links"]["dagster"] == "http://dagster.example:3000/assets/decision?partition=2026-06-01%7Cm"
+    # The partition's own view (a bare asset URL opens whichever partition was materialized last).
+    partition_page = "http://dagster.example:3000/assets/decision?view=partitions&partition=2026-06-01%7Cm"
+    assert message["links"]["dagster"] == partition_page
     assert message["links"]["run"] == f"http://dagster.example:3000/runs/{result.run_id}"
-    assert message["links"]["report"].endswith("m-2026-06-01.html")
+    assert message["links"]["report"] == "http://dagster.example:3000/reports/m-2026-06-01.html"  # served by the UI
     assert slack["text"] == "m 2026-06-01: PROMOTE shadow 0% → canary 1%"
     text = slack["blocks"][0]["text"]["text"]
     assert "• every gate this step needs passed (judge score 100)\n• evidence: 1 night at shadow" in text
     assert text.endswith("• promote to canary 1%")
-    assert "<http://dagster.example:3000/assets/decision?partition=2026-06-01%7Cm|Dagster UI>" in \
-        slack["blocks"][1]["elements"][0]["text"]
+    # Slack's mrkdwn escapes & in a link; Slack turns it back into the same URL.
+    assert f"<{partition_page.replace('&', '&amp;')}|Dagster UI>" in slack["blocks"][1]["elements"][0]["text"]
     meta = _decision_metadata(result)
     assert meta["notifications"].startswith("webhook: sent after 1 attempt(s): HTTP 200")
     assert SECRET not in caplog.text and SECRET not in meta["notifications"]
@@ -179,7 +181,7 @@ def test_a_bad_url_is_a_configuration_error_without_its_path_and_not_tried():
     assert not creds.ok and creds.attempts == 0 and "https" in creds.detail and SECRET not in creds.detail
 
 
-def test_the_slack_message_escapes_its_text_and_links_a_local_report_as_text():
+def test_the_slack_message_escapes_its_text_and_links_the_report_the_ui_serves():
     message = {"event": "decision", "model": "m", "date": "2026-06-01", "action": "rollback", "forced": False,
                "reasons": ["candidate p99 412 ms > limit 250 ms <b>&"], "applied": False,
                "from": {"stage": "canary", "canary_percent": 20}, "to": {"stage": "rolled_back", "canary_percent": 0},
@@ -188,7 +190,8 @@ def test_the_slack_message_escapes_its_text_and_links_a_local_report_as_text():
     assert slack["text"] == "m 2026-06-01: ROLLBACK canary 20% → rolled_back 0% (not applied yet)"
     assert "• candidate p99 412 ms &gt; limit 250 ms &lt;b&gt;&amp;" in slack["blocks"][0]["text"]["text"]
     context = slack["blocks"][1]["elements"][0]["text"]
-    assert "<http://127.0.0.1:3000/runs/r1|run>" in context and "report: /s/reports/m.html" in context
+    assert "<http://127.0.0.1:3000/runs/r1|run>" in context
+    assert "<http://127.0.0.1:3000/reports/m-2026-06-01.html|report>" in context
 
 
 def test_a_manual_rollback_from_the_cli_posts_one_message(store, monkeypatch):

@@ -2,7 +2,7 @@
 """Screenshots of the morning review in the real Dagster UI, for the README (docs/img/review-*.png).
 
 Run after `make demo`:  .venv/bin/python scripts/screenshots.py
-It starts `dagster-webserver` on the demo's state (as `make ui` does) unless --url names a running one,
+It starts `rollout-pipeline ui` on the demo's state (as `make ui` does) unless --url names a running one,
 and drives Debian's Chromium headless with Playwright.
 """
 
@@ -65,11 +65,9 @@ def take(base: str, state: Path, out: Path) -> list[Path]:
         ui.metadata_row(page, "metrics").scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         shot("tables")
-        ui.metadata_row(page, "plots").get_by_text("Show Markdown").click()
-        expect(page.get_by_role("dialog").locator("img").first).to_be_visible()
-        page.wait_for_timeout(300)
+        ui.metadata_row(page, "plots").locator("img").first.scroll_into_view_if_needed()  # inline, no modal
+        page.wait_for_timeout(500)
         shot("plots")
-        page.keyboard.press("Escape")
         if "cancer" in days:
             first = days["cancer_first"]
             page.goto(ui.decision_url(base, first, "cancer"))
@@ -84,12 +82,16 @@ def take(base: str, state: Path, out: Path) -> list[Path]:
             expect(page.get_by_text(f"{first}|cancer").first).to_be_visible(timeout=30_000)
             page.wait_for_timeout(800)
             shot("checks")
+        page.goto(ui.launchpad_url(base, "force_decision"))
+        expect(page.locator(".CodeMirror").first).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(800)
+        shot("force")
         page.goto(f"{base}/runs")
         expect(page.get_by_text("rollout/action").first).to_be_visible(timeout=30_000)
         page.wait_for_timeout(800)
         shot("runs")
         digest = _digest(state, days["diabetes"])
-        page.goto(digest.as_uri())
+        page.goto(f"{base}/reports/{digest.name}")  # served by the UI, as its links are
         expect(page.locator("tbody tr").first).to_be_visible()
         shot("digest")
         browser.close()

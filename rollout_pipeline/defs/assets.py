@@ -13,8 +13,6 @@ all read the same stored evidence, and two runs of a day never share a pickle.
 """
 
 
-import urllib.parse
-
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_decision
@@ -26,8 +24,9 @@ from rollout_pipeline.defs.tags import ACTION_TAG, ACTOR_TAG
 from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.domain.evaluate import Evaluation
 from rollout_pipeline.review.plots import review_plots
-from rollout_pipeline.review.render import Table, key_numbers, markdown_sections, md_table, num, why_lines
-from rollout_pipeline.review.report import write_report
+from rollout_pipeline.review.links import report_href
+from rollout_pipeline.review.render import Table, markdown_sections, md_table, num, why_lines
+from rollout_pipeline.review.report import write_plots, write_report
 from rollout_pipeline.sources import SourceError
 from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.store import evidence as evidence_store
@@ -122,12 +121,14 @@ def judge_day(context: dg.AssetExecutionContext, store: StoreResource, day, mode
 
 
 class DecisionConfig(dg.Config):
-    """Run config of the decision: force an action (with a reason) instead of the policy's."""
+    """Run config of the decision: force an action (with a reason) instead of the policy's.
+
+    There is no dry run here: a what-if must not become the partition's decision (`decide --dry-run` computes
+    through the decision service without materializing this asset)."""
 
     force: str | None = None
     reason: str | None = None
     operator: str | None = None
-    dry_run: bool = False
 
 
 # Not every partition of a range run is decided (defs/night.py): its materializations are the decided ones.
@@ -138,8 +139,8 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
     if not is_range(context):
         day, model = partition_of(context)
         metadata, action = decide_day(context, config, store, notifier, day, model)
-        if action is not None:  # the Runs list shows the outcome without opening the run
-            context.instance.add_run_tags(context.run.run_id, {ACTION_TAG: action})
+        # The Runs list shows the outcome without opening the run.
+        context.instance.add_run_tags(context.run.run_id, {ACTION_TAG: action})
         yield dg.MaterializeResult(metadata=metadata)
         return
     if config.force:
@@ -159,8 +160,7 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
             failed[model] = failure_line(exc)
             context.log.error("%s %s not decided: %s", model, day, failed[model])
             continue
-        if action is not None:
-            actions[action] = actions.get(action, 0) + 1
+        actions[action] = actions.get(action, 0) + 1
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=str(key), metadata=metadata)
     if actions:
         context.instance.add_run_tags(context.run.run_id,
@@ -173,32 +173,34 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
 
 
 def decide_day(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, notifier: Notifier,
-               day, model: str, source: str = "analysis") -> tuple[dict, str | None]:
-    """One partition of ``decision``: decide, store, apply and notify; its metadata and the action (None in a
-    dry run)."""
+               day, model: str, source: str = "analysis") -> tuple[dict, str]:
+    """One partition of ``decision``: decide, store, apply and notify; its metadata and the action."""
     actor = config.operator or context.run.tags.get(ACTOR_TAG) or "dagster-ui"
     request = DecisionRequest(model, day, actor, run_id=context.run.run_id, force=config.force,
-                              reason=config.reason, dry_run=config.dry_run, source=source)
+                              reason=config.reason, source=source)
     with database_errors():
         try:
             outcome = make_decision(store.engine, request)
         except repo.RolloutError as exc:
             raise refuse(str(exc)) from None
+    return decision_metadata(outcome, notifier, model, day, actor, context.run.run_id, context.log), \
+        outcome.record.action
+
+
+def decision_metadata(outcome, notifier: Notifier, model: str, day, actor: str, run_id: str, log) -> dict:
+    """A stored decision's metadata (the review, in the UI's order), its report written and its notification
+    posted (after the decision's transaction committed; a failed post never fails the decision)."""
     record = outcome.record
-    context.log.info("%s %s: %s (%s)", model, day, record.action, "; ".join(record.reasons))
+    log.info("%s %s: %s (%s)", model, day, record.action, "; ".join(record.reasons))
     if record.approval == "pending":
-        context.log.info("decision %d waits for approval: `rollout-pipeline approve` (or reject) applies it",
-                         record.id)
+        log.info("decision %d waits for approval: `rollout-pipeline approve` (or reject) applies it", record.id)
     elif outcome.unapplied_reason:
-        context.log.warning("decision %d stored but not applied yet (the routing sensor will): %s",
-                            record.id, outcome.unapplied_reason)
-    review, report_file = review_metadata(outcome, write=not config.dry_run,
-                                          report_base_url=notifier.report_base_url)
-    if not config.dry_run:  # after the decision's transaction committed; a failed post never fails the decision
-        review["notifications"] = notifier.announce_decision(outcome.output(), model=model, day=day.isoformat(),
-                                                             actor=actor, run_id=context.run.run_id, log=context.log,
-                                                             report=report_file)
-    # Order is the UI's order: the report link and the plain numbers first (inline, no modal), tables after.
+        log.warning("decision %d stored but not applied yet (the routing sensor will): %s",
+                    record.id, outcome.unapplied_reason)
+    review, report_file = review_metadata(outcome, report_base_url=notifier.report_base_url)
+    review["notifications"] = notifier.announce_decision(outcome.output(), model=model, day=day.isoformat(),
+                                                         actor=actor, run_id=run_id, log=log, report=report_file)
+    # Order is the UI's order: the report link and the decision first (inline, no modal), the tables after.
     report = {"report": review.pop("report")}
     return {
         **report,
@@ -207,41 +209,36 @@ def decide_day(context: dg.AssetExecutionContext, config: DecisionConfig, store:
         "after": f"{record.stage_after} {record.percent_after}%",
         "forced": record.forced,
         "applied": outcome.applied,
-        "score": outcome.review.score if outcome.review.score is not None else "n/a",
-        "decision_id": record.id if not config.dry_run else "dry run: not stored",
-        **key_numbers(outcome.review),
+        "approval": record.approval or "not needed",
+        "score": num(outcome.review.score),
+        "decision_id": record.id,
         "reasons": review.pop("reasons"),
         **review,
         "decision": dg.MetadataValue.json(outcome.output()),
-    }, None if config.dry_run else record.action
+    }
 
 
-def review_metadata(outcome, *, write: bool, report_base_url: str = "") -> tuple[dict, str | None]:
-    """The review as metadata entries (markdown tables, one text entry per metric's "why", a link to the
-    HTML report) and the report's path (None in a dry run).
+def review_metadata(outcome, *, report_base_url: str = "") -> tuple[dict, str]:
+    """The review as metadata entries and the report's path: the report link, the reasons as sentences, the
+    one metrics table (with what each number counts), the validation, the plots as served images, and one text
+    entry per gate's reason.
 
-    Markdown under 1,000 characters renders inline in the Dagster UI, longer markdown (the plots) only
-    behind "Show Markdown"; so the tables are narrow and each reason is its own plain-text entry. The
-    report is a markdown link showing its file name: a long path or URL as text is one unbreakable word
-    that widens the whole metadata table past the window.
+    Markdown under 1,000 characters renders inline in the Dagster UI, longer markdown only behind "Show
+    Markdown": so the plots are images served beside the report (`rollout-pipeline ui` serves the reports
+    folder at /reports, same origin), not data URIs, and the tables are narrow. Links are relative, so they work
+    on whatever host and port the UI runs.
     """
-    plots = review_plots(outcome.review, outcome.history)
-    sections = markdown_sections(outcome.review, outcome.history, plots)
-    sections.pop("why")
-    meta: dict = {}
-    path = None
-    if write:
-        path = write_report(outcome.review, outcome.history, plots)
-        href = (f"{report_base_url.rstrip('/')}/{urllib.parse.quote(path.name)}" if report_base_url
-                else path.resolve().as_uri())
-        meta["report"] = dg.MetadataValue.md(
-            f"[{path.name}]({href}): the whole review with its plots, in the state folder's reports "
-            f"(`rollout-pipeline report --model {outcome.review.model} --date {outcome.review.day}` prints the path)")
-    else:
-        meta["report"] = "dry run: not written"
+    review = outcome.review
+    plots = review_plots(review, outcome.history)
+    path = write_report(review, outcome.history, plots)
+    plot_links = [(title, report_href(name, report_base_url)) for title, name in write_plots(review, plots)]
+    sections = markdown_sections(review, outcome.history, plot_links)
+    meta: dict = {"report": dg.MetadataValue.md(
+        f"[{path.name}]({report_href(path.name, report_base_url)}): the whole review with its plots "
+        f"(`rollout-pipeline report --model {review.model} --date {review.day}` rewrites it)")}
     meta.update({key: dg.MetadataValue.md(text) for key, text in sections.items()})
-    meta.update({f"why: {name}": dg.MetadataValue.text(text) for name, text in why_lines(outcome.review)})
-    return meta, None if path is None else str(path)
+    meta.update({f"why: {name}": dg.MetadataValue.text(text) for name, text in why_lines(review)})
+    return meta, str(path)
 
 
 def metrics_table(evaluation: Evaluation) -> Table:

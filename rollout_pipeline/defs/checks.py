@@ -40,14 +40,18 @@ def suite_result(context, store: StoreResource, name: str, day, model: str) -> d
         (suite,) = validate_day(found.summary, found.stage, rollout.policy, suites=(name,))
         with store.engine.begin() as conn:
             evidence_store.save_validation(conn, found.id, name, suite)
+    # A gate with too little data to judge is no pass: the check fails as a warning saying "not judged"
+    # (Dagster shows a passed check green whatever its severity).
     return dg.AssetCheckResult(
         passed=suite.passed,
         severity=dg.AssetCheckSeverity.ERROR if suite.blocking else dg.AssetCheckSeverity.WARN,
+        description=suite.summary()[:500],
         metadata={
             # Inline in the UI (the table may be long enough to hide behind "Show Markdown").
-            "outcome": dg.MetadataValue.text("; ".join(suite.failures) or f"all {len(suite.outcomes)} passed"),
+            "outcome": dg.MetadataValue.text(f"{suite.outcome}: {suite.summary()}"),
             "results": dg.MetadataValue.md(md_table(outcomes_table(suite))),
             "failures": dg.MetadataValue.json(list(suite.failures)),
+            "not judged": dg.MetadataValue.json(list(suite.not_judged)),
             "suite": dg.MetadataValue.json(encode(suite)),
             "errored": suite.errored,
             "evidence_id": found.id,

@@ -18,7 +18,7 @@ from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.jobs import daily_analysis_job
 from rollout_pipeline.defs.partitions import partition_from_tags
 from rollout_pipeline.defs.resources import Notifier, StoreResource
-from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
 
 
 def record_blocked_hold(engine: sa.Engine, model: str, day: dt.date, run_id: str, *, actor: str,
@@ -36,8 +36,7 @@ def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource, 
     partition = partition_from_tags(run.tags)
     if partition is None:
         return dg.SkipReason(f"run {run.run_id} is not a daily analysis")
-    config = (run.run_config or {}).get("ops", {}).get("decision", {}).get("config", {}) or {}
-    if config.get("dry_run"):
+    if run.tags.get(DRY_RUN_TAG) == "true":
         return dg.SkipReason("a dry run records nothing")
     failed = blocked(check_evaluations(context.instance, run.run_id))
     if not failed:

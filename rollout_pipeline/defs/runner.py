@@ -15,13 +15,14 @@ import sqlalchemy as sa
 
 from rollout_pipeline.config import load_settings
 from rollout_pipeline.definitions import defs
-from rollout_pipeline.defs.assets import decision
+from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
 from rollout_pipeline.defs.holds import record_blocked_hold
 from rollout_pipeline.defs.partitions import partition_key, register_partitions
 from rollout_pipeline.defs.resources import resources_from_environment, store_engine
-from rollout_pipeline.defs.tags import ACTOR_TAG
+from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
 from rollout_pipeline.domain.routing import InvalidName, validate_name
 from rollout_pipeline.sources import LogSource, SourceError
 from rollout_pipeline.store import rollouts as repo
@@ -97,31 +98,42 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
     needed), as the launchpad would. When the blocking log-quality check fails,
     the decision does not materialize: the day is decided as a hold naming the
     failed checks. A bad name or a model without a rollout adds no partition.
+    A dry run is not a decision: it runs the day's analysis (not the ``decision``
+    asset, whose partition keeps its decision) and computes what would be decided
+    through the decision service, storing and applying nothing; a forced dry run
+    runs nothing in Dagster.
     """
     started = time.perf_counter()
     engine = store_engine()
     try:
         with database_errors_as_run_failed():
             check_day(model, day, engine)
+        if dry_run and force:
+            output = _dry_decision(engine, model, day, actor, None, force=force, reason=reason)
+            return DayRun("", True, output, (), time.perf_counter() - started)
         with _instance(instance) as instance:
             register_partitions(instance, [day.isoformat()], [model])
             job = job_now("daily_analysis")
-            config = {"force": force, "reason": reason, "dry_run": dry_run, "operator": None}
+            config = {"force": force, "reason": reason, "operator": None}
             run_config = {
-                "ops": {"decision": {"config": config}},
                 "execution": {"config": {"in_process": {}}},
                 "loggers": {"console": {"config": {"log_level": log_level}}},
             }
+            if not dry_run:
+                run_config["ops"] = {"decision": {"config": config}}
+            selection = [decision.key] if force else ([day_summary.key, judgement.key] if dry_run else None)
             result = job.execute_in_process(
                 run_config=run_config,
                 instance=instance,
                 partition_key=partition_key(day, model),
                 raise_on_error=False,
-                asset_selection=[decision.key] if force else None,
-                tags={ACTOR_TAG: actor},
+                asset_selection=selection,
+                tags={ACTOR_TAG: actor, **({DRY_RUN_TAG: "true"} if dry_run else {})},
             )
             evaluations = check_evaluations(instance, result.run_id)
-            if result.success:
+            if result.success and dry_run:
+                output = _dry_decision(engine, model, day, actor, result.run_id)
+            elif result.success:
                 output = decision_of(result)
             else:
                 output = _hold_for_failure(result, engine, model, day, actor, blocked(evaluations), dry_run)
@@ -129,6 +141,18 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
             return DayRun(result.run_id, result.success, output, failed_checks, time.perf_counter() - started)
     finally:
         engine.dispose()
+
+
+def _dry_decision(engine, model: str, day: dt.date, actor: str, run_id: str | None, *, force: str | None = None,
+                  reason: str | None = None) -> dict:
+    """What the decision service would decide on the day's stored analysis (of run ``run_id``); nothing kept."""
+    with database_errors_as_run_failed():
+        try:
+            outcome = make_decision(engine, DecisionRequest(model, day, actor, run_id=run_id, force=force,
+                                                            reason=reason, dry_run=True))
+        except RolloutError as exc:
+            raise RunFailed(str(exc), run_id) from None
+    return outcome.output()
 
 
 def job_now(name: str) -> dg.JobDefinition:

@@ -325,8 +325,8 @@ def _population(comparison: Comparison | None, served_only: bool = False) -> str
     if comparison is None:
         return ""
     if comparison.paired:
-        return "paired requests (same requests, both models)"
-    return "served requests: candidate's entities vs stable's" if served_only else "candidate's entities vs stable's"
+        return "paired requests"
+    return "served, entities" if served_only else "entities"
 
 
 def _with_shared_design_effect(comp: Comparison) -> Comparison:
@@ -581,7 +581,7 @@ def latency(ctx: GateContext) -> MetricCheck | None:
     cand = merged_histogram([s.get(*k) for k in cand_sides])
     stable = merged_histogram([s.get(*stable_side)])
     n = sum(cand.values())
-    population = "candidate answers, whole days" + (" (served and mirrored)" if len(cand_sides) > 1 else "")
+    population = "answers" + (" served+mirrored" if len(cand_sides) > 1 else "") + ", whole days"
     if n < p.min_units:
         return _check(ctx, "latency", "latency", "nodata", None, None,
                       f"p99 latency not judged: {n} candidate answers < {p.min_units}", n, p.min_units, population)
@@ -640,10 +640,10 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
                if _ok(pr.stable) and _ok(pr.candidate) and finite(pr.stable.latency_ms)
                and finite(pr.candidate.latency_ms) and pr.stable.latency_ms >= 0 and pr.candidate.latency_ms >= 0]
         s_vals, c_vals = [a for a, _ in obs], [b for _, b in obs]
-        unit, population = "paired requests", "paired requests (same requests, both models)"
+        unit, population = "paired requests", "paired requests"
     elif not ctx.populations_differ:
         s_vals, c_vals = ok_values(ctx.stable_rows, "latency_ms"), ok_values(ctx.candidate_rows, "latency_ms")
-        unit, population = "requests", "sampled requests of each side"
+        unit, population = "requests", "sampled requests"
     else:
         def means(rows):
             acc: dict[object, list[float]] = {}
@@ -652,7 +652,7 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
                     acc.setdefault(r.entity_id or ("_", k), []).append(r.latency_ms)
             return [sum(v) / len(v) for v in acc.values()]
         s_vals, c_vals, unit = means(ctx.stable_rows), means(ctx.candidate_rows), "entities"
-        population = "served requests: entity means, candidate's vs stable's"
+        population = "served, entity means"
     n = min(len(s_vals), len(c_vals))
     if n < p.min_units:
         return _check(ctx, "latency_distribution", "latency", "nodata", None, None,
@@ -700,7 +700,7 @@ def broken_answers(ctx: GateContext) -> MetricCheck | None:
     days = [d for k in cand_sides if (d := s.get(*k)) is not None]
     ok = sum(d.ok for d in days)
     broken = min(ok, sum(d.broken for d in days))
-    population = "candidate ok answers, whole days"
+    population = "ok answers, whole days"
     if ok < p.min_units:
         return _check(ctx, "broken_answers", "predictions", "nodata", None, None,
                       f"broken answers not judged: {ok} ok candidate answers < {p.min_units}", ok, p.min_units,
@@ -778,7 +778,7 @@ def extremes(ctx: GateContext) -> MetricCheck | None:
     rows = _candidate_answer_rows(ctx)
     c_vals = [r.prediction for r in rows if _ok(r) and r.prediction is not None]
     c_labels = [r.label for r in rows if _ok(r) and r.prediction is None and r.label is not None]
-    population = "sampled candidate answers"
+    population = "sampled answers"
     if not c_vals and not c_labels:
         return None if rows else _check(ctx, "extremes", "predictions", "nodata", None, None,
                                         "extremes not judged: no candidate answers", 0, p.min_units, population)
@@ -904,7 +904,7 @@ def disagreement(ctx: GateContext) -> MetricCheck | None:
     if not obs:
         return None
     est = clustered_mean(obs)
-    population = "paired requests (same requests, both models)"
+    population = "paired requests"
     if est.units < p.min_units:
         return _check(ctx, "disagreement", "predictions", "nodata", None, est.value,
                       f"disagreement not judged: {est.units} paired entities < {p.min_units}", est.units,

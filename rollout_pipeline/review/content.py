@@ -42,7 +42,7 @@ class Side:
 
 @dataclass(frozen=True)
 class Check:
-    """One judged metric: its verdict and why."""
+    """One judged metric: its verdict, why, and what its two numbers count."""
 
     name: str
     classification: str
@@ -50,6 +50,9 @@ class Check:
     stable: float | None
     candidate: float | None
     reason: str
+    population: str = ""  # what the numbers count ("paired requests", "candidate-served entities"), when the gate says
+    units: int = 0  # independent units behind the verdict
+    needed: int = 0  # units the gate needs, when it knows
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ class Validation:
     passed: bool
     severity: str  # ERROR blocks the decision, WARN only reports
     failures: tuple[str, ...]
+    not_judged: tuple[str, ...] = ()  # expectations with too little data to tell (never a pass)
+
+    @property
+    def outcome(self) -> str:
+        """passed | failed | not judged."""
+        if self.passed:
+            return "passed"
+        return "not judged" if self.not_judged and not self.failures else "failed"
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class Review:
     data_quality_failures: tuple[str, ...] = ()
     extremes: tuple[ExtremeRow, ...] = ()
     histograms: tuple[Histogram, ...] = ()
+    pooled: str = ""  # the nights behind the verdicts, e.g. "3 nights at 1%: 5,210 requests, 412 entities"
     decision_id: int | None = None
     run_id: str | None = None
 
@@ -142,7 +154,9 @@ class Review:
         d["reasons"] = tuple(d.get("reasons", ()))
         d["sides"] = tuple(Side(**s) for s in d.get("sides", ()))
         d["checks"] = tuple(Check(**c) for c in d.get("checks", ()))
-        d["validations"] = tuple(Validation(**{**v, "failures": tuple(v["failures"])}) for v in d.get("validations", ()))
+        d["validations"] = tuple(Validation(**{**v, "failures": tuple(v["failures"]),
+                                               "not_judged": tuple(v.get("not_judged", ()))})
+                                 for v in d.get("validations", ()))
         d["data_quality_failures"] = tuple(d.get("data_quality_failures", ()))
         d["extremes"] = tuple(ExtremeRow(**e) for e in d.get("extremes", ()))
         d["histograms"] = tuple(
@@ -252,15 +266,23 @@ def build_review(model: str, day: str, decision, actor: str, *, evaluation=None,
                          for e in highs[:MAX_EXTREMES // 2] + lows[:MAX_EXTREMES // 2])
     checks = ()
     score = compared = None
+    pooled = ""
     if evaluation is not None:
-        checks = tuple(Check(c.name, c.classification, c.criticality, c.stable, c.candidate, c.reason)
-                       for c in evaluation.checks)
+        checks = tuple(check_of(c) for c in evaluation.checks)
         score, compared = evaluation.score, evaluation.compared
+        pooled = getattr(evaluation, "pooled", "") or ""
     return Review(model, day, decision.action, bool(decision.forced), actor, tuple(decision.reasons),
                   stage_before, percent_before, decision.stage_after, decision.percent_after,
                   score=score, compared=compared, sides=sides, prediction_shift_sd=shift, checks=checks,
                   validations=tuple(validations), data_quality_failures=tuple(data_quality_failures),
-                  extremes=extremes, histograms=hists)
+                  extremes=extremes, histograms=hists, pooled=pooled)
+
+
+def check_of(c) -> Check:
+    """A gate's ``MetricCheck`` as the review keeps it (whatever gates the registry has)."""
+    return Check(c.name, c.classification, c.criticality, c.stable, c.candidate, c.reason,
+                 getattr(c, "population", "") or "", int(getattr(c, "units", 0) or 0),
+                 int(getattr(c, "needed", 0) or 0))
 
 
 def review_from_record(record) -> Review:
@@ -276,7 +298,8 @@ def review_from_record(record) -> Review:
     # Rows stored before every path stored its review (a blocked run's hold, a manual rollback): what the row says.
     m = record.metrics or {}
     checks = tuple(Check(c["name"], c["classification"], c["criticality"], c.get("stable"), c.get("candidate"),
-                         c["reason"]) for c in m.get("checks", ()))
+                         c["reason"], c.get("population", ""), c.get("units", 0), c.get("needed", 0))
+                   for c in m.get("checks", ()))
     return Review(**columns, score=m.get("score"), compared=m.get("compared"), checks=checks,
                   data_quality_failures=tuple(m.get("data_quality_failures", ())), **ids)
 

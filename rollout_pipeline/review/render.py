@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 
-from rollout_pipeline.domain.formatting import num, pct  # one formatter for gates, review and CLI
-from rollout_pipeline.review.content import HistoryPoint, Review
+from rollout_pipeline.domain.formatting import num  # one formatter for gates, review and CLI
+from rollout_pipeline.review.content import Check, HistoryPoint, Review, Side
 
-# Which judged metric speaks for which row of the stable-vs-candidate table.
-ROW_CHECK = {"latency p50": "latency_distribution", "latency p99": "latency", "error rate": "error_rate",
-             "complaint rate": "complaints", "accuracy": "accuracy", "mean absolute error": "accuracy",
-             "prediction mean": "prediction_shift"}
+# How a verdict reads to a person (``nodata`` is the gates' word for "too little data to tell").
+VERDICT_WORDS = {"nodata": "not judged"}
+# Markdown of 1,000 characters or more shows in the Dagster UI only behind "Show Markdown".
+MD_INLINE_LIMIT = 1000
 
 
 def share(stage: str, percent: int) -> str:
@@ -32,73 +31,102 @@ def headline(r: Review) -> str:
             f"{share(r.stage_before, r.percent_before)} -> {share(r.stage_after, r.percent_after)}")
 
 
-def comparison_table(r: Review) -> Table:
-    """Stable vs candidate, per metric, with the judged metric's verdict and the judge score."""
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?)" else text + "."
+
+
+def reason_sentences(reasons: tuple[str, ...]) -> tuple[str, ...]:
+    """The decision's reasons as full sentences: a heading ("critical failure:") joined with what follows it
+    (the state machine lists a heading, then its items), each sentence capitalised and ended."""
+    out: list[str] = []
+    i = 0
+    while i < len(reasons):
+        text = reasons[i].strip()
+        if text.endswith(":"):
+            items = []
+            j = i + 1
+            while j < len(reasons) and not reasons[j].strip().endswith(":"):
+                items.append(reasons[j].strip())
+                j += 1
+            if items:
+                out.extend(_sentence(f"{text} {item}") for item in items)
+            else:
+                out.append(_sentence(text[:-1] + ": nothing more was recorded"))
+            i = j
+            continue
+        out.append(_sentence(text))
+        i += 1
+    return tuple(out)
+
+
+def verdict_word(classification: str) -> str:
+    return VERDICT_WORDS.get(classification, classification)
+
+
+def counted_over(c: Check) -> str:
+    """What a gate's numbers count: its population and units ("2,000 paired requests"), and what it needed."""
+    units = f"{c.units:,}" if c.units else ""
+    text = " ".join(x for x in (units, c.population) if x) or "-"
+    if c.classification == "nodata" and c.needed:
+        text += f" (of {c.needed:,} needed)"
+    return text
+
+
+def _side_label(side: Side | None) -> str:
+    if side is None:
+        return "n/a"
+    return f"{side.requests:,} {'served' if side.served else 'shadow'} ({side.variant})"
+
+
+def breakable(name: str) -> str:
+    """A gate's name that may wrap after its underscores (a zero-width space), so a narrow pane can show it."""
+    return name.replace("_", "_\u200b")
+
+
+def metrics_table(r: Review, narrow: bool = False) -> Table:
+    """The one table of the day: the volumes of both sides, then every gate with its verdict, both numbers and
+    what they count (a gate's numbers come from its own population, which the first row does not replace)."""
     s, c = r.side("stable"), r.side("candidate")
-    verdict = {ch.name: ch.classification for ch in r.checks}
-
-    def row(name, get, fmt):
-        return (name, fmt(get(s)) if s else "n/a", fmt(get(c)) if c else "n/a", verdict.get(ROW_CHECK.get(name, ""), ""))
-
-    rows = [
-        ("variant", *((x.variant + ("" if x.served else " (shadow)")) if x else "n/a" for x in (s, c)), ""),
-        row("requests", lambda x: x.requests, lambda v: f"{v:,}"),
-        row("latency p50", lambda x: x.latency_p50, lambda v: num(v, " ms")),
-        row("latency p95", lambda x: x.latency_p95, lambda v: num(v, " ms")),
-        row("latency p99", lambda x: x.latency_p99, lambda v: num(v, " ms")),
-        row("error rate", lambda x: x.error_rate, pct),
-        row("complaint rate", lambda x: x.complaint_rate, pct),
-    ]
-    if any(x.accuracy is not None for x in (s, c) if x):
-        rows.append(row("accuracy", lambda x: x.accuracy, pct))
-    if any(x.abs_error_mean is not None for x in (s, c) if x):
-        rows.append(row("mean absolute error", lambda x: x.abs_error_mean, num))
-    rows.append(row("prediction mean", lambda x: x.prediction_mean, num))
-    rows.append(("prediction shift", "", "n/a" if r.prediction_shift_sd is None else f"{r.prediction_shift_sd:+.2f} sd",
-                 verdict.get("prediction_shift", "")))
-    rows.append(("judge score", "", num(r.score), ""))
-    return Table(("metric", "stable", "candidate", "verdict"), tuple(rows))
+    rows = []
+    if s or c:
+        rows.append(("requests logged", "", _side_label(s), _side_label(c), "whole day"))
+    rows += [(breakable(ch.name) if narrow else ch.name,
+              verdict_word(ch.classification) + (" *" if ch.criticality == "critical" else ""),
+              num(ch.stable), num(ch.candidate), counted_over(ch)) for ch in r.checks]
+    return Table(("metric", "verdict", "stable", "candidate", "counted over"), tuple(rows))
 
 
 def checks_table(r: Review) -> Table:
-    """Every judged metric: verdict, criticality, the two values and why."""
-    return Table(("metric", "verdict", "criticality", "stable", "candidate", "why"),
-                 tuple((c.name, c.classification, c.criticality, num(c.stable), num(c.candidate), c.reason)
-                       for c in r.checks))
-
-
-def verdicts_table(r: Review) -> Table:
-    """Every judged metric, narrow enough for the Dagster UI at 1,400 px: the "why" is in :func:`why_lines`."""
-    return Table(("metric", "verdict", "stable", "candidate"),
-                 tuple((c.name, c.classification, num(c.stable), num(c.candidate)) for c in r.checks))
+    """Every gate with its reason (the HTML report has room for it)."""
+    return Table(("metric", "verdict", "criticality", "stable", "candidate", "counted over", "why"),
+                 tuple((c.name, verdict_word(c.classification), c.criticality, num(c.stable), num(c.candidate),
+                        counted_over(c), c.reason) for c in r.checks))
 
 
 def why_lines(r: Review) -> tuple[tuple[str, str], ...]:
-    """Each judged metric's reason, prefixed by its verdict and criticality: (metric, text)."""
-    return tuple((c.name, f"{c.classification} ({c.criticality}): {c.reason}") for c in r.checks)
-
-
-def key_numbers(r: Review) -> dict[str, float | int | str]:
-    """The day's headline numbers as plain values (shown inline as metadata entries, no table to scroll)."""
-    out: dict[str, float | int | str] = {}
-    for side in r.sides:
-        out[f"{side.role}_requests"] = side.requests
-        for name, value in (("p99_ms", side.latency_p99), ("error_rate", side.error_rate)):
-            if value is not None and math.isfinite(value):
-                out[f"{side.role}_{name}"] = round(float(value), 6)
-    if r.prediction_shift_sd is not None and math.isfinite(r.prediction_shift_sd):
-        out["prediction_shift_sd"] = round(r.prediction_shift_sd, 4)
-    return out
+    """Each gate's reason, prefixed by its verdict and criticality: (metric, text)."""
+    return tuple((c.name, f"{verdict_word(c.classification)} ({c.criticality}): {c.reason}") for c in r.checks)
 
 
 def validation_table(r: Review) -> Table:
-    """The day's validation suites (asset checks) and what failed."""
-    rows = [(v.name, "passed" if v.passed else "FAILED", "blocking" if v.severity == "ERROR" else "warning",
-             "; ".join(v.failures) or "none") for v in r.validations]
+    """The day's validation suites (asset checks): passed, failed or not judged (narrow: what failed is listed
+    apart by :func:`validation_notes`)."""
+    rows = [(v.name, v.outcome, "blocking" if v.severity == "ERROR" else "warning") for v in r.validations]
     if not rows:
-        rows.append(("log_quality (judgement)", "FAILED" if r.data_quality_failures else "passed", "blocking",
-                     "; ".join(r.data_quality_failures) or "none"))
-    return Table(("suite", "result", "kind", "failures"), tuple(rows))
+        rows.append(("log_quality (judgement)", "failed" if r.data_quality_failures else "passed", "blocking"))
+    return Table(("suite", "result", "kind"), tuple(rows))
+
+
+def validation_notes(r: Review) -> tuple[str, ...]:
+    """What failed, or could not be judged, in the day's validation, one line each."""
+    if not r.validations:
+        return tuple(r.data_quality_failures)
+    return tuple([*(f for v in r.validations for f in v.failures),
+                  *(f"not judged: {x}" for v in r.validations for x in v.not_judged)])
 
 
 def extremes_table(r: Review, id_chars: int | None = None) -> Table:
@@ -126,6 +154,7 @@ def history_table(points: tuple[HistoryPoint, ...]) -> Table:
 # partition view; 12 characters still find the request (prefix search), the HTML report shows it whole.
 MD_ID_CHARS = 12
 
+
 def _md_cell(text: str) -> str:
     return text.replace("|", "/").replace("\n", " ")
 
@@ -138,24 +167,50 @@ def md_table(t: Table) -> str:
     return "\n".join(lines)
 
 
+def md_list(items, limit: int = MD_INLINE_LIMIT - 100, more: str = "in the report") -> str:
+    """A markdown bullet list kept under ``limit`` characters (so it renders inline); the rest is counted."""
+    out, used = [], 0
+    items = list(items)
+    for k, item in enumerate(items):
+        line = f"- {_md_cell(item)}"
+        if used + len(line) + 60 > limit:
+            out.append(f"- ... {len(items) - k} more {more}")
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join(out)
+
+
 def md_reasons(r: Review) -> str:
-    return f"**{headline(r)}**\n\n" + "\n".join(f"- {x}" for x in r.reasons)
+    return f"**{headline(r)}**\n\n" + md_list(reason_sentences(r.reasons))
+
+
+def md_metrics(r: Review) -> str:
+    """The metrics table, under a line saying which sides were compared and which nights back the verdicts."""
+    lead = [f"Compared: {r.compared}." if r.compared else "", f"Pooled: {r.pooled}." if r.pooled else ""]
+    head = "\n\n".join(x for x in lead if x)  # one line each: the pane is narrow
+    note = "\n\n\\* critical gate" if any(c.criticality == "critical" for c in r.checks) else ""
+    return (f"{head}\n\n" if head else "") + md_table(metrics_table(r, narrow=True)) + note
+
+
+def md_validation(r: Review) -> str:
+    notes = validation_notes(r)
+    return md_table(validation_table(r)) + ("\n\n" + md_list(notes, MD_INLINE_LIMIT - 300) if notes else "")
 
 
 def md_plots(plots: list[tuple[str, str]]) -> str:
-    return "\n\n".join(f"![{title}](data:image/png;base64,{png})" for title, png in plots) or "_no plots_"
+    """Plots as markdown images of the served PNGs ``[(title, url)]`` (short: they render inline)."""
+    return "\n\n".join(f"![{_md_cell(title)}]({url})" for title, url in plots) or "_no plots_"
 
 
 def markdown_sections(r: Review, history: tuple[HistoryPoint, ...], plots: list[tuple[str, str]]) -> dict[str, str]:
-    """The review as markdown, one entry per metadata key (tables kept narrow: the "why" is a list of its own)."""
+    """The review as markdown, one entry per metadata key; ``plots`` are (title, URL of the PNG)."""
     return {
         "reasons": md_reasons(r),
-        "stable_vs_candidate": (f"Compared: {r.compared or 'n/a'}\n\n" if r.compared else "") + md_table(comparison_table(r)),
-        "metrics": md_table(verdicts_table(r)),
-        "why": "\n".join(f"- **{name}** {_md_cell(text)}" for name, text in why_lines(r)) or "_none_",
-        "validation": md_table(validation_table(r)),
-        "extremes": md_table(extremes_table(r, id_chars=MD_ID_CHARS)),
+        "metrics": md_metrics(r),
+        "validation": md_validation(r),
         "plots": md_plots(plots),
+        "extremes": md_table(extremes_table(r, id_chars=MD_ID_CHARS)),
         "history": md_table(history_table(history)),
     }
 
@@ -180,10 +235,15 @@ def html_table(t: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(r: Review, history: tuple[HistoryPoint, ...], plots: list[tuple[str, str]]) -> str:
-    """The review as one self-contained HTML page (plots inline as data URIs)."""
+def render_html(r: Review, history: tuple[HistoryPoint, ...], plots: list[tuple[str, str]],
+                ui_link: str | None = None) -> str:
+    """The review as one self-contained HTML page (plots inline as data URIs); ``ui_link``: the day's partition
+    in the Dagster UI."""
     e = html.escape
-    reasons = "".join(f"<li>{e(x)}</li>" for x in r.reasons)
+    reasons = "".join(f"<li>{e(x)}</li>" for x in reason_sentences(r.reasons))
+    notes = "".join(f"<li>{e(x)}</li>" for x in validation_notes(r))
+    back = f'<p class="meta"><a id="dagster-link" href="{e(ui_link)}">This day in the Dagster UI</a></p>' \
+        if ui_link else ""
     images = "".join(f'<img alt="{e(t)}" title="{e(t)}" src="data:image/png;base64,{png}">' for t, png in plots)
     ids = f"decision #{r.decision_id}" if r.decision_id is not None else "decision"
     return f"""<!doctype html>
@@ -193,10 +253,13 @@ def render_html(r: Review, history: tuple[HistoryPoint, ...], plots: list[tuple[
 <p class="action {e(r.action)}">{e(headline(r))}</p>
 <p class="meta">{e(ids)} by {e(r.actor)}{' &middot; Dagster run ' + e(r.run_id) if r.run_id else ''}
 {' &middot; compared: ' + e(r.compared) if r.compared else ''}</p>
+{back}
 <h2>Why</h2><ul>{reasons}</ul>
-<h2>Stable vs candidate</h2>{html_table(comparison_table(r))}
-<h2>Metrics</h2>{html_table(checks_table(r))}
-<h2>Validation</h2>{html_table(validation_table(r))}
+<h2>Metrics</h2>
+<p class="meta">{e(f"Compared: {r.compared}." if r.compared else "")} {e(f"Pooled: {r.pooled}." if r.pooled else "")}</p>
+{html_table(metrics_table(r))}
+{html_table(checks_table(r))}
+<h2>Validation</h2>{html_table(validation_table(r))}{f"<ul>{notes}</ul>" if notes else ""}
 <h2>Extremes</h2>{html_table(extremes_table(r))}
 <h2>Plots</h2><div>{images or '<p><em>no plots</em></p>'}</div>
 <h2>History</h2>{html_table(history_table(history))}

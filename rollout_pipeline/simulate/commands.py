@@ -43,6 +43,7 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index
     Fails if the model has no routing config, unless --start-shadow is given.
     """
     from rollout_pipeline.config import load_settings
+    from rollout_pipeline.progress import progress_bar
     from rollout_pipeline.serving.router import NoRouting
     from rollout_pipeline.simulate.day import parse_knobs, simulate_day, start_shadow_routing
     from rollout_pipeline.simulate.models import UnknownKind
@@ -58,11 +59,11 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index
         overrides = parse_knobs(knobs)
         if start_shadow:
             start_shadow_routing(engine, model, kind)
-        with lake as writer:
+        with lake as writer, progress_bar(requests, f"simulate {model} {day.date()}", "req") as advance:
             summary = simulate_day(engine, model, day.date(), requests, scenario, seed, day_index=day_index,
                                    kind=kind, knobs=overrides,
                                    spill_dir=settings.state_dir / "spill" / f"simulate-{model}",
-                                   sink=writer, seeded_ids=seeded_ids)
+                                   sink=writer, seeded_ids=seeded_ids, progress=advance)
         files = writer.files if writer is not None else []
     except (NoRouting, UnknownKind, UnknownScenario, DatabaseUrlError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

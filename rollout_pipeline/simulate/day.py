@@ -25,6 +25,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from rollout_pipeline.store.routing import read_routing, write_routing
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
+PROGRESS_EVERY = 1000  # requests between two reports to ``simulate_day``'s progress callback
 _DAY_US = 86_400_000_000
 
 
@@ -346,6 +348,7 @@ def simulate_day(
     spill_dir: str | os.PathLike | None = None,
     sink: LakeWriter | None = None,
     seeded_ids: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> SimulationSummary:
     """Simulate ``requests`` requests to ``model`` on UTC ``day`` through the real Router, and their feedback.
 
@@ -475,6 +478,8 @@ def simulate_day(
     complaints = actuals = 0
     try:
         for i, (offset, row, entity) in enumerate(zip(times.tolist(), rows, entity_ids)):
+            if progress is not None and i and i % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
             if plan_shadows and i % SHADOW_PACING == 0:
                 # A day is replayed in seconds: let the mirror catch up, so that a shadow call's real
                 # wait in the queue (which counts against its timeout) stays far below the timeout
@@ -516,6 +521,8 @@ def simulate_day(
     finally:
         router.close()
         own_writer.close()
+    if progress is not None and n:
+        progress(n - (n - 1) // PROGRESS_EVERY * PROGRESS_EVERY)  # the requests since the last report
     for start in range(0, len(feedback), 50_000):
         if lake_log is not None:
             lake_log.write_feedback(feedback[start:start + 50_000])

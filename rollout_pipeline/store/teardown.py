@@ -29,6 +29,7 @@ class TeardownRecord:
     detail: str
     actor: str
     run_id: str | None
+    created_at: dt.datetime | None = None
 
     def as_dict(self) -> dict:
         return {"model": self.model_name, "variant": self.variant, "day": self.day.isoformat(),
@@ -39,7 +40,7 @@ class TeardownRecord:
 
 def _record(row) -> TeardownRecord:
     return TeardownRecord(row.id, row.model_name, row.variant, row.day, row.inactive_since, row.status, row.attempts,
-                          row.action, row.detail, row.actor, row.run_id)
+                          row.action, row.detail, row.actor, row.run_id, row.created_at)
 
 
 def models_with_inactive_variants(connection: sa.Connection) -> list[str]:

@@ -23,8 +23,10 @@ from rollout_pipeline.domain.records import STATUSES
 from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary
 
 LOG_QUALITY, LATENCY, PREDICTIONS = "log_quality", "latency_slo", "prediction_distribution"
-# A latency gate's verdicts that do not hold the candidate slower (too little data is a hold, not a latency failure).
-LATENCY_NOT_WORSE = ("pass", "low", "nodata", "n/a")
+# A latency gate's verdicts that do not find the candidate slower. Too little data ("nodata") is neither a pass
+# nor a latency failure: the check says "not judged" (a failed WARN check, never a green pass).
+LATENCY_NOT_WORSE = ("pass", "low", "n/a")
+NOT_JUDGED = "nodata"
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,13 @@ class ExpectationOutcome:
     success: bool
     errored: bool
     observed: str
+    not_judged: bool = False  # too little data to tell: not a pass, not a failure
 
     @property
     def status(self) -> str:
-        return "error" if self.errored else ("pass" if self.success else "fail")
+        if self.errored:
+            return "error"
+        return "pass" if self.success else ("not judged" if self.not_judged else "fail")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class SuiteResult:
 
     @property
     def passed(self) -> bool:
+        """Every expectation passed; an expectation not judged (too little data) is no pass."""
         return all(o.success and not o.errored for o in self.outcomes)
 
     @property
@@ -60,8 +66,32 @@ class SuiteResult:
 
     @property
     def failures(self) -> list[str]:
+        """What failed or errored, in words (an expectation not judged is listed by :attr:`not_judged`)."""
         return [f"{self.name}: {o.description} ({'ERROR: ' if o.errored else ''}{o.observed})"
-                for o in self.outcomes if o.status != "pass"]
+                for o in self.outcomes if o.status in ("fail", "error")]
+
+    @property
+    def not_judged(self) -> list[str]:
+        """Expectations with too little data to tell, and why."""
+        return [f"{self.name}: {o.description} ({o.observed})" for o in self.outcomes if o.status == "not judged"]
+
+    @property
+    def outcome(self) -> str:
+        """passed | failed | not judged (a failure or an error wins over too little data)."""
+        if self.failures:
+            return "failed"
+        return "not judged" if self.not_judged else "passed"
+
+    def summary(self) -> str:
+        """One line naming the counts, e.g. "1 of 2 not judged: ..." or "all 6 passed"."""
+        n = len(self.outcomes)
+        if not n:
+            return "nothing to check on this day"
+        if self.failures:
+            return f"{len(self.failures)} of {n} failed: " + "; ".join(self.failures)
+        if self.not_judged:
+            return f"{len(self.not_judged)} of {n} not judged: " + "; ".join(self.not_judged)
+        return f"all {n} passed"
 
 
 _lock = threading.Lock()
@@ -95,14 +125,43 @@ def _raised(exception_info) -> str | None:
     return None
 
 
-def _observed(result: dict) -> str:
+def _bound(value) -> str:
+    return num(float(value)) if isinstance(value, (int, float)) else str(value)
+
+
+def rule_in_words(kind: str, kwargs: dict) -> str:
+    """What an expectation asks, in words: "between 0 and 0", "one of v1, v2", "at least 1"."""
+    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+    if "value_set" in kwargs:
+        return "one of " + ", ".join(str(v) for v in kwargs["value_set"])
+    if lo is not None and hi is not None:
+        return f"exactly {_bound(lo)}" if lo == hi else f"between {_bound(lo)} and {_bound(hi)}"
+    if lo is not None:
+        return f"at least {_bound(lo)}"
+    if hi is not None:
+        return f"at most {_bound(hi)}"
+    return kind.removeprefix("expect_").replace("_", " ")
+
+
+def observed_in_words(kind: str, kwargs: dict, result: dict) -> str:
+    """A GX result in words: the column, the rule, how many rows broke it (of how many) and an example."""
+    rule = rule_in_words(kind, kwargs)
+    column = kwargs.get("column")
+    what = f"column {column}" if column else "the table"
     if result.get("observed_value") is not None:
         value = result["observed_value"]
-        return f"observed {float(value):.4g}" if isinstance(value, (int, float)) else f"observed {value}"
+        shown = num(float(value)) if isinstance(value, (int, float)) else str(value)
+        subject = "row count" if kind == "expect_table_row_count_to_be_between" else (
+            f"mean of column {column}" if "mean" in kind else what)
+        return f"{subject} is {shown}; expected {rule}"
     if result.get("unexpected_count") is not None:
-        examples = [str(v) for v in (result.get("partial_unexpected_list") or [])[:5]]
-        return f"{int(result['unexpected_count'])} unexpected" + (f", e.g. {', '.join(examples)}" if examples else "")
-    return "no value"
+        bad, total = int(result["unexpected_count"]), result.get("element_count")
+        examples = [str(v) for v in (result.get("partial_unexpected_list") or [])[:3]]
+        of = f" of {int(total):,}" if total is not None else ""
+        rows = "row" if (total if total is not None else bad) == 1 else "rows"
+        return (f"{what}: {bad:,}{of} {rows} not {rule}"
+                + (f", e.g. {', '.join(examples)}" if examples else ""))
+    return f"{what}: expected {rule}; no value observed"
 
 
 def run_suite(name: str, blocking: bool, frame, expectations: list[tuple[str, object]]) -> SuiteResult:
@@ -126,7 +185,9 @@ def run_suite(name: str, blocking: bool, frame, expectations: list[tuple[str, ob
             description=(r.expectation_config.meta or {}).get("description", r.expectation_config.type),
             success=bool(r.success) and error is None,
             errored=error is not None,
-            observed=error if error else _observed(dict(r.result or {})),
+            observed=error if error else observed_in_words(r.expectation_config.type,
+                                                           dict(r.expectation_config.kwargs or {}),
+                                                           dict(r.result or {})),
         ))
     with _lock:
         ctx.data_sources.delete(source.name)
@@ -229,7 +290,8 @@ def _latency(E, summary: DaySummary, stage: str, policy: Policy, groups) -> Suit
         ]).outcomes
         # What the gate said, not GX's "1 unexpected": the same words as the decision's reasons.
         observed = outcome.observed if outcome.errored else f"{check.classification}: {check.reason}"
-        outcomes.append(dataclasses.replace(outcome, observed=observed))
+        outcomes.append(dataclasses.replace(outcome, observed=observed,
+                                            not_judged=check.classification == NOT_JUDGED and not outcome.errored))
     return SuiteResult(LATENCY, False, tuple(outcomes))
 
 

@@ -25,14 +25,19 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def chromium():
-    """Playwright's sync API, once Chromium is known to be there (per test: its event loop ends with the test)."""
+def require_browser() -> None:
+    """Skip (fail under CI=true) when the browser or Playwright is missing, saying which."""
     reason = _missing()
     if reason:
         if IN_CI:
             pytest.fail(f"CI=true and no browser: {reason}", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def chromium():
+    """Playwright's sync API, once Chromium is known to be there (per test: its event loop ends with the test)."""
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

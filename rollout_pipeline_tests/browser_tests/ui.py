@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -46,8 +45,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def webserver(folder: Path, port: int | None = None, timeout: float = 90.0, log: Path | None = None):
-    """`dagster-webserver` on the state in ``folder``, bound to 127.0.0.1; yields its base URL.
+def webserver(folder: Path, port: int | None = None, timeout: float = 90.0, log: Path | None = None,
+              env: dict[str, str] | None = None):
+    """`rollout-pipeline ui` (Dagster's webserver, the reports at /reports, the daemon) on the state in
+    ``folder``, bound to 127.0.0.1; yields its base URL.
 
     It runs in its own process group (its own session), which is stopped by that id at the end.
     """
@@ -55,8 +56,9 @@ def webserver(folder: Path, port: int | None = None, timeout: float = 90.0, log:
     log = log or folder / "webserver.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=state_env(folder), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [str(BIN / "rollout-pipeline"), "ui", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO, env={**state_env(folder), **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -85,7 +87,14 @@ def webserver(folder: Path, port: int | None = None, timeout: float = 90.0, log:
 
 def decision_url(base: str, day: str, model: str) -> str:
     """The decision asset's Partitions tab with the partition ``day|model`` selected."""
-    return f"{base}/assets/decision?view=partitions&partition={urllib.parse.quote(f'{day}|{model}')}"
+    from rollout_pipeline.review.links import partition_url
+
+    return partition_url(base, day, model)
+
+
+def launchpad_url(base: str, job: str) -> str:
+    """A job's launchpad in the code location of workspace.yaml."""
+    return f"{base}/locations/__repository__@rollout_pipeline/jobs/{job}/playground"
 
 
 def skip_community_dialog(base: str) -> None:

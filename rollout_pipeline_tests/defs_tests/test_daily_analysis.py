@@ -120,9 +120,37 @@ def test_dry_run_stores_nothing(store, instance):
     write_predictions(store, log_day("m", D1, "v1", "v2"))
     run = run_day("m", D1, dry_run=True, instance=instance)
     assert run.result["action"] == "promote" and run.result["decision_id"] is None
+    assert run.result["dry_run"] is True and run.result["applied"] is False
     with store.connect() as conn:
         assert decision_history(conn, "m") == []
         assert conn.execute(sa.text("SELECT count(*) FROM decisions")).scalar_one() == 0
+    # The analysis ran; the decision asset did not materialize: a what-if is not the partition's decision.
+    assert instance.get_latest_materialization_event(dg.AssetKey("day_summary")) is not None
+    assert instance.get_latest_materialization_event(dg.AssetKey("decision")) is None
+
+
+def _displayed_decision(instance, day, model):
+    """The decision partition's latest materialization, as the UI's partition view shows it."""
+    partition = f"{day}|{model}"
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("decision"), asset_partitions=[partition]), limit=1).records
+    return records[0] if records else None
+
+
+@pytest.mark.parametrize("force", [None, "rollback"])
+def test_a_dry_run_leaves_the_partition_s_displayed_decision_unchanged(store, instance, force):
+    """`decide --dry-run` (plain or forced) after the day's real decision: the partition still shows that decision."""
+    write_predictions(store, log_day("m", D1, "v1", "v2"))
+    real = run_day("m", D1, instance=instance)
+    shown = _displayed_decision(instance, D1, "m")
+    assert shown.run_id == real.run_id and shown.asset_materialization.metadata["action"].value == "promote"
+    dry = run_day("m", D1, dry_run=True, force=force, reason="what if" if force else None, instance=instance)
+    assert dry.result["action"] == (force or "promote") and dry.result["decision_id"] is None
+    after = _displayed_decision(instance, D1, "m")
+    assert after.storage_id == shown.storage_id and after.run_id == real.run_id
+    with store.connect() as conn:
+        (live,) = decision_history(conn, "m")
+    assert live.id == real.result["decision_id"] and live.action == "promote"
 
 
 def test_a_scheduled_run_stopped_by_the_blocking_check_is_held_by_the_failure_sensor(store, instance):

@@ -173,9 +173,9 @@ def test_every_verdict_names_the_population_it_counts():
     evaluation = evaluate(summary_of(traffic("canary", 6000, seed=3, share=0.5, mirror=False)), "canary", P,
                           percent=50)
     populations = {c.name: c.population for c in evaluation.checks}
-    assert populations["latency"] == "candidate answers, whole days"
-    assert populations["complaints"].startswith("served requests")
-    assert populations["error_rate"] == "candidate's entities vs stable's"
+    assert populations["latency"] == "answers, whole days"
+    assert populations["complaints"] == "served, entities"
+    assert populations["error_rate"] == "entities"
     paired = evaluate(summary_of(traffic("shadow", 3000, seed=3)), "shadow", P)
     assert {c.name: c.population for c in paired.checks}["error_rate"].startswith("paired requests")
 
@@ -235,7 +235,7 @@ def test_a_candidate_mirroring_the_stables_requests_is_judged_on_the_full_volume
     pair on every request at 1%, not on the few it served."""
     rows = traffic("canary", 6000, seed=8, share=0.01, cand_shadow=True, cand_latency=3.0)
     check = gate("latency", summary_of(rows), "canary", percent=1)
-    assert check.classification == "high" and "served and mirrored" in check.population
+    assert check.classification == "high" and "served+mirrored" in check.population
     assert check.units > 5000
     shift = gate("prediction_shift", summary_of(traffic("canary", 6000, seed=8, share=0.01, cand_shadow=True)),
                  "canary", percent=1)

@@ -112,7 +112,7 @@ def test_a_hostile_reason_is_stored_and_shown_exactly(env):
     out = json.loads(forced.stdout)
     expected = f"forced rollback by {getpass.getuser()} (cli): {REASON.strip()}"  # --operator defaults to the OS user
     assert out["reasons"] == [expected] and out["applied"] is True
-    history = json.loads(_run("history", "--model", "m", "--json").stdout)
+    history = [e for e in json.loads(_run("history", "--model", "m", "--json").stdout) if e["kind"] == "decision"]
     assert history[-1]["reasons"] == [expected]
     with engine.connect() as conn:
         assert repo.live_decision(conn, "m", DAY).reasons == [expected]

@@ -4,6 +4,7 @@ A day whose candidate p99 is well under the SLO but far above the stable's p99 (
 the gate; the check used to compare only the raw p99 with the SLO and said "passed".
 """
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -55,3 +56,32 @@ def test_the_latency_check_says_what_the_decision_s_latency_gate_says(stable_ms,
     assert latency.observed == f"{gate.classification}: {gate.reason}"
     if not passed:
         assert any(gate.reason in f for f in suite.failures)
+
+
+def test_a_latency_gate_not_judged_is_never_a_pass():
+    """Too few candidate answers to judge a p99: the check is not passed, says "not judged" and names the count."""
+    full = _summary(10.0, 10.0)
+    kept = tuple(r for r in full.sample if r.variant == "v1" or int(r.correlation_id[1:]) < 20)
+    few = dataclasses.replace(full, sample=kept, variants=(
+        full.variants[0], _variant("v2", False, 20.0, [r.latency_ms for r in kept if r.variant == "v2"])))
+    policy = Policy()
+    gate = {c.name: c for c in evaluate(few, "shadow", policy).checks}["latency"]
+    assert gate.classification == "nodata"
+    (suite,) = validate_day(few, "shadow", policy, suites=(LATENCY,))
+    assert suite.passed is False and suite.outcome == "not judged" and suite.failures == []
+    assert any(gate.reason in x for x in suite.not_judged)
+    assert suite.summary().startswith("2 of 2 not judged: ") and "20 candidate answers" in suite.summary()
+    latency = next(o for o in suite.outcomes if "latency gate" in o.description)
+    assert latency.status == "not judged"
+
+
+def test_a_log_quality_failure_names_the_column_the_rule_the_count_and_an_example():
+    from rollout_pipeline.validation.suites import LOG_QUALITY
+
+    summary = _summary(10.0, 10.0)
+    bad = VariantDay("v3", True, 5, 5, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 5, 0.5, 0.1, 0.0, 1.0, 0, (), ())
+    summary = DaySummary("m", DAY, "v1", "v2", (*summary.variants, bad), (), None, (), summary.sample)
+    (suite,) = validate_day(summary, "shadow", Policy(), suites=(LOG_QUALITY,))
+    (failure,) = [f for f in suite.failures if "variant" in f]
+    assert "column variant: 1 of 3 rows not one of v1, v2, e.g. v3" in failure, failure
+    assert "unexpected" not in failure

@@ -40,14 +40,35 @@ def test_operator_is_audited_and_history_all_marks_the_superseded(state):
     first = json.loads(_run("decide", "--model", "m", "--date", DAY.isoformat(), "--json"))
     second = json.loads(_run("decide", "--model", "m", "--date", DAY.isoformat(), "--force", "hold",
                              "--reason", "wait for the holiday", "--operator", "alice", "--json"))
-    rows = json.loads(_run("history", "--model", "m", "--all", "--json"))
+    events = json.loads(_run("history", "--model", "m", "--all", "--json"))
+    rows = [e for e in events if e["kind"] == "decision"]
     assert [r["actor"] for r in rows] == [f"{getpass.getuser()} (cli)", "alice (cli)"]
     assert rows[1]["reasons"] == ["forced hold by alice (cli): wait for the holiday"]
     assert rows[0]["superseded_by"] == rows[1]["id"] and rows[1]["superseded_by"] is None
     text = _run("history", "--model", "m", "--all").splitlines()
-    assert text[0].startswith(f"{DAY} #{rows[0]['id']} ") and text[0].endswith(f"[superseded by #{rows[1]['id']}]")
+    (line,) = [x for x in text if f"decision #{rows[0]['id']} " in x]
+    assert f"[{DAY}]" in line and f"[superseded by #{rows[1]['id']}]" in line
     assert "superseded" not in _run("history", "--model", "m")  # the live decisions only
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"rollout/action": "hold"}))
     assert len(runs) == 1 and runs[0].tags["rollout/actor"] == "alice (cli)"
     assert first["action"] == "promote" and second["action"] == "hold"  # only the second run is tagged hold
+
+
+def test_history_shows_decisions_routing_changes_and_teardowns_on_one_timeline(state):
+    """A rollback after promotion-less days, then the retention job's teardown: all three kinds, in order."""
+    decided = json.loads(_run("decide", "--model", "m", "--date", DAY.isoformat(), "--force", "rollback",
+                              "--reason", "p99 alerts", "--json"))
+    _run("teardown", "--date", (DAY + dt.timedelta(days=30)).isoformat())
+    events = json.loads(_run("history", "--model", "m", "--json"))
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "routing" and "started" in events[0]["details"][0]  # the rollout's first routing
+    d = kinds.index("decision")
+    assert events[d]["id"] == decided["decision_id"] and events[d]["reasons"] == decided["reasons"]
+    assert kinds[d + 1] == "routing" and events[d + 1]["decision_id"] == decided["decision_id"]
+    assert "v2 inactive 0%" in events[d + 1]["summary"]
+    assert kinds[-1] == "teardown" and events[-1]["variant"] == "v2" and events[-1]["status"] == "done"
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    text = _run("history", "--model", "m")
+    assert "decision #" in text and "routing v" in text and "teardown of v2 done" in text
+    assert "    - forced rollback by" in text

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from rollout_pipeline.cli import cli
 from rollout_pipeline.review.content import review_from_record
-from rollout_pipeline.review.render import checks_table, comparison_table, num
+from rollout_pipeline.review.render import (breakable, checks_table, metrics_table, num, reason_sentences,
+                                            verdict_word)
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline.store.rollouts import decision_history
@@ -67,31 +68,34 @@ def test_metadata_report_and_decision_table_agree(decided):
     assert meta["before"] == f"{row.stage_before} {row.percent_before}%"
     assert meta["after"] == f"{row.stage_after} {row.percent_after}%"
     report = tmp_path / "state" / "reports" / f"m-{D2}.html"
-    assert f"[{report.name}]({report.resolve().as_uri()})" in meta["report"]
+    assert f"[{report.name}](/reports/{report.name})" in meta["report"]  # served by `rollout-pipeline ui`
     page = report.read_text()
     text = _text(page)
-    for reason in row.reasons:
-        assert reason in meta["reasons"] and reason in text
-    # Every judged metric of the stored row, with the same formatting, in the metadata and in the report.
+    assert 'href="/assets/decision?view=partitions&amp;partition=2026-06-02%7Cm"' in page  # back to the partition
+    for sentence in reason_sentences(tuple(row.reasons)):
+        assert sentence in meta["reasons"] and sentence in text
+    # Every gate of the stored row, with the same formatting, in the one metrics table and in the report.
     assert row.metrics["checks"]
-    for check in row.metrics["checks"]:
-        cells = [check["name"], check["classification"], check["criticality"], num(check["stable"]),
-                 num(check["candidate"])]
-        md_cells = [check["name"], check["classification"], num(check["stable"]), num(check["candidate"])]
-        line = next(x for x in meta["metrics"].splitlines() if x.startswith(f"| {check['name']} |"))
-        assert line == "| " + " | ".join(md_cells) + " |", (line, md_cells)
-        assert meta[f"why: {check['name']}"] == f"{check['classification']} ({check['criticality']}): {check['reason']}"
-        assert re.search(r"\s+".join(re.escape(c) for c in cells), text), cells
-    assert f"| judge score |  | {num(row.metrics['score'])} |" in meta["stable_vs_candidate"]
-    # The stable-vs-candidate table is rebuilt from the row alone and shows in both.
     review = review_from_record(row)
+    for check in row.metrics["checks"]:
+        cells = [check["name"], verdict_word(check["classification"]), check["criticality"], num(check["stable"]),
+                 num(check["candidate"])]
+        line = next(x for x in meta["metrics"].splitlines() if x.startswith(f"| {breakable(check['name'])} |"))
+        assert line.split(" | ")[2:4] == [num(check["stable"]), num(check["candidate"])], line
+        assert meta[f"why: {check['name']}"] == (f"{verdict_word(check['classification'])} ({check['criticality']}): "
+                                                 f"{check['reason']}")
+        assert re.search(r"\s+".join(re.escape(c) for c in cells), text), cells
+    assert "stable_vs_candidate" not in meta and "candidate_p99_ms" not in meta  # one table, no second set of numbers
     assert review.side("candidate").served is True and review.side("stable").requests > 0
-    for cells in comparison_table(review).rows:
-        assert "| " + " | ".join(cells) + " |" in meta["stable_vs_candidate"]
+    for cells, narrow in zip(metrics_table(review).rows, metrics_table(review, narrow=True).rows):
+        assert "| " + " | ".join(narrow) + " |" in meta["metrics"]
         assert "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" in page
     for cells in checks_table(review).rows:
         assert "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" in page
-    assert meta["plots"].count("data:image/png;base64,") >= 3 and page.count("data:image/png;base64,") >= 3
+    plots = re.findall(r"!\[[^]]*\]\((/reports/img/[^)]+\.png)\)", meta["plots"])
+    assert len(plots) >= 3 and page.count("data:image/png;base64,") >= 3
+    for url in plots:  # each image the metadata shows is a PNG in the reports folder
+        assert (tmp_path / "state" / url.removeprefix("/")).read_bytes()[:4] == b"\x89PNG"
     assert "| 2026-06-01 | promote | canary 1% |" in meta["history"]
 
 
@@ -120,8 +124,8 @@ def test_status_prints_a_table_and_history_the_reasons(decided):
 
 
 def test_the_decision_page_reads_inline_at_1400_px(decided):
-    """The report link comes first, key numbers are plain entries, every table but the plots renders inline
-    (Dagster shows markdown of 1,000 characters or more only behind "Show Markdown"), and the run is tagged."""
+    """The report link comes first, then the decision; every markdown entry renders inline (Dagster shows markdown
+    of 1,000 characters or more only behind "Show Markdown"), the plots included; and the run is tagged."""
     _, rows = decided
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("decision"))
@@ -129,12 +133,10 @@ def test_the_decision_page_reads_inline_at_1400_px(decided):
     metadata = event.asset_materialization.metadata
     keys = list(metadata)
     assert keys[:2] == ["report", "action"]
-    assert isinstance(metadata["report"], dg.MarkdownMetadataValue) and len(metadata["report"].value) < 1000
-    assert isinstance(metadata["candidate_p99_ms"], dg.FloatMetadataValue)
-    assert isinstance(metadata["candidate_requests"], dg.IntMetadataValue)
-    assert keys.index("candidate_p99_ms") < keys.index("reasons") < keys.index("metrics") < keys.index("plots")
+    assert isinstance(metadata["report"], dg.MarkdownMetadataValue)
+    assert keys.index("action") < keys.index("reasons") < keys.index("metrics") < keys.index("plots")
     for key, value in metadata.items():
-        if isinstance(value, dg.MarkdownMetadataValue) and key != "plots":
+        if isinstance(value, dg.MarkdownMetadataValue):
             assert len(value.value) < 1000, key
-    assert max(len(line) for line in metadata["metrics"].value.splitlines()) < 80
+    assert max(len(line) for line in metadata["metrics"].value.splitlines()) < 110
     assert run.tags["rollout/action"] == rows[-1].action
