@@ -78,6 +78,9 @@ def as_cli_error(exc: BaseException) -> CliError:
         return CliError(f"ROLLOUT_DATABASE_URL: {exc}")
     if isinstance(exc, SettingsError):
         return CliError(str(exc))
+    rollouts_mod = sys.modules.get("rollout_pipeline.store.rollouts")
+    if rollouts_mod is not None and isinstance(exc, rollouts_mod.RolloutError):
+        return CliError(str(exc))  # e.g. a stored policy out of its documented ranges: refused, naming the field
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return InternalError(f"internal error: {type(exc).__name__}: {first} (re-run with --verbose for the traceback)")
 
