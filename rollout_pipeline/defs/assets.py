@@ -18,7 +18,7 @@ import urllib.parse
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_decision
-from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.night import each_partition, failed_blocking_checks, failed_partitions, failure_line, is_range
 from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition_of
 from rollout_pipeline.defs.resources import LogsResource, Notifier, StoreResource
@@ -33,9 +33,7 @@ from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
 
 GROUP = "daily_analysis"
-# Transient database errors are retried; refusals and a database that rejects our credentials are not
-# (``dg.Failure(allow_retries=False)`` from ``refuse`` and ``database_errors``).
-RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+RETRY = DATABASE_RETRY  # the one retry policy of every step (defs/failures.py)
 # A night's partitions (one day, many models) in one run: the assets iterate the run's partitions (defs/night.py).
 ONE_RUN = dg.BackfillPolicy.single_run()
 

@@ -15,7 +15,7 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.defs.failures import config_day, database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource, TeardownAction
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.notify import teardown_message
@@ -25,8 +25,6 @@ from rollout_pipeline.store.engine import DatabaseUrlError
 from rollout_pipeline.store.partitions import drop_day_partitions_before
 from rollout_pipeline.store.routing import ConcurrentUpdate
 
-# Transient database errors only: every other failure of the step is raised with allow_retries=False.
-DATABASE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 # A routing written by someone else between our read and our write: read it again, this many times.
 CONCURRENT_ROUTING_TRIES = 3
 
