@@ -126,11 +126,7 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     rollout = repo.rollout_for_day(connection, model, day)
     if request.source == "approval":
         return _decide_approval(connection, request, rollout)
-    latest = repo.latest_decided_day(connection, rollout.id)
-    if latest is not None and day < latest and not request.force:
-        raise DecisionRefused(
-            f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
-            "in time; force an action with a reason to override")
+    refuse_an_older_day(connection, rollout, day, request.force)
     seen = repo.live_decision(connection, model, day)  # a run deciding this day meanwhile makes ours fail, not double
     if seen is not None and _stands(seen, request):
         return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
@@ -198,6 +194,15 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
     return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)
+
+
+def refuse_an_older_day(connection: sa.Connection, rollout: repo.Rollout, day: dt.date, force: str | None) -> None:
+    """``DecisionRefused`` for a day older than the rollout's latest decided one, unless forced."""
+    latest = repo.latest_decided_day(connection, rollout.id)
+    if latest is not None and day < latest and not force:
+        raise DecisionRefused(
+            f"refusing to decide {rollout.model_name} {day}: {latest} is already decided and a canary never steps "
+            "back in time; force an action with a reason to override")
 
 
 def _stands(seen: repo.DecisionRecord, request: DecisionRequest) -> bool:

@@ -170,8 +170,7 @@ def _both_migrations(pipeline_url: str, dagster_url: str, home: Path, monkeypatc
     init_db()
     with dg.DagsterInstance.get() as instance:
         instance.upgrade()  # what `dagster instance migrate` does on an upgrade
-        _run_id, success = run_retention(dg_day(), instance=instance)
-        assert success
+        assert run_retention(dg_day(), instance=instance).success
     init_db()
 
 
@@ -223,8 +222,9 @@ def test_the_production_instance_records_a_run_in_postgresql(pg_url, empty_pg_ur
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.run_launcher).__name__ == "DockerRunLauncher"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-        run_id, success = run_retention(dg_day(), instance=instance)
-        assert success
+        retention_run = run_retention(dg_day(), instance=instance)
+        assert retention_run.success
+        run_id = retention_run.run_id
     engine = sa.create_engine(url.set(drivername="postgresql+psycopg2"))
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT pipeline_name, status FROM runs WHERE run_id = :id"),
