@@ -94,6 +94,7 @@ class FeedbackAgg(NamedTuple):
     n: int
     abs_error_mean: float | None
     label_accuracy: float | None
+    broken: int = 0  # rows whose value is NaN, infinite or |x| >= ABSURD_VALUE: counted, never averaged
 
 
 class LogRow(NamedTuple):
@@ -467,6 +468,7 @@ def variant_days(totals: DayTotals, histograms: Mapping[Key, Sequence[int]],
             actuals=actual.n if actual else 0,
             abs_error_mean=_f(actual.abs_error_mean) if actual else None,
             label_accuracy=_f(actual.label_accuracy) if actual else None,
+            broken_feedback=sum(int(r.broken) for r in fb.values()),
             null_outputs=t.null_outputs,
         ))
     return tuple(out)

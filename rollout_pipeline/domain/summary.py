@@ -75,6 +75,7 @@ class VariantDay:
     abs_error_mean: float | None = None
     label_accuracy: float | None = None
     null_outputs: int = 0  # rows with status ok but neither a prediction nor a label (an answer that says nothing)
+    broken_feedback: int = 0  # feedback rows about these requests whose value is NaN, infinite or |x| >= ABSURD_VALUE
 
     @property
     def error_rate(self) -> float | None:

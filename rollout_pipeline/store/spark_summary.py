@@ -282,16 +282,21 @@ class SparkScans:
         feedback = self._feedback(model_name, lo, hi + FEEDBACK_WINDOW)
         if feedback is None:  # no feedback folder in the window: no join (it would still read the whole day)
             return []
+        # As in the database: NaN (which Spark sorts above +Infinity), the infinities and absurd values are
+        # counted as broken and kept out of the mean.
         rows = self._sql(f"""
             SELECT p.variant, p.served, f.kind, count(*) AS n,
-                   avg(CASE WHEN {FINITE.replace('prediction', 'p.prediction')} AND f.value IS NOT NULL
+                   avg(CASE WHEN {FINITE.replace('prediction', 'p.prediction')}
+                                 AND {FINITE.replace('prediction', 'f.value')}
                             THEN abs(p.prediction - f.value) END) AS abs_err,
                    avg(CASE WHEN f.label IS NOT NULL
-                            THEN CASE WHEN p.label = f.label THEN 1.0D ELSE 0.0D END END) AS acc
+                            THEN CASE WHEN p.label = f.label THEN 1.0D ELSE 0.0D END END) AS acc,
+                   count_if({NONFINITE.replace('prediction', 'f.value')}) AS broken
             FROM {{feedback}} f JOIN {{day}} p ON p.correlation_id = f.correlation_id
             GROUP BY p.variant, p.served, f.kind""",
             feedback=feedback, day=self._day(model_name, day), absurd=ABSURD_VALUE).collect()
-        return [FeedbackAgg(r.variant, bool(r.served), r.kind, int(r.n), r.abs_err, r.acc) for r in rows]
+        return [FeedbackAgg(r.variant, bool(r.served), r.kind, int(r.n), r.abs_err, r.acc, int(r.broken))
+                for r in rows]
 
     def sample_feedback(self, model_name: str, rows: list[LogRow], thresholds: dict[str, int],
                         lo: dt.datetime, hi: dt.datetime) -> list[FeedbackItem]:
