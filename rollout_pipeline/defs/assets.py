@@ -31,6 +31,7 @@ from rollout_pipeline.review.report import write_report
 from rollout_pipeline.sources import SourceError
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.routing import read_routing
 
 GROUP = "daily_analysis"
 RETRY = DATABASE_RETRY  # the one retry policy of every step (defs/failures.py)
@@ -68,7 +69,9 @@ def summarize_day(context: dg.AssetExecutionContext, store: StoreResource, logs:
     with database_errors():
         with store.engine.connect() as conn:
             rollout = lookup_rollout(conn, model, day)
-            stage = repo.state_before(conn, rollout, day).stage
+            state = repo.state_before(conn, rollout, day)
+            routing = read_routing(conn, model)
+        stage = state.stage
         try:
             collected = source.collect(store.engine, model, day, rollout.stable_variant, rollout.candidate_variant,
                                        accuracy_day=rollout.policy.accuracy_day(day))
@@ -77,13 +80,16 @@ def summarize_day(context: dg.AssetExecutionContext, store: StoreResource, logs:
         summary = collected.summary
         with store.engine.begin() as conn:
             evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage,
-                                                      run_id=context.run.run_id)
+                                                      run_id=context.run.run_id, canary_percent=state.canary_percent,
+                                                      routing_version=routing.version if routing else None)
     return {
         "rows": summary.total_rows,
         "sample_rows": len(summary.sample),
         "stable": rollout.stable_variant,
         "candidate": rollout.candidate_variant,
         "stage": stage,
+        "canary_percent": state.canary_percent,
+        "routing_version": routing.version if routing else "none",
         "evidence_id": evidence_id,
         "log_source": collected.source,
         "analyzed": collected.note,
