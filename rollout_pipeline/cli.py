@@ -169,15 +169,23 @@ def _dagster_log_level() -> str:
     type=click.IntRange(0, 366),
     help="PostgreSQL: create day partitions of the log tables this many days ahead.",
 )
-def init_db(partition_days_ahead: int) -> None:
+@click.option("--grant-roles", is_flag=True,
+              help="PostgreSQL, as the tables' owner: then create the least-privilege roles rollout_pipeline and "
+                   "rollout_serving if missing and grant them their privileges (docs/roles.sql; idempotent).")
+def init_db(partition_days_ahead: int, grant_roles: bool) -> None:
     """Create or migrate the database to the newest schema (a no-op when it is already there)."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from rollout_pipeline.store.engine import is_postgres, redact
     from rollout_pipeline.store.migrate import SchemaRevisionError, upgrade
     from rollout_pipeline.store.partitions import ensure_partitions_around
+    from rollout_pipeline.store.roles import PIPELINE_ROLE, SERVING_ROLE
+    from rollout_pipeline.store.roles import grant_roles as grant
 
     engine = _engine(check_schema=False)
+    if grant_roles and not is_postgres(engine):
+        engine.dispose()
+        raise CliError("--grant-roles: roles exist in PostgreSQL only (the embedded SQLite file has none)")
     started = time.perf_counter()
     try:
         result = upgrade(engine)
@@ -186,10 +194,15 @@ def init_db(partition_days_ahead: int) -> None:
             if is_postgres(engine)
             else []
         )
+        if grant_roles:
+            grant(engine)
     except SchemaRevisionError as exc:
         raise CliError(str(exc)) from exc
     except OperationalError as exc:
         raise _database_error(exc) from None
+    except ProgrammingError as exc:  # e.g. not the owner of the tables: one line, no traceback
+        raise CliError(f"cannot grant the roles as {engine.url.username}: "
+                       f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from None
     finally:
         engine.dispose()
     where = redact(engine.url)
@@ -199,6 +212,8 @@ def init_db(partition_days_ahead: int) -> None:
         click.echo(f"{where} is already at the newest schema ({result.after}); nothing to do")
     if created:
         click.echo(f"created {len(created)} day partitions ({created[0]} .. {created[-1]})")
+    if grant_roles:
+        click.echo(f"granted {PIPELINE_ROLE} and {SERVING_ROLE} their privileges (docs/roles.sql)")
     log.info("init-db took %.2f s", time.perf_counter() - started)
 
 
