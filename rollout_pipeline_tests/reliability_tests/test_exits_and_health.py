@@ -16,7 +16,6 @@ import urllib.request
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 import uvicorn
 from click.testing import CliRunner
 
@@ -105,7 +104,8 @@ def http_server(sqlite_url, tmp_path):
 def test_health_answers_503_while_degraded(http_server):
     """Was: 200 with "degraded" in the body, so compose's healthcheck (urlopen) never flagged it."""
     url, _engine, feedback = http_server
-    assert _call("GET", f"{url}/health") == (200, _call("GET", f"{url}/health")[1])
+    status, health = _call("GET", f"{url}/health")
+    assert (status, health["status"]) == (200, "ok")
     feedback.submit(FeedbackRow("c", NOW, "m", "complaint", 1.0, "nul\x00"))  # the store refuses it: set aside
     assert feedback.flush(10)
     status, health = _call("GET", f"{url}/health")
@@ -271,7 +271,7 @@ class _Answers500(http.server.BaseHTTPRequestHandler):
 
 def test_a_teardown_webhook_answering_500_exits_3(db_url, cli_env, monkeypatch):
     """Was: exit 1 (a refusal), where the README's table says 3 (the action's system failed). A misconfigured
-    action (here a 404) stays exit 1."""
+    action stays exit 1 (defs_tests/test_retention_and_rollback.py::test_a_misconfigured_action_fails_at_once_...)."""
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", db_url)
     monkeypatch.setenv("ROLLOUT_TEARDOWN_ATTEMPTS", "1")
     promoted = dt.date(2026, 7, 4)
