@@ -76,7 +76,14 @@ def require_current_schema(connection: sa.Connection) -> None:
     Raises ``SchemaNotCurrent`` naming what to run for a database never migrated or migrated by an older
     version, ``SchemaRevisionError`` for one migrated by a newer version.
     """
-    revision = current_revision(connection)
+    try:
+        revision = current_revision(connection)
+    except sa.exc.ProgrammingError as exc:  # a role granted before alembic_version was readable (docs/roles.sql)
+        if getattr(exc.orig, "pgcode", None) != "42501":
+            raise
+        raise SchemaNotCurrent(f"the database {redact(connection.engine.url)} does not let {connection.engine.url.username} "
+                               "read its schema revision (alembic_version): re-run docs/roles.sql "
+                               "(`rollout-pipeline init-db --grant-roles` as the owner)") from None
     _check_known(revision)
     head = head_revision()
     if revision != head:

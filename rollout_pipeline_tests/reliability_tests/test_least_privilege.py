@@ -327,3 +327,19 @@ def test_the_whole_compose_flow_runs_as_its_roles(cluster, cluster_url, tmp_path
             for name in ("rollout", "dagster"):
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def test_a_role_granted_before_the_schema_check_is_told_to_re_run_roles_sql(roles, cluster_url, monkeypatch):
+    """An install whose roles were granted by an older docs/roles.sql cannot read alembic_version: the commands
+    refuse in one line saying what to re-run, instead of failing on "permission denied" (exit 4)."""
+    owner, _serving, _pipeline = roles
+    with owner.begin() as conn:
+        conn.exec_driver_sql(f"REVOKE SELECT ON alembic_version FROM {PIPELINE_ROLE}")
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", _as(cluster_url, "pipeline_app"))
+    try:
+        out = CliRunner().invoke(cli, ["status"])
+        assert out.exit_code == 1, out.output
+        assert "read its schema revision (alembic_version): re-run docs/roles.sql" in out.output, out.output
+    finally:
+        grant_roles(owner)
+    assert CliRunner().invoke(cli, ["status"]).exit_code == 0
