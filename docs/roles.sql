@@ -14,6 +14,8 @@ BEGIN
 END
 $$;
 GRANT USAGE ON SCHEMA public TO rollout_serving, rollout_pipeline;
+-- Both check the schema revision before they start ("run `rollout-pipeline init-db`" otherwise).
+GRANT SELECT ON alembic_version TO rollout_serving, rollout_pipeline;
 
 -- The serving side: writes the log contract, reads the routing.
 GRANT INSERT ON prediction_log, feedback TO rollout_serving;

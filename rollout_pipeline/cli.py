@@ -78,12 +78,19 @@ def as_cli_error(exc: BaseException) -> CliError:
         return CliError(f"ROLLOUT_DATABASE_URL: {exc}")
     if isinstance(exc, SettingsError):
         return CliError(str(exc))
+    rollouts_mod = sys.modules.get("rollout_pipeline.store.rollouts")
+    if rollouts_mod is not None and isinstance(exc, rollouts_mod.RolloutError):
+        return CliError(str(exc))  # e.g. a stored policy out of its documented ranges: refused, naming the field
+    if isinstance(exc, OSError) and exc.filename is not None:
+        # The state folder (or DAGSTER_HOME) cannot be created or written: a configuration to fix, not a bug.
+        return CliError(f"cannot use {exc.filename}: {exc.strerror or exc} (ROLLOUT_STATE_DIR and DAGSTER_HOME "
+                        "must name folders this user can write)")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return InternalError(f"internal error: {type(exc).__name__}: {first} (re-run with --verbose for the traceback)")
 
 
 class OneLineGroup(click.Group):
-    """A group whose commands fail in one line: any error becomes a CliError unless --verbose."""
+    """A group whose commands fail in one line and the documented exit status; --verbose adds the traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -91,19 +98,32 @@ class OneLineGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if ctx.meta.get(VERBOSE):
-                raise
+            if ctx.meta.get(VERBOSE):  # the traceback, then the same line and exit status as without --verbose
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
             raise as_cli_error(exc) from None
 
 
-def _engine():
+def _engine(check_schema: bool = True):
+    """The database's engine; unless ``check_schema`` is False (init-db), refused in one line when the database
+    is not at this version's schema (never migrated: "run `rollout-pipeline init-db`")."""
     from rollout_pipeline.store.engine import DatabaseUrlError, make_engine
+    from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
 
     settings = load_settings()
     try:
-        return make_engine(settings.database_url)
+        engine = make_engine(settings.database_url)
     except DatabaseUrlError as exc:
         raise CliError(f"ROLLOUT_DATABASE_URL: {exc}") from exc
+    if check_schema:
+        try:
+            with engine.connect() as connection:
+                require_current_schema(connection)
+        except (SchemaNotCurrent, SchemaRevisionError) as exc:
+            engine.dispose()
+            raise CliError(str(exc)) from None
+    return engine
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,15 +177,23 @@ def _dagster_log_level() -> str:
     type=click.IntRange(0, 366),
     help="PostgreSQL: create day partitions of the log tables this many days ahead.",
 )
-def init_db(partition_days_ahead: int) -> None:
+@click.option("--grant-roles", is_flag=True,
+              help="PostgreSQL, as the tables' owner: then create the least-privilege roles rollout_pipeline and "
+                   "rollout_serving if missing and grant them their privileges (docs/roles.sql; idempotent).")
+def init_db(partition_days_ahead: int, grant_roles: bool) -> None:
     """Create or migrate the database to the newest schema (a no-op when it is already there)."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from rollout_pipeline.store.engine import is_postgres, redact
     from rollout_pipeline.store.migrate import SchemaRevisionError, upgrade
     from rollout_pipeline.store.partitions import ensure_partitions_around
+    from rollout_pipeline.store.roles import PIPELINE_ROLE, SERVING_ROLE
+    from rollout_pipeline.store.roles import grant_roles as grant
 
-    engine = _engine()
+    engine = _engine(check_schema=False)
+    if grant_roles and not is_postgres(engine):
+        engine.dispose()
+        raise CliError("--grant-roles: roles exist in PostgreSQL only (the embedded SQLite file has none)")
     started = time.perf_counter()
     try:
         result = upgrade(engine)
@@ -174,10 +202,15 @@ def init_db(partition_days_ahead: int) -> None:
             if is_postgres(engine)
             else []
         )
+        if grant_roles:
+            grant(engine)
     except SchemaRevisionError as exc:
         raise CliError(str(exc)) from exc
     except OperationalError as exc:
         raise _database_error(exc) from None
+    except ProgrammingError as exc:  # e.g. not the owner of the tables: one line, no traceback
+        raise CliError(f"cannot grant the roles as {engine.url.username}: "
+                       f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from None
     finally:
         engine.dispose()
     where = redact(engine.url)
@@ -187,6 +220,8 @@ def init_db(partition_days_ahead: int) -> None:
         click.echo(f"{where} is already at the newest schema ({result.after}); nothing to do")
     if created:
         click.echo(f"created {len(created)} day partitions ({created[0]} .. {created[-1]})")
+    if grant_roles:
+        click.echo(f"granted {PIPELINE_ROLE} and {SERVING_ROLE} their privileges (docs/roles.sql)")
     log.info("init-db took %.2f s", time.perf_counter() - started)
 
 
@@ -677,6 +712,7 @@ def teardown(day: str | None, as_json: bool) -> None:
     from rollout_pipeline.config import SettingsError
 
     quiet_dagster()
+    from rollout_pipeline.defs.failures import INFRASTRUCTURE
     from rollout_pipeline.defs.runner import run_retention
     from rollout_pipeline.store.teardown import teardown_records, verdicts
 
@@ -686,7 +722,8 @@ def teardown(day: str | None, as_json: bool) -> None:
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     started = time.perf_counter()
-    run_id, success = run_retention(the_day, log_level=_dagster_log_level())
+    run = run_retention(the_day, log_level=_dagster_log_level())
+    run_id, success = run.run_id, run.success
     engine = _engine()
     with engine.connect() as conn:
         records = [t.as_dict() for t in teardown_records(conn, day=the_day) if t.run_id == run_id]
@@ -708,9 +745,12 @@ def teardown(day: str | None, as_json: bool) -> None:
         for k in kept:
             click.echo(f"    kept      {k['model']}/{k['variant']}: {k['reason']}")
     if not success:
-        raise CliError(f"the retention run {run_id} failed: "
-                       + ("; ".join(f"{r['model']}/{r['variant']}: {r['detail']}" for r in out["failed"])
-                          or "see the Dagster run's logs"))
+        # A misconfigured action or bad input is refused (exit 1); the action's system or the database failing
+        # is infrastructure (exit 3), as the README's table of exit codes says.
+        cls = InfrastructureError if run.kind == INFRASTRUCTURE else CliError
+        raise cls(f"the retention run {run_id} failed: "
+                  + ("; ".join(f"{r['model']}/{r['variant']}: {r['detail']}" for r in out["failed"])
+                     or run.failure or "see the Dagster run's logs"))
 
 
 @cli.command()

@@ -28,7 +28,7 @@ from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, b
                                              review_from_record)
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.evidence import DayEvidence, load_evidence
-from rollout_pipeline.store.routing import ConcurrentUpdate
+from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
 from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
 
@@ -129,11 +129,7 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     rollout = repo.rollout_for_day(connection, model, day)
     if request.source == "approval":
         return _decide_approval(connection, request, rollout)
-    latest = repo.latest_decided_day(connection, rollout.id)
-    if latest is not None and day < latest and not request.force:
-        raise DecisionRefused(
-            f"refusing to decide {model} {day}: {latest} is already decided and a canary never steps back "
-            "in time; force an action with a reason to override")
+    refuse_an_older_day(connection, rollout, day, request.force)
     seen = repo.live_decision(connection, model, day)  # a run deciding this day meanwhile makes ours fail, not double
     if seen is not None and _stands(seen, request):
         return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
@@ -170,6 +166,9 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
             raise DecisionRefused(
                 f"{model} {day} was never analysed: run the whole day (`rollout-pipeline decide` without --force, "
                 "or materialize day_summary, judgement and decision), or force an action with a reason")
+        # A decision of the day recorded after this run collected its evidence raced it; a run deciding from
+        # another run's stored evidence (the decision alone) is a later re-decision, as a force is.
+        refuse_stale_evidence(evidence, state, seen if evidence.run_id == request.run_id else None, connection)
         deployable = repo.old_variant_deployable(connection, rollout)
         result = decide(state, evidence_from(evaluation, failures, old_variant_deployable=deployable), rollout.policy)
         if waiting is not None and result.action != "rollback":
@@ -203,6 +202,40 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
     return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)
+
+
+def refuse_an_older_day(connection: sa.Connection, rollout: repo.Rollout, day: dt.date, force: str | None) -> None:
+    """``DecisionRefused`` for a day older than the rollout's latest decided one, unless forced."""
+    latest = repo.latest_decided_day(connection, rollout.id)
+    if latest is not None and day < latest and not force:
+        raise DecisionRefused(
+            f"refusing to decide {rollout.model_name} {day}: {latest} is already decided and a canary never steps "
+            "back in time; force an action with a reason to override")
+
+
+def refuse_stale_evidence(evidence: DayEvidence, state: RolloutState, seen: repo.DecisionRecord | None,
+                          connection: sa.Connection) -> None:
+    """``ConcurrentDecision`` when the day's evidence was overtaken while it was analysed: another decision of
+    the day recorded since it was collected (a force, a verdict), or the rollout now in another state.
+
+    The evidence is judged under the stage it was collected in; deciding it from another state (an approval
+    applied while the night's analysis ran) would step from a state it says nothing about. A run that starts
+    after the day's decision (a re-run) collects anew and supersedes it, as before.
+    """
+    if seen is not None and seen.created_at > evidence.created_at:
+        raise repo.ConcurrentDecision(
+            f"{evidence.model_name} {evidence.day} was decided by another run while this one was deciding "
+            f"(decision #{seen.id}: {seen.action} by {seen.actor}, run {seen.run_id}, after this run's analysis "
+            "began); this decision is not recorded. Re-run the day to supersede it.")
+    share = state.canary_percent if evidence.canary_percent is not None else None
+    if (evidence.stage, evidence.canary_percent) == (state.stage, share):
+        return
+    routing = read_routing(connection, evidence.model_name)
+    raise repo.ConcurrentDecision(
+        f"{evidence.model_name} {evidence.day}'s evidence was collected under {evidence.collected_under()}, but the "
+        f"rollout is at {state.stage} {state.canary_percent}%"
+        + (f" (routing v{routing.version})" if routing else "") + " now: it changed while the day was analysed; "
+        "this decision is not recorded. Re-run the day to decide it on the new state.")
 
 
 def _stands(seen: repo.DecisionRecord, request: DecisionRequest) -> bool:
@@ -362,6 +395,7 @@ def decision_metrics(source: str, run_id: str | None, evidence: DayEvidence | No
         "source": source,
         "evidence": None if evidence is None else {
             "id": evidence.id, "run_id": evidence.run_id, "stage": evidence.stage,
+            "canary_percent": evidence.canary_percent, "routing_version": evidence.routing_version,
             "analysed_at": evidence.created_at.isoformat() if evidence.created_at else None,
             "validated": sorted(evidence.validations), "judged": evidence.evaluation is not None,
         },

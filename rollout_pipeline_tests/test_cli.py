@@ -188,8 +188,8 @@ def test_refusals_print_one_line_and_no_dagster_traceback(started):
     engine.dispose()
     assert CliRunner().invoke(cli, ["decide", "--model", "m", "--date", d2.isoformat()]).exit_code == 0
     line = _one_line(CliRunner().invoke(cli, ["decide", "--model", "m", "--date", d1.isoformat()]), 1)
-    assert "already decided" in line and "Dagster run" in line
-    # --verbose shows Dagster's step logs (and the failure with its stack) on stderr
+    assert "already decided" in line and "Dagster run" not in line  # refused before any run (no partition added)
+    # --verbose shows the traceback on stderr, then the same line and exit status
     verbose = CliRunner().invoke(cli, ["--verbose", "decide", "--model", "m", "--date", d1.isoformat()])
     assert verbose.exit_code == 1 and len(verbose.stderr.splitlines()) > 5
 

@@ -48,9 +48,25 @@ def _compose() -> dict:
     return yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
 
 
+# What an .env file beside docker/compose.yaml gives it in these tests: a password per role, the serving token.
+SECRETS = {"POSTGRES_PASSWORD": "pw", "OWNER_DB_PASSWORD": "owner-pw", "PIPELINE_DB_PASSWORD": "pipeline-pw",
+           "SERVING_DB_PASSWORD": "serving-pw", "DAGSTER_PG_PASSWORD": "dagster-pw", "ROLLOUT_SERVE_TOKEN": "t"}
+
+
 def _substitute(value: str, variables: dict[str, str]) -> str:
-    """Compose's ${NAME} / ${NAME:?message} substitution."""
-    return re.sub(r"\$\{([A-Z0-9_]+)(?::\?[^}]*)?\}", lambda m: variables[m.group(1)], value)
+    """Compose's ${NAME}, ${NAME:?message} and ${NAME:-default} substitution (a required one must be given)."""
+    def one(m):
+        name, op, rest = m.group(1), m.group(2), m.group(3) or ""
+        if name in variables:
+            return variables[name]
+        assert op == ":-", f"{name} is required by docker/compose.yaml and not given"
+        return rest
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:\?|:-)([^}]*))?\}", one, value)
+
+
+def _service_env(name: str, variables: dict[str, str] = SECRETS) -> dict[str, str]:
+    """A compose service's environment as its container gets it (substituted)."""
+    return {k: _substitute(str(v), variables) for k, v in (_compose()["services"][name].get("environment") or {}).items()}
 
 
 def _compose_variables() -> set[str]:
@@ -121,8 +137,11 @@ def test_compose_ports_paths_and_bindings_match_the_image():
 def test_compose_migrates_first_checks_health_and_restarts():
     services = _compose()["services"]
     migrate = services["migrate"]
-    assert migrate["command"] == ["rollout-pipeline", "init-db"] and migrate["restart"] == "no"
-    assert migrate["environment"] == services["code"]["environment"]
+    # The owner migrates and grants the least-privilege roles their privileges (docs/roles.sql).
+    assert migrate["command"] == ["rollout-pipeline", "init-db", "--grant-roles"] and migrate["restart"] == "no"
+    owner = sa.make_url(_service_env("migrate")["ROLLOUT_DATABASE_URL"])
+    code = sa.make_url(_service_env("code")["ROLLOUT_DATABASE_URL"])
+    assert (owner.username, owner.database) == ("rollout", code.database) and code.username != owner.username
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert services["code"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     for name in ("postgres", "code", "webserver", "daemon", "serve"):
@@ -138,8 +157,7 @@ def test_compose_migrates_first_checks_health_and_restarts():
 
 def _compose_databases() -> tuple[str, str, dict]:
     """(pipeline database, Dagster database, environment) as compose gives them to the code location."""
-    env = {k: _substitute(str(v), {"POSTGRES_PASSWORD": "pw", "ROLLOUT_SERVE_TOKEN": "t"})
-           for k, v in _compose()["services"]["code"]["environment"].items()}
+    env = _service_env("code")
     return sa.make_url(env["ROLLOUT_DATABASE_URL"]).database, env["DAGSTER_PG_DB"], env
 
 
@@ -170,16 +188,16 @@ def _both_migrations(pipeline_url: str, dagster_url: str, home: Path, monkeypatc
     init_db()
     with dg.DagsterInstance.get() as instance:
         instance.upgrade()  # what `dagster instance migrate` does on an upgrade
-        _run_id, success = run_retention(dg_day(), instance=instance)
-        assert success
+        assert run_retention(dg_day(), instance=instance).success
     init_db()
 
 
 def test_the_compose_layout_runs_both_migrations_in_either_order(pg_server, tmp_path, monkeypatch):
     pipeline_db, dagster_db, _env = _compose_databases()
     assert pipeline_db != dagster_db, "compose puts Dagster and the pipeline in one database"
-    created = (ROOT / "docker" / "initdb").glob("*.sql")
-    assert any(f"CREATE DATABASE {dagster_db};" in p.read_text() for p in created), "nothing creates it"
+    initdb = (ROOT / "docker" / "initdb" / "10-roles-and-databases.sh").read_text()
+    assert re.search(rf"CREATE DATABASE %I OWNER %I', d, d\) FROM unnest\(ARRAY\['{pipeline_db}', '{dagster_db}'\]\)",
+                     initdb), "nothing creates them"
     urls = {name: postgres.create_database(pg_server) for name in {pipeline_db, dagster_db}}
     try:
         _both_migrations(urls[pipeline_db], urls[dagster_db], tmp_path / "home", monkeypatch)
@@ -223,8 +241,9 @@ def test_the_production_instance_records_a_run_in_postgresql(pg_url, empty_pg_ur
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.run_launcher).__name__ == "DockerRunLauncher"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-        run_id, success = run_retention(dg_day(), instance=instance)
-        assert success
+        retention_run = run_retention(dg_day(), instance=instance)
+        assert retention_run.success
+        run_id = retention_run.run_id
     engine = sa.create_engine(url.set(drivername="postgresql+psycopg2"))
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT pipeline_name, status FROM runs WHERE run_id = :id"),
@@ -312,3 +331,63 @@ def test_a_wrong_launcher_or_coordinator_config_is_refused(tmp_path, monkeypatch
     entry = {**config[section], "config": {**(config[section].get("config") or {}), **bad}}
     with pytest.raises(DagsterInvalidConfigError):
         _load(entry)
+
+
+# Who reads which documented setting: the serving side's own, the tests', and the pipeline's (all the others).
+SERVING_SETTINGS = {"ROLLOUT_SERVE_TOKEN", "ROLLOUT_SERVE_MAX_BODY_BYTES", "ROLLOUT_FEEDBACK_MAX_AGE_SECONDS",
+                    "ROLLOUT_FEEDBACK_MAX_AHEAD_SECONDS"}
+TEST_SETTINGS = {"ROLLOUT_TEST_DATABASE_URL", "ROLLOUT_TEST_ARTIFACTS"}
+
+
+def test_compose_passes_every_documented_setting_to_the_code_location_and_the_run_containers(tmp_path, monkeypatch):
+    """Issue #22, probe 8: ROLLOUT_NOTIFY_*, ROLLOUT_TEARDOWN_* and ROLLOUT_UI_BASE_URL reached neither the code
+    location nor the run containers, so in compose notifications and teardown actions were silently off."""
+    documented = {v for v in _documented() if v.startswith("ROLLOUT_")}
+    pipeline = documented - SERVING_SETTINGS - TEST_SETTINGS
+    assert {"ROLLOUT_NOTIFY_WEBHOOK", "ROLLOUT_NOTIFY_SLACK_WEBHOOK", "ROLLOUT_TEARDOWN_COMMAND",
+            "ROLLOUT_TEARDOWN_WEBHOOK", "ROLLOUT_UI_BASE_URL", "ROLLOUT_DATABASE_URL"} <= pipeline
+    services = _compose()["services"]
+    launcher = _load(_production_config(tmp_path, monkeypatch)["run_launcher"])
+    for name in ("code", "webserver", "daemon"):
+        missing = pipeline - set(services[name]["environment"])
+        assert not missing, f"compose's {name} service does not get {sorted(missing)}"
+    missing = pipeline - set(launcher.env_vars)
+    assert not missing, f"docker/dagster.yaml's run launcher does not pass {sorted(missing)} to the runs"
+    serve = services["serve"]["environment"]
+    assert not (SERVING_SETTINGS | {"ROLLOUT_DATABASE_URL", "ROLLOUT_STATE_DIR", "ROLLOUT_LOG_LEVEL"}) - set(serve)
+    # Each one passed through as it is set in .env: the value given there reaches the container.
+    given = {**SECRETS, **{v: f"value-of-{v}" for v in documented}}
+    env = _service_env("code", given)
+    for name in pipeline - {"ROLLOUT_DATABASE_URL", "ROLLOUT_STATE_DIR"}:  # those two are the deployment's own
+        assert env[name] == f"value-of-{name}", name
+    # Left out of .env, it is empty, which the code reads as unset (the README's defaults).
+    empty = _service_env("code")
+    for name, value in empty.items():
+        if name in pipeline - {"ROLLOUT_DATABASE_URL", "ROLLOUT_STATE_DIR"}:
+            assert value == "", name
+            monkeypatch.setenv(name, value)
+    from rollout_pipeline.defs.resources import resources_from_environment
+    from rollout_pipeline.notify import DEFAULT_UI_BASE_URL
+
+    with dg.build_resources(resources_from_environment()) as resources:
+        assert resources.notifier.ui_base_url == DEFAULT_UI_BASE_URL and not resources.notifier.configured
+        assert type(resources.teardown_action).__name__ == "RecordOnlyTeardown"
+        assert resources.logs.url == "" and resources.store.log_retention_days is None
+
+
+def test_every_service_runs_as_its_least_privilege_role_never_the_superuser():
+    """Issue #22, probe 4: the compose file ran every service, serve included, as the image's superuser, and
+    roles.sql was never applied. The roles it uses are the ones docker/initdb creates."""
+    initdb = (ROOT / "docker" / "initdb" / "10-roles-and-databases.sh").read_text()
+    users = {name: sa.make_url(_service_env(name)["ROLLOUT_DATABASE_URL"]).username
+             for name in ("migrate", "code", "webserver", "daemon", "serve")}
+    assert users == {"migrate": "rollout", "code": "pipeline_app", "webserver": "pipeline_app",
+                     "daemon": "pipeline_app", "serve": "router_app"}
+    superuser = _service_env("postgres")["POSTGRES_USER"]
+    assert superuser not in users.values() and _service_env("code")["DAGSTER_PG_USER"] == "dagster" != superuser
+    for role in ("rollout", "dagster", "pipeline_app", "router_app"):
+        assert f"'{role}'" in initdb
+    assert "GRANT rollout_pipeline TO pipeline_app;" in initdb and "GRANT rollout_serving TO router_app;" in initdb
+    passwords = [_service_env("migrate")["ROLLOUT_DATABASE_URL"], _service_env("code")["ROLLOUT_DATABASE_URL"],
+                 _service_env("serve")["ROLLOUT_DATABASE_URL"], _service_env("code")["DAGSTER_PG_PASSWORD"]]
+    assert len({sa.make_url(p).password if "://" in p else p for p in passwords}) == 4  # one password per role

@@ -115,7 +115,8 @@ def test_an_unreachable_database_is_one_line_exit_3_and_leaves_no_files(env, mon
 
 def test_a_database_never_initialised_is_one_line(env, monkeypatch):
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", f"sqlite:///{env / 'empty.db'}")
-    assert "run rollout-pipeline init-db" in one_line(run("--date", str(DAY), "--to", f"parquet://{env / 'lake'}"), 1)
+    line = one_line(run("--date", str(DAY), "--to", f"parquet://{env / 'lake'}"), 1)
+    assert "was never migrated: run `rollout-pipeline init-db`" in line, line  # as every command says it
 
 
 @pytest.mark.parametrize("args, code, says", [

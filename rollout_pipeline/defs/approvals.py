@@ -11,7 +11,7 @@ from typing import Literal
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_approval
-from rollout_pipeline.defs.failures import config_day, database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.domain.routing import InvalidName, validate_name
@@ -29,7 +29,7 @@ class ApprovalConfig(dg.Config):
     rollback: bool = False  # reject: roll back instead of holding
 
 
-@dg.op(tags={"kind": "sql"})
+@dg.op(retry_policy=DATABASE_RETRY, tags={"kind": "sql"})
 def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: StoreResource,
                  notifier: Notifier) -> dict:
     """Approve (apply) or reject (hold, or roll back) the pending promotion; the decision is the op's metadata."""

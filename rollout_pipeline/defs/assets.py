@@ -16,7 +16,7 @@ all read the same stored evidence, and two runs of a day never share a pickle.
 import dagster as dg
 
 from rollout_pipeline.decisions import DecisionRequest, make_decision
-from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.night import each_partition, failed_blocking_checks, failed_partitions, failure_line, is_range
 from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition_of
 from rollout_pipeline.defs.resources import LogsResource, Notifier, StoreResource
@@ -31,11 +31,10 @@ from rollout_pipeline.sources import SourceError
 from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.routing import read_routing
 
 GROUP = "daily_analysis"
-# Transient database errors are retried; refusals and a database that rejects our credentials are not
-# (``dg.Failure(allow_retries=False)`` from ``refuse`` and ``database_errors``).
-RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+RETRY = DATABASE_RETRY  # the one retry policy of every step (defs/failures.py)
 # A night's partitions (one day, many models) in one run: the assets iterate the run's partitions (defs/night.py).
 ONE_RUN = dg.BackfillPolicy.single_run()
 
@@ -70,7 +69,9 @@ def summarize_day(context: dg.AssetExecutionContext, store: StoreResource, logs:
     with database_errors():
         with store.engine.connect() as conn:
             rollout = lookup_rollout(conn, model, day)
-            stage = repo.state_before(conn, rollout, day).stage
+            state = repo.state_before(conn, rollout, day)
+            routing = read_routing(conn, model)
+        stage = state.stage
         try:
             collected = source.collect(store.engine, model, day, rollout.stable_variant, rollout.candidate_variant,
                                        accuracy_day=rollout.policy.accuracy_day(day))
@@ -79,13 +80,16 @@ def summarize_day(context: dg.AssetExecutionContext, store: StoreResource, logs:
         summary = collected.summary
         with store.engine.begin() as conn:
             evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage,
-                                                      run_id=context.run.run_id)
+                                                      run_id=context.run.run_id, canary_percent=state.canary_percent,
+                                                      routing_version=routing.version if routing else None)
     return {
         "rows": summary.total_rows,
         "sample_rows": len(summary.sample),
         "stable": rollout.stable_variant,
         "candidate": rollout.candidate_variant,
         "stage": stage,
+        "canary_percent": state.canary_percent,
+        "routing_version": routing.version if routing else "none",
         "evidence_id": evidence_id,
         "log_source": collected.source,
         "analyzed": collected.note,

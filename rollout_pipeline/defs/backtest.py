@@ -9,7 +9,7 @@ import dagster as dg
 
 from rollout_pipeline.backtest import BacktestError, run_backtest, table
 from rollout_pipeline.domain.policy import policy_from_yaml as parse_policy_text
-from rollout_pipeline.defs.failures import config_day, database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.policy import PolicyError
 from rollout_pipeline.domain.routing import InvalidName, validate_name
@@ -26,7 +26,7 @@ class BacktestConfig(dg.Config):
     preset: str = "default"
 
 
-@dg.op(tags={"kind": "sql"})
+@dg.op(retry_policy=DATABASE_RETRY, tags={"kind": "sql"})
 def backtest_policy(context: dg.OpExecutionContext, config: BacktestConfig, store: StoreResource) -> list[dict]:
     """Re-decide each day from its stored evidence under the policy; the table of days is the op's metadata."""
     try:

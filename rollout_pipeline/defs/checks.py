@@ -9,7 +9,7 @@ the UI gets the same result as JSON and a table.
 import dagster as dg
 
 from rollout_pipeline.defs.assets import day_summary, stored_evidence
-from rollout_pipeline.defs.failures import database_errors
+from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors
 from rollout_pipeline.defs.night import is_range, range_check_evaluations
 from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
 from rollout_pipeline.defs.resources import StoreResource
@@ -65,12 +65,13 @@ def outcomes_table(suite: SuiteResult) -> Table:
 
 
 @dg.asset_check(asset=day_summary, name=LOG_QUALITY, blocking=True, partitions_def=DAY_MODEL,
+                retry_policy=DATABASE_RETRY,
                 description="Log data quality (completeness, allowed values, pairing): blocks the decision.")
 def log_quality(context, store: StoreResource):
     yield from run_suite(context, store, LOG_QUALITY)
 
 
-@dg.asset_check(asset=day_summary, name=LATENCY, partitions_def=DAY_MODEL,
+@dg.asset_check(asset=day_summary, name=LATENCY, partitions_def=DAY_MODEL, retry_policy=DATABASE_RETRY,
                 description="The decision's latency gates on the day (candidate p99 bound against the SLO and the "
                             "stable's p99 + the allowed regression; latency distribution): the check and the "
                             "decision say the same.")
@@ -78,7 +79,7 @@ def latency_slo(context, store: StoreResource):
     yield from run_suite(context, store, LATENCY)
 
 
-@dg.asset_check(asset=day_summary, name=PREDICTIONS, partitions_def=DAY_MODEL,
+@dg.asset_check(asset=day_summary, name=PREDICTIONS, partitions_def=DAY_MODEL, retry_policy=DATABASE_RETRY,
                 description="Candidate predictions: range, share of extremes, shift against the stable model.")
 def prediction_distribution(context, store: StoreResource):
     yield from run_suite(context, store, PREDICTIONS)

@@ -11,6 +11,11 @@ import sqlalchemy as sa
 
 INFRASTRUCTURE = "infrastructure"
 REFUSED = "refused"
+# One retry policy for transient database errors, on every step: the daily assets, their asset checks, and the
+# routing, retention, guardrail, approval and backtest ops. A connection lost or a server restarted is tried again
+# after 5 s, then 10 s. Refusals and a database that refuses us fail at once (``refuse``, ``database_errors``:
+# ``dg.Failure(allow_retries=False)``).
+DATABASE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 # Errors no retry can fix: wrong credentials, a database or role that does not exist, missing rights.
 _PERMANENT = ("authentication failed", "password authentication", "no password supplied", "does not exist",
               "permission denied", "no pg_hba.conf entry")

@@ -13,7 +13,7 @@ import datetime as dt
 import dagster as dg
 
 from rollout_pipeline.decisions import GUARDRAIL_ACTOR, DecisionRequest, make_decision
-from rollout_pipeline.defs.failures import database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.domain.guardrail import SideCounts, check
@@ -39,7 +39,7 @@ def _moment(value: str | None) -> dt.datetime:
     return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
 
 
-@dg.op(tags={"kind": "sql"})
+@dg.op(retry_policy=DATABASE_RETRY, tags={"kind": "sql"})
 def intraday_guardrail(context: dg.OpExecutionContext, config: GuardrailConfig, store: StoreResource,
                        notifier: Notifier) -> list[dict]:
     """Test each serving candidate's day so far; roll back those whose errors, broken answers or slow requests

@@ -202,8 +202,11 @@ class Notifier(dg.ConfigurableResource):
 
 
 def _env_or(name: str, default):
-    """``EnvVar(name)`` when the variable is set now (Dagster resolves it per run), else ``default``."""
-    return dg.EnvVar(name) if dg.EnvVar(name).get_value() is not None else default
+    """``EnvVar(name)`` when the variable is set now, not empty (Dagster resolves it per run), else ``default``.
+
+    Empty is unset: docker/compose.yaml passes every documented setting to the code location and the run
+    containers, empty when .env leaves it out (DockerRunLauncher needs each of its env_vars set)."""
+    return dg.EnvVar(name) if (dg.EnvVar(name).get_value() or "").strip() else default
 
 
 def store_resource() -> StoreResource:

@@ -15,7 +15,7 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.defs.failures import config_day, database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, INFRASTRUCTURE, config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource, TeardownAction
 from rollout_pipeline.defs.tags import ACTOR_TAG
 from rollout_pipeline.notify import teardown_message
@@ -25,8 +25,6 @@ from rollout_pipeline.store.engine import DatabaseUrlError
 from rollout_pipeline.store.partitions import drop_day_partitions_before
 from rollout_pipeline.store.routing import ConcurrentUpdate
 
-# Transient database errors only: every other failure of the step is raised with allow_retries=False.
-DATABASE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 # A routing written by someone else between our read and our write: read it again, this many times.
 CONCURRENT_ROUTING_TRIES = 3
 
@@ -110,8 +108,11 @@ def _retire(context: dg.OpExecutionContext, day: dt.date, engine, action: Teardo
     if config_error:
         raise refuse(f"teardown action: {config_error}; nothing else was attempted, the variants stay inactive")
     if failed:
+        # The action's own system failed (unreachable, HTTP 5xx, a non-zero exit) after its retries: an
+        # infrastructure failure (CLI exit 3), not a refusal; not retried again by the step or the run.
         names = ", ".join(f"{f['model']}/{f['variant']}" for f in failed)
-        raise refuse(f"teardown failed for {names}: they stay inactive; see the teardowns table")
+        raise dg.Failure(description=f"teardown failed for {names}: they stay inactive; see the teardowns table",
+                         allow_retries=False, metadata={"kind": INFRASTRUCTURE})
     return {"date": day.isoformat(), "torn_down": torn, "failed": failed, "kept": kept,
             "log_partitions_dropped": pruned}
 

@@ -17,6 +17,7 @@ import json
 
 import dagster as dg
 
+from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG, DAY_TAG, DECISION_TAG, MODEL_TAG
 from rollout_pipeline.review.render import Table, md_table
@@ -24,8 +25,6 @@ from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
 
 SENSOR_ACTOR = "sensor"
-# Transient database errors and a routing changed under our feet are worth another try.
-ROUTING_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
 class ApplyConfig(dg.Config):
@@ -34,22 +33,24 @@ class ApplyConfig(dg.Config):
     decision_id: int
 
 
-@dg.op(retry_policy=ROUTING_RETRY, tags={"kind": "sql"})
+@dg.op(retry_policy=DATABASE_RETRY, tags={"kind": "sql"})
 def apply_decision_to_routing(context: dg.OpExecutionContext, config: ApplyConfig, store: StoreResource) -> dict:
     """Apply one decision to the routing config: one transaction, a new version, a history row."""
     actor = context.run.tags.get(ACTOR_TAG) or SENSOR_ACTOR
-    try:
-        with store.engine.begin() as conn:
-            record = repo.get_decision(conn, config.decision_id)
-            if record is None:
-                raise dg.Failure(f"no decision {config.decision_id}", allow_retries=False)
-            applied = repo.apply_decision(conn, config.decision_id, actor=actor)
-    except ConcurrentUpdate as exc:
-        raise dg.RetryRequested(max_retries=3, seconds_to_wait=1) from exc
-    except repo.RolloutError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    with store.engine.connect() as conn:
-        routing = read_routing(conn, record.model_name)
+    # A routing changed under our feet is worth another try (RetryRequested); so is a transient database error.
+    with database_errors():
+        try:
+            with store.engine.begin() as conn:
+                record = repo.get_decision(conn, config.decision_id)
+                if record is None:
+                    raise dg.Failure(f"no decision {config.decision_id}", allow_retries=False)
+                applied = repo.apply_decision(conn, config.decision_id, actor=actor)
+        except ConcurrentUpdate as exc:
+            raise dg.RetryRequested(max_retries=3, seconds_to_wait=1) from exc
+        except repo.RolloutError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
+        with store.engine.connect() as conn:
+            routing = read_routing(conn, record.model_name)
     summary = "applied" if applied else "already applied: nothing changed"
     context.log.info("decision %d (%s %s, %s): %s; routing of %s at version %d", record.id, record.model_name,
                      record.day, record.action, summary, record.model_name, routing.version if routing else 0)

@@ -14,8 +14,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from rollout_pipeline.config import load_settings
+from rollout_pipeline.decisions import DecisionRequest, make_decision, refuse_an_older_day
 from rollout_pipeline.definitions import defs
-from rollout_pipeline.decisions import DecisionRequest, make_decision
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
@@ -26,6 +26,7 @@ from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
 from rollout_pipeline.domain.routing import InvalidName, validate_name
 from rollout_pipeline.sources import LogSource, SourceError
 from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
 from rollout_pipeline.store.rollouts import RolloutError
 
 log = logging.getLogger(__name__)
@@ -75,18 +76,28 @@ class RunFailed(RuntimeError):
         self.kind = kind
 
 
-def check_day(model: str, day: dt.date, engine) -> None:
-    """Refuse, before anything reaches Dagster, a name that is not a model name, a log source that cannot work
-    (ROLLOUT_LOGS_URL, ROLLOUT_SPARK_MASTER), or a model without a rollout."""
+def check_day(model: str, day: dt.date, engine, force: str | None = None) -> None:
+    """Refuse, before anything reaches Dagster (so no partition is added), a name that is not a model name, a log
+    source that cannot work (ROLLOUT_LOGS_URL, ROLLOUT_SPARK_MASTER), a database not migrated, a model without a
+    rollout, or (unless forced) a day older than the latest decided one."""
     try:
         validate_name("model", model)
         LogSource.from_environment().check()
     except (InvalidName, *SourceError) as exc:
         raise RunFailed(str(exc), None) from None
     with engine.connect() as conn:
-        if repo.latest_rollout(conn, model) is None:
+        try:
+            require_current_schema(conn)
+        except (SchemaNotCurrent, SchemaRevisionError) as exc:
+            raise RunFailed(str(exc), None) from None
+        rollout = repo.latest_rollout(conn, model)
+        if rollout is None:
             raise RunFailed(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} "
                             "...`", None)
+        try:
+            refuse_an_older_day(conn, rollout, day, force)
+        except RolloutError as exc:
+            raise RunFailed(str(exc), None) from None
 
 
 def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str | None = None,
@@ -107,7 +118,7 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
     engine = store_engine()
     try:
         with database_errors_as_run_failed():
-            check_day(model, day, engine)
+            check_day(model, day, engine, force)
         if dry_run and force:
             output = _dry_decision(engine, model, day, actor, None, force=force, reason=reason)
             return DayRun("", True, output, (), time.perf_counter() - started)
@@ -226,13 +237,26 @@ def step_failure(result) -> tuple[str, str]:
     return line, INFRASTRUCTURE
 
 
+@dataclass(frozen=True)
+class RetentionRun:
+    """A retention run: its id, whether it succeeded, and if not, why (one line) and whether it was refused
+    (a misconfigured action: ``refused``) or the infrastructure failed (the action's system, the database)."""
+
+    run_id: str
+    success: bool
+    failure: str | None = None
+    kind: str | None = None
+
+
 def run_retention(day: dt.date, *, actor: str = "cli", instance: dg.DagsterInstance | None = None,
-                  log_level: str = "INFO") -> tuple[str, bool]:
-    """Run the retention job for ``day`` in this process; returns (run id, success)."""
+                  log_level: str = "INFO") -> RetentionRun:
+    """Run the retention job for ``day`` in this process."""
     with _instance(instance) as instance:
         result = job_now("retention").execute_in_process(
             run_config={"ops": {"retire_inactive_variants": {"config": {"date": day.isoformat()}}},
                         "loggers": {"console": {"config": {"log_level": log_level}}}},
             instance=instance, raise_on_error=False, tags={ACTOR_TAG: actor},
-)
-        return result.run_id, result.success
+        )
+        if result.success:
+            return RetentionRun(result.run_id, True)
+        return RetentionRun(result.run_id, False, *step_failure(result))

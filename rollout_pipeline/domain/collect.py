@@ -99,6 +99,7 @@ class FeedbackAgg(NamedTuple):
     n: int
     abs_error_mean: float | None
     label_accuracy: float | None
+    broken: int = 0  # rows whose value is NaN, infinite or |x| >= ABSURD_VALUE: counted, never averaged
 
 
 class LogRow(NamedTuple):
@@ -228,7 +229,7 @@ def accumulate(rows: Iterable[GroupRow], candidate: str) -> DayTotals:
         t.labels += int(r.labels)
         t.null_outputs += int(r.null_outputs)
         if r.bucket is None:
-            t.invalid_latency += n
+            t.invalid_latency += n - shed  # shed calls have no bucket and no latency to be invalid
         else:
             b = int(r.bucket)
             t.latency_histogram[b] = t.latency_histogram.get(b, 0) + n
@@ -487,6 +488,7 @@ def variant_days(totals: DayTotals, histograms: Mapping[Key, Sequence[int]],
             actuals=actual.n if actual else 0,
             abs_error_mean=_f(actual.abs_error_mean) if actual else None,
             label_accuracy=_f(actual.label_accuracy) if actual else None,
+            broken_feedback=sum(int(r.broken) for r in fb.values()),
             null_outputs=t.null_outputs,
             latency_histogram=tuple(sorted(t.latency_histogram.items())),
             shed=t.shed,

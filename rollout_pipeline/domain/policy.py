@@ -17,6 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 Criticality = Literal["normal", "critical", "report-only"]
 
+# Every number of a policy has a range (docs/policy.md, "Fields"): past these no rollout makes sense, and
+# unbounded values broke arithmetic downstream (approval_expiry_days 99999999999 overflowed a date).
+MAX_DAYS = 36_500  # days in a step, in shadow, of retention, to approve: a century (a date + 2.9M days overflows)
+MAX_COUNT = 1_000_000_000  # counts of requests, units, rows, events
+MAX_FACTOR = 100.0  # relative allowances and effect sizes (100 = 10,000%), standard deviations
+MAX_LATENCY_MS = 3_600_000.0  # an hour
+MAX_PREDICTION = 1e15  # |prediction_bounds|: the log contract's ABSURD_VALUE (domain.summary)
+MAX_YAML_DEPTH = 16  # a policy nests 3 levels (judge, metrics, group_weights); deeper is not a policy
+MAX_YAML_BYTES = 65_536
+
 
 class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the bad field."""
@@ -30,7 +40,7 @@ class JudgeThresholds(_Strict):
     pass_score: float = Field(95, ge=0, le=100, description="score at or above which the day passes (Kayenta: 95)")
     marginal_score: float = Field(75, ge=0, le=100, description="score below which the candidate fails (Kayenta: 75)")
     confidence: float = Field(0.98, gt=0.5, lt=1, description="confidence of the Mann-Whitney interval")
-    tolerance_fraction: float = Field(0.25, ge=0, description="shift tolerated as a fraction of the estimate")
+    tolerance_fraction: float = Field(0.25, ge=0, le=MAX_FACTOR, description="shift tolerated as a fraction of the estimate")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -43,11 +53,11 @@ class Policy(_Strict):
     """How a rollout advances; see docs/policy.md for each field and each gate."""
 
     canary_steps: tuple[int, ...] = (1, 20, 50, 100)
-    min_shadow_days: int = Field(1, ge=0)
-    min_days_per_step: int = Field(1, ge=1)
+    min_shadow_days: int = Field(1, ge=0, le=MAX_DAYS)
+    min_days_per_step: int = Field(1, ge=1, le=MAX_DAYS)
     first_model: bool = Field(False, description="the stable variant is a baseline (constant or top-N)")
     min_requests: int | None = Field(
-        None, ge=1, description="an extra floor of candidate requests (paired in shadow, served in canary); "
+        None, ge=1, le=MAX_COUNT, description="an extra floor of candidate requests (paired in shadow, served in canary); "
         "None = only the gates' own minimum samples"
     )
     # How sure a gate must be before it fails a candidate, and how likely it must be to catch the
@@ -58,7 +68,8 @@ class Policy(_Strict):
                                    "regression at the step's bar passes with at most 1 - this, however often looked at")
     power: float = Field(0.8, gt=0, lt=1, description="planning: the chance with which a gate's stated minimum sample "
                          "lets a candidate as good as the stable pass")
-    min_units: int = Field(30, ge=2, description="no gate judges fewer independent units (entities or requests)")
+    min_units: int = Field(30, ge=2, le=MAX_COUNT,
+                           description="no gate judges fewer independent units (entities or requests)")
     # Pacing: each step asks what it can answer before the share grows (docs/policy.md, "Pacing").
     step_bar_max: float = Field(5.0, ge=1, le=100, description="a step's bar is the detectable regression times "
                                 "min(step_bar_max, 100 / the next step's %): looser where the next exposure is small")
@@ -68,11 +79,12 @@ class Policy(_Strict):
                     "confident failure there but need no verdict")
     pool_nights: int = Field(14, ge=1, le=60, description="nights of a step pooled at most (the latest)")
     # latency (critical)
-    latency_slo_p99_ms: float | None = Field(250.0, gt=0, description="candidate p99 bound above this fails; None: no SLO")
+    latency_slo_p99_ms: float | None = Field(250.0, gt=0, le=MAX_LATENCY_MS, description="candidate p99 bound above this fails; None: no SLO")
     latency_bound_confidence: float = Field(
         0.95, gt=0.5, lt=1, description="the candidate's p99 is judged once the sample bounds it from above at this")
     latency_regression_allowed: float | None = Field(
-        0.2, ge=0, description="candidate p99 may exceed stable p99 by this fraction; None: not compared (baselines)")
+        0.2, ge=0, le=MAX_FACTOR,
+        description="candidate p99 may exceed stable p99 by this fraction; None: not compared (baselines)")
     latency_tail_detectable: float = Field(
         0.03, gt=0.01, lt=1, description="share of requests above the latency limit the rollout must stop (the p97)")
     # errors (critical)
@@ -85,26 +97,28 @@ class Policy(_Strict):
     extreme_share_detectable: float = Field(0.01, gt=0, le=1, description="share of extremes the minimum sample must catch")
     # predictions (normal)
     prediction_shift_limit: float = Field(
-        0.5, ge=0, description="|mean shift| allowed, in standard deviations of the stable predictions"
+        0.5, ge=0, le=MAX_FACTOR, description="|mean shift| allowed, in standard deviations of the stable predictions"
     )
-    prediction_shift_detectable: float = Field(1.0, gt=0, description="shift (stable sd) the minimum sample must catch")
+    prediction_shift_detectable: float = Field(1.0, gt=0, le=MAX_FACTOR, description="shift (stable sd) the minimum sample must catch")
     disagreement_limit: float = Field(0.3, ge=0, le=1, description="labels: share of paired answers that disagree")
     disagreement_detectable: float = Field(0.45, gt=0, le=1)
     # feedback (normal)
     complaint_margin: float = Field(0.005, ge=0, le=1, description="candidate complaint rate may exceed the stable's by this")
-    complaint_regression_allowed: float = Field(0.5, ge=0, description="... or by this fraction of it, whichever is larger")
+    complaint_regression_allowed: float = Field(0.5, ge=0, le=MAX_FACTOR, description="... or by this fraction of it, whichever is larger")
     complaint_detectable: float = Field(0.03, gt=0, le=1, description="excess complaint rate the minimum sample must catch")
     # quality (normal; critical for first models)
-    accuracy_regression_allowed: float = Field(0.1, ge=0, description="numbers: mean absolute error may grow by this fraction")
-    accuracy_detectable: float = Field(0.5, gt=0, description="numbers: growth of the error the minimum sample must catch")
+    accuracy_regression_allowed: float = Field(0.1, ge=0, le=MAX_FACTOR, description="numbers: mean absolute error may grow by this fraction")
+    accuracy_detectable: float = Field(0.5, gt=0, le=MAX_FACTOR, description="numbers: growth of the error the minimum sample must catch")
     accuracy_drop_allowed: float = Field(0.02, ge=0, le=1, description="labels: accuracy may drop by this many points")
     accuracy_drop_detectable: float = Field(0.1, gt=0, le=1)
     label_delay_days: int = Field(0, ge=0, le=60, description="days actual outcomes need to arrive; accuracy is judged "
                                   "on the requests of that many days before the analysed day")
     # log integrity (a failure holds the day: it cannot be judged)
     min_shadow_coverage: float = Field(0.95, ge=0, le=1, description="shadow: share of served requests with a candidate twin")
-    max_orphan_rows: int = Field(0, ge=0, description="shadow: candidate rows served=true (no request should reach it)")
-    max_duplicate_rows: int = Field(0, ge=0, description="rows of the sample repeating (correlation id, variant, served)")
+    max_orphan_rows: int = Field(0, ge=0, le=MAX_COUNT,
+                                 description="shadow: candidate rows served=true (no request should reach it)")
+    max_duplicate_rows: int = Field(0, ge=0, le=MAX_COUNT,
+                                    description="rows of the sample repeating (correlation id, variant, served)")
     max_null_output_share: float = Field(0.001, ge=0, le=1, description="ok answers without a usable output: the "
                                          "stable's hold the day (integrity), the candidate's are broken_answers")
     broken_answers_detectable: float = Field(0.01, gt=0, le=1, description="share of broken candidate answers the "
@@ -113,14 +127,14 @@ class Policy(_Strict):
     # the intraday guardrail (domain/guardrail.py): anytime-valid tests of the day so far, rollback only
     guardrail: bool = Field(True, description="run the intraday guardrail for this rollout (canary, and the watch)")
     guardrail_alpha: float = Field(0.001, gt=0, lt=0.5, description="chance of a false rollback over a whole day")
-    guardrail_rate_ratio: float = Field(2.0, ge=1, description="it acts on a candidate rate above this x the stable's")
-    guardrail_min_events: int = Field(10, ge=1, description="candidate events needed before it may act")
+    guardrail_rate_ratio: float = Field(2.0, ge=1, le=MAX_FACTOR, description="it acts on a candidate rate above this x the stable's")
+    guardrail_min_events: int = Field(10, ge=1, le=MAX_COUNT, description="candidate events needed before it may act")
     judge: JudgeThresholds = JudgeThresholds()
-    retention_days: int = Field(3, ge=0)
+    retention_days: int = Field(3, ge=0, le=MAX_DAYS)
     # approval gates: a nightly promotion into one of these canary steps (100: production) waits for a person
     require_approval_for: tuple[int, ...] = Field(
         (), description="canary percentages whose promotion into them waits for a person's approval (e.g. [1, 100])")
-    approval_expiry_days: int = Field(3, ge=1, description="a pending approval not given by then becomes a hold")
+    approval_expiry_days: int = Field(3, ge=1, le=MAX_DAYS, description="a pending approval not given by then becomes a hold")
     shadow_old_model_during_retention: bool = True
     shadow_stable_during_canary: bool = Field(
         True, description="canary: the stable model answers the candidate's requests in shadow (paired analysis)")
@@ -205,6 +219,8 @@ class Policy(_Strict):
                 raise ValueError(f"{detect} ({getattr(self, detect):g}) must exceed {limit} ({getattr(self, limit):g})")
         if self.prediction_bounds is not None and not self.prediction_bounds[0] < self.prediction_bounds[1]:
             raise ValueError("prediction_bounds must be [low, high] with low < high")
+        if self.prediction_bounds is not None and any(abs(b) >= MAX_PREDICTION for b in self.prediction_bounds):
+            raise ValueError(f"prediction_bounds must lie within (-{MAX_PREDICTION:g}, {MAX_PREDICTION:g})")
         return self
 
     @property
@@ -309,9 +325,25 @@ def policy_over_preset(data: dict | None, preset: str = "default", source: str =
     return parse_policy(merged, source)
 
 
+def _check_yaml_shape(text: str, source: str) -> None:
+    """Refuse a YAML text too large or nested too deep before it is composed (composing recurses per level)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise PolicyError(f"policy {source} is larger than {MAX_YAML_BYTES} bytes")
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events come from a loop, not recursion
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise PolicyError(f"policy {source} nests deeper than {MAX_YAML_DEPTH} levels")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def policy_from_yaml(text: str | None, preset: str = "default", source: str = "(inline)") -> Policy:
-    """A policy from YAML text (a file's, or run config's) over a preset."""
+    """A policy from YAML text (a file's, or run config's) over a preset; size and depth bounded."""
     try:
+        if text:
+            _check_yaml_shape(text, source)
         data = yaml.safe_load(text) if text else None
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
@@ -324,9 +356,14 @@ def load_policy(path: str | Path | None, preset: str = "default") -> Policy:
         return policy_over_preset(None, preset, f"preset {preset}")
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)  # never a whole huge file in memory: its size is refused below
     except OSError as exc:
         raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PolicyError(f"policy {path} is not UTF-8 text") from None
     return policy_from_yaml(text, preset, str(path))
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import NamedTuple
 
-STATUSES = ("ok", "error", "timeout")
+# ``shed``: a shadow call the mirror could not run in time (its pool saturated) -- the model was never called, so
+# the row is missing evidence, never the candidate's error or timeout (latency 0, no output; served=false only).
+SHED = "shed"
+STATUSES = ("ok", "error", "timeout", SHED)
 FEEDBACK_KINDS = ("complaint", "actual")
 
 

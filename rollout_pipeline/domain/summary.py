@@ -75,6 +75,7 @@ class VariantDay:
     abs_error_mean: float | None = None
     label_accuracy: float | None = None
     null_outputs: int = 0  # rows with status ok but neither a prediction nor a label (an answer that says nothing)
+    broken_feedback: int = 0  # feedback rows about these requests whose value is NaN, infinite or |x| >= ABSURD_VALUE
     # The whole day's latency histogram: (bucket, count) of the rows with a valid latency (bucket k holds
     # exp(k/50)-1 <= ms < exp((k+1)/50)-1). Exact counts: "p99 <= T" is "at most 1% above T", a count.
     latency_histogram: tuple[tuple[int, int], ...] = ()

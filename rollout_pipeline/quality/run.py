@@ -147,10 +147,12 @@ def _decide_night(engine: sa.Engine, model: str, day: dt.date, policy: Policy, r
     """The nightly analysis as the daily job runs it, without Dagster: collect, store, validate, judge, decide."""
     with engine.begin() as conn:
         rollout = repo.active_rollout(conn, model) or repo.latest_rollout(conn, model)
-        stage = repo.state_before(conn, rollout, day).stage
+        state = repo.state_before(conn, rollout, day)
+        stage = state.stage
         summary = collect_day(conn, model, day, rollout.stable_variant, rollout.candidate_variant,
                               accuracy_day=policy.accuracy_day(day))
-        evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage, run_id=run_id)
+        evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage, run_id=run_id,
+                                                  canary_percent=state.canary_percent)
         for suite in validate(summary, stage, policy):
             evidence_store.save_validation(conn, evidence_id, suite.name, suite)
         evidence_store.save_evaluation(conn, evidence_id, evaluate_day(conn, rollout, summary))

@@ -11,30 +11,37 @@
   "ts"}`` (``kind`` required; ``value`` finite with ``|x| < 1e15``; ``ts`` ISO 8601,
   default now, within ``feedback_max_age`` before and ``feedback_max_ahead`` after the
   server's clock) logs a feedback row. 202 when queued.
-* ``GET /health`` (never authenticated): 200 with ``{"status": "ok" | "degraded", ...}``;
-  degraded when a routing store is unreachable or any log writer is spilling, holds
-  unreplayed rows, or has set rows aside (rejected.jsonl, quarantine/).
+* ``GET /health`` (never authenticated): ``{"status": "ok" | "degraded", ...}``, 200 when ok and
+  503 when degraded (so a load balancer's or compose's healthcheck sees it): a routing store
+  is unreachable or any log writer is spilling, holds unreplayed rows, or has set rows aside
+  (rejected.jsonl, quarantine/).
 
 Every request is checked before it reaches a model, in this order: bearer token
 (``token``; 401), body size (``max_body_bytes``, from Content-Length and while
 streaming; 413, the body is never read whole past the limit), nesting depth (400, before
 the JSON parser recurses), JSON syntax (400), numbers that are not finite (422), the
 body's shape (pydantic; 422). Error bodies are ``{"error": "<one short line>"}`` and
-never echo the input. 404: unknown model.
+never echo the input (a failing model's message neither: only its exception's type). 404:
+unknown model. A request refused before its body was read whole (401, 404, 413) has the rest
+of its body read and dropped, at most ``DRAIN_BYTES`` for ``DRAIN_SECONDS``, before the answer:
+a client still sending (Python's urllib, with ``Connection: close``) then gets the answer
+instead of a connection reset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import itertools
 import json
+import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -42,7 +49,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StringConstraints, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -52,8 +59,12 @@ from rollout_pipeline.serving.outputs import encode_items, json_safe
 from rollout_pipeline.serving.router import PredictionFailed, Router
 from rollout_pipeline.serving.writer import LogWriter, writer_degraded
 
+log = logging.getLogger(__name__)
+
 MAX_ID_LENGTH = 256
 MAX_JSON_DEPTH = 32
+DRAIN_BYTES = 64 << 20  # of a refused body, read and dropped (never kept) so the answer reaches the client...
+DRAIN_SECONDS = 10.0  # ...for at most this long; past either, the connection is closed (the client may see a reset)
 
 ENV_MAX_BODY = "ROLLOUT_SERVE_MAX_BODY_BYTES"
 ENV_TOKEN = "ROLLOUT_SERVE_TOKEN"
@@ -199,18 +210,46 @@ def parse_body(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise _Refused(400, f"body is {kind}") from None
 
 
+async def drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read and drop what is left of a refused body (bounded in bytes and time; nothing is kept).
+
+    An HTTP/1.1 client sends its whole body before it reads the answer: closing the connection with
+    unread data makes the kernel send a reset, and the client sees that instead of our 401/404/413.
+    """
+    seen = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in chunks:
+                seen += len(chunk)
+                if seen > DRAIN_BYTES:
+                    return
+    except (TimeoutError, ClientDisconnect):
+        return
+
+
+async def discard_body(request: Request) -> None:
+    """Drop a body that will not be read (401, 404), so that the answer reaches the client."""
+    with contextlib.suppress(RuntimeError):  # already consumed
+        await drain(request.stream())
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes: 413 from Content-Length before reading, or as soon as the stream passes it."""
+    """The body, at most ``limit`` bytes: 413 from Content-Length without keeping any of it, or as soon as the
+    stream passes it; the rest is dropped (``drain``) so that the 413 reaches the client."""
     length = request.headers.get("content-length")
+    stream = request.stream()
     if length is not None:
         if not length.isdigit():
             raise _Refused(400, "bad Content-Length")
         if int(length) > limit:
+            await drain(stream)
             raise _Refused(413, f"body larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
+            chunks.clear()
+            await drain(stream)
             raise _Refused(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
@@ -290,7 +329,9 @@ def create_app(
             served = await run_in_threadpool(router.predict, body.features, body.entity_id,
                                              correlation_id=body.correlation_id)
         except PredictionFailed as exc:
-            return 500, {"error": str(exc)[:300], "model": model, "variant": exc.variant,
+            # The model's own message may quote its input (a shape, a value it could not convert): never sent.
+            log.warning("%s/%s failed on request %s: %s", model, exc.variant, exc.correlation_id, exc.cause_type)
+            return 500, {"error": f"the model failed ({exc.cause_type})", "model": model, "variant": exc.variant,
                          "correlation_id": exc.correlation_id}
         return 200, json_safe({
             "model": model,
@@ -304,10 +345,12 @@ def create_app(
 
     async def predict(request: Request) -> JSONResponse:
         if not authorized(request):  # first: without the token, not even which models exist
+            await discard_body(request)
             return refused(_Refused(401, "missing or wrong bearer token"))
         model = request.path_params["model"]
         router = routers.get(model)
         if router is None:
+            await discard_body(request)
             return _error(404, "unknown model", models=sorted(routers))
         try:
             body = await checked_body(request, PredictBody)
@@ -336,11 +379,13 @@ def create_app(
 
     async def feedback(request: Request) -> JSONResponse:
         if not authorized(request):
+            await discard_body(request)
             return refused(_Refused(401, "missing or wrong bearer token"))
         model = request.path_params["model"]
-        if feedback_writer is None:
-            return _error(404, "this server takes no feedback (started without a feedback writer)")
-        if model not in routers:
+        if feedback_writer is None or model not in routers:
+            await discard_body(request)
+            if feedback_writer is None:
+                return _error(404, "this server takes no feedback (started without a feedback writer)")
             return _error(404, "unknown model", models=sorted(routers))
         try:
             body = await checked_body(request, FeedbackBody)
@@ -358,7 +403,8 @@ def create_app(
             extra["feedback_writer"] = feedback_writer.stats()
             writers.append(extra["feedback_writer"])
         healthy = all(m["status"] == "ok" for m in models.values()) and not any(map(writer_degraded, writers))
-        return JSONResponse(json_safe({"status": "ok" if healthy else "degraded", "models": models, **extra}))
+        return JSONResponse(json_safe({"status": "ok" if healthy else "degraded", "models": models, **extra}),
+                            status_code=200 if healthy else 503)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette):

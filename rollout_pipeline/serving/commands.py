@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
 import os
 
@@ -28,6 +29,16 @@ def load_registry(spec: str):
     return registry
 
 
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names this machine only (localhost, 127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind. The default keeps the server local; use 0.0.0.0 only behind a trusted network.")
@@ -41,8 +52,11 @@ def load_registry(spec: str):
               help="How often each router re-reads its routing config from the store.")
 @click.option("--shadow-timeout-ms", default=1000.0, show_default=True, type=click.FloatRange(1),
               help="A shadow answer later than this is logged as a timeout.")
+@click.option("--insecure", is_flag=True,
+              help="Serve on a non-loopback --host without ROLLOUT_SERVE_TOKEN (anyone who reaches the port may "
+                   "predict and post feedback). Without it, that is refused.")
 def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_seconds: float,
-          shadow_timeout_ms: float) -> None:
+          shadow_timeout_ms: float, insecure: bool) -> None:
     """Serve POST /predict/{model}, POST /feedback/{model} and GET /health over HTTP.
 
     Each model gets a Router that follows its routing config in the database
@@ -65,16 +79,27 @@ def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_
     from rollout_pipeline.serving.split import UnusableRouting
     from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
     from rollout_pipeline.store.engine import DatabaseUrlError, make_engine, redact
+    from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
 
     settings = load_settings()
     try:
         serve_settings = serve_settings_from_env(os.environ)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+    if not serve_settings.token and not is_loopback(host) and not insecure:
+        raise click.ClickException(
+            f"refusing to serve on {host} without authentication: set ROLLOUT_SERVE_TOKEN (clients send "
+            "'Authorization: Bearer <token>'), or pass --insecure on a network you trust")
     try:
         engine = make_engine(settings.database_url)
     except DatabaseUrlError as exc:
         raise click.ClickException(f"ROLLOUT_DATABASE_URL: {exc}") from exc
+    try:
+        with engine.connect() as connection:
+            require_current_schema(connection)
+    except (SchemaNotCurrent, SchemaRevisionError) as exc:
+        engine.dispose()
+        raise click.ClickException(str(exc)) from exc
     available = load_registry(registry)
     unknown = sorted(set(models) - set(available))
     if unknown:
@@ -107,6 +132,7 @@ def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_
                    + ", ".join(f"{r.variant} {r.role} {r.traffic_percent:g}%{' shadow' if r.shadow else ''}"
                                for r in router.config.routes) + ")")
     click.echo("authentication: bearer token required on /predict and /feedback" if serve_settings.token else
-               "authentication: none (set ROLLOUT_SERVE_TOKEN to require a bearer token)")
+               "authentication: none (set ROLLOUT_SERVE_TOKEN to require a bearer token)"
+               + ("" if is_loopback(host) else f"; --insecure: anyone reaching {host}:{port} may call it"))
     app = create_app(routers, feedback_writer=feedback_writer, settings=serve_settings)
     uvicorn.run(app, host=host, port=port, log_level=logging.getLevelName(logging.getLogger().level).lower())

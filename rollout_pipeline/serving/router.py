@@ -55,6 +55,7 @@ class PredictionFailed(RuntimeError):
 
     def __init__(self, model_name: str, variant: str, correlation_id: str, cause: BaseException):
         self.model_name, self.variant, self.correlation_id = model_name, variant, correlation_id
+        self.cause_type = type(cause).__name__
         super().__init__(f"{model_name}/{variant} failed on request {correlation_id}: {type(cause).__name__}: {cause}")
 
 

@@ -2,11 +2,18 @@
 
 A shadow call is handed to a thread pool and the request goes on at once. Each
 call ends in exactly one log row: ``ok`` or ``error`` when the model answers or
-raises, or ``timeout`` when it has not answered by its deadline — logged by a
-watcher thread at the deadline, whether the call is still running, still
-queued behind slow calls, or was never queued because too many were pending.
-A call that times out is not interrupted (Python threads cannot be), but its
-late answer is dropped, and a queued call whose deadline passed is skipped.
+raises; ``timeout`` when the model itself ran longer than the timeout (measured
+from when a worker started it: logged by a watcher thread at that deadline if it
+hangs, or when it answers late); ``shed`` when the mirror could not run it in
+time — still queued behind other calls at its deadline (the pool saturated), or
+never queued because too many were pending. A shed call never reached the model
+(latency 0): it is missing evidence, never the candidate's timeout. A call that
+times out is not interrupted (Python threads cannot be), but its late answer is
+dropped, and a queued call whose deadline passed is skipped.
+
+Capacity: ``workers`` calls at once, so about ``workers`` x 1000 / (the model's
+latency in ms) calls a second; a burst beyond that waits in the queue for up to
+the deadline, and what has not started by then is shed.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import datetime as dt
+import heapq
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from rollout_pipeline.domain.records import PredictionRow
+from rollout_pipeline.domain.records import SHED, PredictionRow
 from rollout_pipeline.serving.outputs import to_output
 
 log = logging.getLogger(__name__)
@@ -29,7 +37,8 @@ _perf = time.perf_counter
 
 
 class _Call:
-    __slots__ = ("variant", "model", "features", "correlation_id", "ts", "entity_id", "started", "deadline", "claim")
+    __slots__ = ("variant", "model", "features", "correlation_id", "ts", "entity_id", "started", "deadline", "claim",
+                 "begun")
 
     def __init__(self, variant, model, features, correlation_id, ts, entity_id, started, deadline):
         self.variant = variant
@@ -42,6 +51,7 @@ class _Call:
         self.deadline = deadline
         # Whoever acquires first logs the call's row: the worker or the watcher.
         self.claim = threading.Lock()
+        self.begun: float | None = None  # when a worker started the model (None: still queued)
 
 
 class ShadowMirror:
@@ -66,6 +76,9 @@ class ShadowMirror:
         self._log_row = log_row
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"shadow-{model_name}")
         self._deadlines: collections.deque[_Call] = collections.deque()
+        # Calls a worker started before their queue deadline: (own deadline, sequence, call), soonest first.
+        self._running: list[tuple[float, int, _Call]] = []
+        self._sequence = 0
         self._pending = 0  # calls submitted and not yet logged
         self._pending_lock = threading.Condition()
         self._stop = threading.Event()
@@ -81,16 +94,19 @@ class ShadowMirror:
         with self._pending_lock:
             self._pending += 1
             saturated = self._pending > self.max_pending
-        self._deadlines.append(call)  # deadlines are appended in order: one timeout per mirror
-        if saturated:
-            self.counts["not_queued"] += 1  # the watcher logs it as a timeout at its deadline
+        if saturated:  # too many outstanding: shed at once, the model is never called
+            call.claim.acquire()
+            self.counts[SHED] += 1
+            self._finish(call, 0.0, SHED, None, None)
             return
+        self._deadlines.append(call)  # deadlines are appended in order: one queue deadline per call
         self._pool.submit(self._run, call)
 
     def _run(self, call: _Call) -> None:
+        call.begun = _perf()  # before the check: the watcher either sees it started or has shed it already
         if call.claim.locked():
-            return  # its deadline passed while queued: already logged as a timeout
-        started = _perf()
+            return  # its deadline passed while queued: already logged as shed
+        started = call.begun
         try:
             output = to_output(call.model(call.features))
         except Exception as exc:  # noqa: BLE001 - a failing shadow is data, never the caller's problem
@@ -105,7 +121,7 @@ class ShadowMirror:
             self.counts["late"] += 1
             return
         if latency > self.timeout_ms:
-            # Answered, but later than a caller could have used (or reported so by the model).
+            # The model answered, but later than a caller could have used (or reported so itself).
             self.counts["timeout"] += 1
             self._finish(call, latency, "timeout", None, None)
         else:
@@ -124,15 +140,27 @@ class ShadowMirror:
 
     def _watch(self) -> None:
         poll = min(0.05, max(self.deadline_ms / 10_000.0, 0.001))
-        deadlines = self._deadlines
+        deadlines, running = self._deadlines, self._running
         while True:
             now = _perf()
             while deadlines and deadlines[0].deadline <= now:
                 call = deadlines.popleft()
+                begun = call.begun
+                if begun is None:
+                    # Still queued at its deadline: the pool is saturated. Shed, not the model's timeout.
+                    if call.claim.acquire(blocking=False):
+                        self.counts[SHED] += 1
+                        self._finish(call, 0.0, SHED, None, None)
+                elif not call.claim.locked():
+                    # Running: the model gets its own full deadline, counted from when it started.
+                    self._sequence += 1
+                    heapq.heappush(running, (begun + self.deadline_ms / 1000.0, self._sequence, call))
+            while running and running[0][0] <= now:
+                _, _, call = heapq.heappop(running)
                 if call.claim.acquire(blocking=False):
                     self.counts["timeout"] += 1
-                    self._finish(call, (now - call.started) * 1000.0, "timeout", None, None)
-            if self._stop.is_set() and not deadlines:
+                    self._finish(call, (now - call.begun) * 1000.0, "timeout", None, None)
+            if self._stop.is_set() and not deadlines and not running:
                 return
             # Completed calls stay in the queue until their deadline; drop them early
             # so the queue's length stays about (calls per second) x (timeout).
@@ -151,8 +179,8 @@ class ShadowMirror:
             return self._pending_lock.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Log every outstanding call (waiting at most its timeout), then stop the threads."""
-        self.drain(timeout if timeout is not None else self.deadline_ms / 1000.0 + 1.0)
+        """Log every outstanding call (waiting at most its queue deadline plus its own), then stop the threads."""
+        self.drain(timeout if timeout is not None else 2 * self.deadline_ms / 1000.0 + 1.0)
         self._stop.set()
-        self._watcher.join(timeout=self.deadline_ms / 1000.0 + 1.0)
+        self._watcher.join(timeout=2 * self.deadline_ms / 1000.0 + 1.0)
         self._pool.shutdown(wait=False, cancel_futures=True)

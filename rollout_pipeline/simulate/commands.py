@@ -8,6 +8,8 @@ import click
 
 from rollout_pipeline.simulate.scenarios import SCENARIO_NAMES, SCENARIOS
 
+# The simulator holds a day's request plan in memory (a few hundred bytes a request): past this, split the day.
+MAX_REQUESTS = 1_000_000
 _SCENARIO_HELP = "; ".join(f"{name}: {text}" for name, (text, _) in SCENARIOS.items())
 
 
@@ -15,12 +17,13 @@ _SCENARIO_HELP = "; ".join(f"{name}: {text}" for name, (text, _) in SCENARIOS.it
 @click.option("--model", required=True, help="Model name in the store (its routing config decides the stage).")
 @click.option("--date", "day", required=True, type=click.DateTime(["%Y-%m-%d"]),
               help="The UTC day to simulate (YYYY-MM-DD); timestamps are synthetic within it.")
-@click.option("--requests", default=20_000, show_default=True, type=click.IntRange(0), help="Requests in the day.")
+@click.option("--requests", default=20_000, show_default=True, type=click.IntRange(0, MAX_REQUESTS),
+              help=f"Requests in the day (at most {MAX_REQUESTS:,}: run several days for more).")
 @click.option("--scenario", default="healthy", show_default=True, type=click.Choice(SCENARIO_NAMES),
               help=_SCENARIO_HELP)
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
               help="Random seed: the same seed and day index give the same traffic on any --date.")
-@click.option("--day-index", default=0, show_default=True, type=click.IntRange(0),
+@click.option("--day-index", default=0, show_default=True, type=click.IntRange(0, 1_000_000),
               help="Which day of a series this is (a different index, different traffic from the same seed).")
 @click.option("--kind", default=None,
               help="Simulated model: diabetes, diabetes-first, cancer, wine or recs (default: the model name).")
@@ -49,6 +52,7 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index
     from rollout_pipeline.simulate.models import UnknownKind
     from rollout_pipeline.simulate.scenarios import UnknownScenario
     from rollout_pipeline.store.engine import DatabaseUrlError, make_engine
+    from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
     from rollout_pipeline.store.lake import LakeWriter
 
     settings = load_settings()
@@ -56,6 +60,8 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index
     try:
         lake = LakeWriter(sink) if sink is not None else contextlib.nullcontext()  # bad URL / no pyarrow: first
         engine = make_engine(settings.database_url)
+        with engine.connect() as connection:
+            require_current_schema(connection)
         overrides = parse_knobs(knobs)
         if start_shadow:
             start_shadow_routing(engine, model, kind)
@@ -65,7 +71,8 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index
                                    spill_dir=settings.state_dir / "spill" / f"simulate-{model}",
                                    sink=writer, seeded_ids=seeded_ids, progress=advance)
         files = writer.files if writer is not None else []
-    except (NoRouting, UnknownKind, UnknownScenario, DatabaseUrlError, ValueError) as exc:
+    except (NoRouting, UnknownKind, UnknownScenario, DatabaseUrlError, SchemaNotCurrent, SchemaRevisionError,
+            ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         if "engine" in locals():

@@ -48,6 +48,14 @@ class DayEvidence:
     evaluation: Evaluation | None
     live: bool
     created_at: dt.datetime
+    canary_percent: int | None = None  # the rollout's share when collected (None: stored by an earlier version)
+    routing_version: int | None = None  # the model's routing version when collected
+
+    def collected_under(self) -> str:
+        """The state the evidence was collected under, as a decision's reasons name states."""
+        share = "" if self.canary_percent is None else f" {self.canary_percent}%"
+        routing = "" if self.routing_version is None else f", routing v{self.routing_version}"
+        return f"{self.stage}{share}{routing}"
 
 
 def _summary(connection: sa.Connection, row) -> DaySummary:
@@ -66,12 +74,14 @@ def _record(connection: sa.Connection, row) -> DayEvidence:
     return DayEvidence(row.id, row.model_name, row.day, row.rollout_id, row.stage, row.run_id,
                        _summary(connection, row), dict(row.validations or {}),
                        None if row.evaluation is None else decode(Evaluation, row.evaluation),
-                       row.superseded_by is None, row.created_at)
+                       row.superseded_by is None, row.created_at, row.canary_percent, row.routing_version)
 
 
 def save_summary(connection: sa.Connection, summary: DaySummary, *, rollout_id: int, stage: str,
-                 run_id: str | None, now: dt.datetime | None = None) -> int:
-    """Store a new analysis of ``summary``'s day (superseding the live one); its id."""
+                 run_id: str | None, now: dt.datetime | None = None, canary_percent: int | None = None,
+                 routing_version: int | None = None) -> int:
+    """Store a new analysis of ``summary``'s day (superseding the live one), with the rollout's state it was
+    collected under (stage, share, routing version); its id."""
     now = now or dt.datetime.now(dt.UTC)
     model, day = summary.model_name, summary.day
     if connection.dialect.name == "postgresql":
@@ -82,7 +92,8 @@ def save_summary(connection: sa.Connection, summary: DaySummary, *, rollout_id: 
     previous = connection.execute(sa.select(day_evidence.c.id).where(live)).scalar_one_or_none()
     new_id = insert_superseding(connection, day_evidence, previous, dict(
         model_name=model, day=day, rollout_id=rollout_id, stage=stage, run_id=run_id, summary=encode(summary),
-        validations={}, evaluation=None, outcomes=outcome_count(summary), created_at=now, updated_at=now))
+        validations={}, evaluation=None, outcomes=outcome_count(summary), created_at=now, updated_at=now,
+        canary_percent=canary_percent, routing_version=routing_version))
     # Older analyses of the day are kept while a run may still be finishing with them, then dropped
     # (a day's summary with its sample is megabytes; the live one is what the day's decision used).
     connection.execute(day_evidence.delete().where(

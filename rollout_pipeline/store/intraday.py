@@ -7,6 +7,7 @@ import datetime as dt
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.guardrail import SideCounts
+from rollout_pipeline.domain.records import SHED
 from rollout_pipeline.domain.summary import ABSURD_VALUE
 from rollout_pipeline.store.tables import prediction_log
 
@@ -18,6 +19,8 @@ def counts_so_far(connection: sa.Connection, model: str, until: dt.datetime, *, 
     Broken: an ``ok`` answer with neither prediction nor label, or a prediction that is
     non-finite, absurd (|x| >= ABSURD_VALUE) or outside ``bounds``. In PostgreSQL NaN
     sorts above every number, so the range tests catch it; SQLite stores NaN as NULL.
+    Shadow calls the mirror shed (status ``shed``: the model was never called) are not
+    counted at all: they are missing evidence, neither requests nor errors.
     """
     p = prediction_log.c
     start = dt.datetime.combine(until.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
@@ -32,7 +35,7 @@ def counts_so_far(connection: sa.Connection, model: str, until: dt.datetime, *, 
                   sa.func.count().filter(sa.or_(p.status.is_(None), p.status != "ok")).label("errors"),
                   sa.func.count().filter(slow).label("slow"),
                   sa.func.count().filter(broken).label("broken"))
-        .where(p.model_name == model, p.ts >= start, p.ts < until)
+        .where(p.model_name == model, p.ts >= start, p.ts < until, sa.or_(p.status.is_(None), p.status != SHED))
         .group_by(p.variant, p.served)
     ).all()
     return {(r.variant, bool(r.served)): SideCounts(int(r.n), int(r.errors), int(r.slow), int(r.broken))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +12,17 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from rollout_pipeline.store.engine import redact
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class SchemaRevisionError(RuntimeError):
     """The database is at a schema revision this version of the code does not know."""
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database was never migrated, or to an older revision: the message says to run init-db."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ def _config(connection: sa.Connection) -> Config:
     return cfg
 
 
+@functools.cache
 def head_revision() -> str:
     """The newest revision this code knows."""
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
@@ -60,6 +68,28 @@ def _check_known(revision: str | None) -> None:
             f"does not know (its newest is {head_revision()!r}); it was probably migrated by a newer "
             "version. Nothing was changed: upgrade rollout-pipeline, or use a database of this version."
         )
+
+
+def require_current_schema(connection: sa.Connection) -> None:
+    """Refuse, before any work, a database not at this version's schema (one cheap query).
+
+    Raises ``SchemaNotCurrent`` naming what to run for a database never migrated or migrated by an older
+    version, ``SchemaRevisionError`` for one migrated by a newer version.
+    """
+    try:
+        revision = current_revision(connection)
+    except sa.exc.ProgrammingError as exc:  # a role granted before alembic_version was readable (docs/roles.sql)
+        if getattr(exc.orig, "pgcode", None) != "42501":
+            raise
+        raise SchemaNotCurrent(f"the database {redact(connection.engine.url)} does not let {connection.engine.url.username} "
+                               "read its schema revision (alembic_version): re-run docs/roles.sql "
+                               "(`rollout-pipeline init-db --grant-roles` as the owner)") from None
+    _check_known(revision)
+    head = head_revision()
+    if revision != head:
+        state = "was never migrated" if revision is None else f"is at schema revision {revision!r}, not {head!r}"
+        raise SchemaNotCurrent(f"the database {redact(connection.engine.url)} {state}: run `rollout-pipeline "
+                               "init-db` (as the owner of its tables)")
 
 
 def upgrade(engine: sa.Engine, target: str = "head") -> MigrationResult:

@@ -11,13 +11,16 @@
   routing, teardowns) and use of their sequences. The audit is **append-only** for it:
   ``decisions`` and ``routing_history`` take INSERT and SELECT, and of ``decisions`` only the two
   columns the code moves (``store.rollouts``: ``superseded_by`` when a re-run supersedes a
-  decision, ``applied_at`` when it is applied) may be updated; nothing there is deleted, and a
-  decision's action, reasons, metrics and actor cannot be rewritten. ``day_evidence`` is a
+  decision, ``applied_at`` when it is applied) may be updated, and triggers (migration 0006)
+  allow only the moves the code makes: each set once, ``superseded_by`` to a newer decision of
+  the same model and day; nothing there is deleted, and a decision's action, reasons, metrics
+  and actor cannot be rewritten. ``day_evidence`` is a
   working table (a re-run supersedes a day's evidence and the superseded rows are pruned; the
   decision keeps the numbers it was made on in its own metrics). It cannot write logs, and it
   owns nothing (no DDL).
 
-Both are group roles (NOLOGIN): each application logs in as a role of its own that is a member,
+Both may read ``alembic_version``: each checks the schema revision before it starts. Both are group
+roles (NOLOGIN): each application logs in as a role of its own that is a member,
 e.g. ``CREATE ROLE router_app LOGIN PASSWORD '...' IN ROLE rollout_serving``. The schema's owner
 (the role that runs ``rollout-pipeline init-db``: migrations and day-partition DDL) keeps the DDL.
 
@@ -67,6 +70,8 @@ def roles_sql(schema: str = "public") -> str:
         "END",
         "$$;",
         f"GRANT USAGE ON SCHEMA {schema} TO {SERVING_ROLE}, {PIPELINE_ROLE};",
+        "-- Both check the schema revision before they start (\"run `rollout-pipeline init-db`\" otherwise).",
+        f"GRANT SELECT ON alembic_version TO {SERVING_ROLE}, {PIPELINE_ROLE};",
         "",
         "-- The serving side: writes the log contract, reads the routing.",
         f"GRANT INSERT ON {', '.join(LOG_TABLES)} TO {SERVING_ROLE};",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.decide import Decision, RolloutState
-from rollout_pipeline.domain.policy import Policy, parse_policy
+from rollout_pipeline.domain.policy import Policy, PolicyError, parse_policy
 from rollout_pipeline.domain.routing import VariantRoute, validate_name
 from rollout_pipeline.store.routing import read_routing, write_routing
 from rollout_pipeline.store.tables import decisions, insert_superseding, rollouts
@@ -61,9 +61,17 @@ class DecisionRecord:
     approval: str | None = None  # None: no approval needed; pending | approved | rejected | expired
 
 
+class StoredPolicyError(RolloutError):
+    """A rollout's stored policy is out of the documented ranges (written by an older version, or directly)."""
+
+
 def _rollout(row) -> Rollout:
+    try:
+        policy = parse_policy(row.policy, f"stored with rollout {row.id} of {row.model_name}")
+    except PolicyError as exc:  # checked on load as at `rollout start`: a refusal naming the field, not a crash later
+        raise StoredPolicyError(f"{exc}; start a new rollout with a valid policy") from None
     return Rollout(row.id, row.model_name, row.stable_variant, row.candidate_variant, row.stage,
-                   row.canary_percent, bool(row.active), parse_policy(row.policy), row.policy_version)
+                   row.canary_percent, bool(row.active), policy, row.policy_version)
 
 
 def _decision(row) -> DecisionRecord:

@@ -149,7 +149,8 @@ class SparkScans:
 
     def grouped_rows(self, model_name: str, day: dt.date) -> list[GroupRow]:
         """Scan 1: decomposable aggregates grouped by variant, served and latency bucket."""
-        bucket = f"CASE WHEN {VALID_LATENCY} THEN CAST(floor(ln(1 + latency_ms) * :bins_per_e) AS INT) END"
+        valid = f"({VALID_LATENCY} AND NOT (status <=> 'shed'))"  # a shed call carries no latency of the model's
+        bucket = f"CASE WHEN {valid} THEN CAST(floor(ln(1 + latency_ms) * :bins_per_e) AS INT) END"
         rows = self._sql(f"""
             SELECT variant, served, {bucket} AS b,
                    count(*) AS n,
@@ -159,7 +160,7 @@ class SparkScans:
                    count_if(correlation_id IS NULL OR correlation_id = '') AS missing_cid,
                    count(label) AS labels,
                    count_if(status = 'ok' AND prediction IS NULL AND label IS NULL) AS null_outputs,
-                   sum(CASE WHEN {VALID_LATENCY} THEN latency_ms END) AS lat_sum,
+                   sum(CASE WHEN {valid} THEN latency_ms END) AS lat_sum,
                    max(latency_ms) AS lat_max,
                    count(prediction) AS pred_n,
                    count_if({NONFINITE}) AS nonfinite,
@@ -287,16 +288,21 @@ class SparkScans:
         feedback = self._feedback(model_name, lo, hi + FEEDBACK_WINDOW)
         if feedback is None:  # no feedback folder in the window: no join (it would still read the whole day)
             return []
+        # As in the database: NaN (which Spark sorts above +Infinity), the infinities and absurd values are
+        # counted as broken and kept out of the mean.
         rows = self._sql(f"""
             SELECT p.variant, p.served, f.kind, count(*) AS n,
-                   avg(CASE WHEN {FINITE.replace('prediction', 'p.prediction')} AND f.value IS NOT NULL
+                   avg(CASE WHEN {FINITE.replace('prediction', 'p.prediction')}
+                                 AND {FINITE.replace('prediction', 'f.value')}
                             THEN abs(p.prediction - f.value) END) AS abs_err,
                    avg(CASE WHEN f.label IS NOT NULL
-                            THEN CASE WHEN p.label = f.label THEN 1.0D ELSE 0.0D END END) AS acc
+                            THEN CASE WHEN p.label = f.label THEN 1.0D ELSE 0.0D END END) AS acc,
+                   count_if({NONFINITE.replace('prediction', 'f.value')}) AS broken
             FROM {{feedback}} f JOIN {{day}} p ON p.correlation_id = f.correlation_id
             GROUP BY p.variant, p.served, f.kind""",
             feedback=feedback, day=self._day(model_name, day), absurd=ABSURD_VALUE).collect()
-        return [FeedbackAgg(r.variant, bool(r.served), r.kind, int(r.n), r.abs_err, r.acc) for r in rows]
+        return [FeedbackAgg(r.variant, bool(r.served), r.kind, int(r.n), r.abs_err, r.acc, int(r.broken))
+                for r in rows]
 
     def sample_feedback(self, model_name: str, rows: list[LogRow], thresholds: dict[Key, int],
                         lo: dt.datetime, hi: dt.datetime) -> list[FeedbackItem]:

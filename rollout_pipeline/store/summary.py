@@ -214,7 +214,9 @@ def grouped_rows(connection: sa.Connection, model_name: str, day: dt.date) -> li
     ~5x slower) instead of hashing ~1,000 groups in parallel workers.
     """
     p = prediction_log.c
-    valid_latency = _valid_latency(p.latency_ms)
+    # A shed shadow call (the mirror's pool was full) carries no latency of the model's: it is in no bucket
+    # (``accumulate`` does not count it as an invalid latency either).
+    valid_latency = sa.and_(_valid_latency(p.latency_ms), p.status.is_distinct_from("shed"))
     finite = _finite_fast(p.prediction)
     bucket = sa.case((valid_latency, sa.cast(sa.func.floor(ln1p(p.latency_ms) * LATENCY_BINS_PER_E), sa.Integer)))
     query = (
@@ -383,21 +385,28 @@ def label_counts(connection: sa.Connection, model_name: str, day: dt.date) -> li
 
 
 def feedback_by_variant(connection: sa.Connection, model_name: str, day: dt.date) -> list[FeedbackAgg]:
-    """Feedback about the day's requests (arrived within FEEDBACK_WINDOW), joined on correlation id, per kind."""
+    """Feedback about the day's requests (arrived within FEEDBACK_WINDOW), joined on correlation id, per kind.
+
+    Other systems may write the table directly, so a value can be anything a double holds: NaN, the
+    infinities and values at or beyond ABSURD_VALUE are counted as ``broken`` and kept out of the mean
+    (an average over 1e308 overflows PostgreSQL's float8 and used to fail the whole collect step).
+    """
     p, f = prediction_log.c, feedback.c
     lo, hi = day_bounds(day)
     finite = _finite_prediction()
     with _settings(connection, **FEEDBACK_JOIN_SETTINGS):
-        return [FeedbackAgg(r.variant, bool(r.served), r.kind, int(r.n), r.abs_err, r.acc) for r in connection.execute(
+        return [FeedbackAgg(r.variant, bool(r.served), r.kind, int(r.n), r.abs_err, r.acc, int(r.broken))
+                for r in connection.execute(
             sa.select(
                 p.variant,
                 p.served,
                 f.kind,
                 sa.func.count().label("n"),
-                sa.func.avg(sa.case((sa.and_(finite, f.value.is_not(None)),
+                sa.func.avg(sa.case((sa.and_(finite, _finite_fast(f.value)),
                                      sa.func.abs(p.prediction - f.value)))).label("abs_err"),
                 sa.func.avg(sa.case((f.label.is_not(None),
                                      sa.case((p.label == f.label, 1.0), else_=0.0)))).label("acc"),
+                sa.func.count().filter(_nonfinite(f.value)).label("broken"),  # NaN sorts above +Infinity
             )
             .select_from(feedback.join(prediction_log, p.correlation_id == f.correlation_id))
             .where(_in_day(model_name, day), unindexed(f.model_name) == model_name, unindexed(f.ts) >= lo,

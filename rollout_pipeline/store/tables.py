@@ -146,6 +146,9 @@ day_evidence = sa.Table(
     sa.Column("superseded_by", sa.Integer, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The rollout's state when the day was collected (with ``stage``); NULL in rows of earlier versions.
+    sa.Column("canary_percent", sa.Integer, nullable=True),
+    sa.Column("routing_version", sa.Integer, nullable=True),
 )
 
 LOG_TABLES = ("prediction_log", "feedback")

@@ -23,6 +23,7 @@ from rollout_pipeline.domain.records import STATUSES
 from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary
 
 LOG_QUALITY, LATENCY, PREDICTIONS = "log_quality", "latency_slo", "prediction_distribution"
+BROKEN_FEEDBACK = "every feedback value is a finite number, |x| < {absurd:.0e} (NaN, infinite, absurd: broken)"
 # A latency gate's verdicts that do not find the candidate slower. Too little data ("nodata") is neither a pass
 # nor a latency failure: the check says "not judged" (a failed WARN check, never a green pass).
 LATENCY_NOT_WORSE = ("pass", "low", "n/a")
@@ -209,12 +210,13 @@ def _frames(summary: DaySummary):
                 # The candidate's own non-finite answers are its failure, judged by the broken_answers gate;
                 # anyone else's make the comparison unusable.
                 "nonfinite_predictions": 0 if v.variant == summary.candidate_variant else v.nonfinite_predictions,
+                "broken_feedback": v.broken_feedback,
                 "latency_p99": v.latency_p99 if v.latency_p99 is not None else math.nan,
             }
             for v in summary.variants
         ],
         columns=["variant", "served", "requests", "missing_correlation_id", "unknown_status", "invalid_latency",
-                 "nonfinite_predictions", "latency_p99"],
+                 "nonfinite_predictions", "broken_feedback", "latency_p99"],
     )
     sample = pd.DataFrame(
         [(r.correlation_id, r.variant, r.served, r.latency_ms, r.status, r.prediction) for r in summary.sample],
@@ -228,6 +230,7 @@ def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> 
 
     stable, cand = summary.stable_variant, summary.candidate_variant
     zero = lambda column: E.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=0)  # noqa: E731
+    broken = BROKEN_FEEDBACK.format(absurd=ABSURD_VALUE)
     outcomes = run_suite(LOG_QUALITY, True, groups, [
         ("the day has logged requests", E.ExpectTableRowCountToBeBetween(min_value=1)),
         ("every row has a correlation id", zero("missing_correlation_id")),
@@ -237,7 +240,13 @@ def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> 
          "broken_answers)", zero("nonfinite_predictions")),
         (f"only the rollout's variants ({stable}, {cand}) log",
          E.ExpectColumnValuesToBeInSet(column="variant", value_set=[stable, cand])),
+        (broken, zero("broken_feedback")),
     ]).outcomes
+    # Name the day's count, not GX's "1 unexpected" (a row per variant and kind). Each request has one served row,
+    # so the served rows' counts add up to the feedback rows (a shadow answer's join would count them twice).
+    count = sum(v.broken_feedback for v in summary.variants if v.served)
+    outcomes = tuple(dataclasses.replace(o, observed=f"{count} broken feedback rows about the day's requests")
+                     if o.description == broken and o.status == "fail" else o for o in outcomes)
     if stage == "shadow":
         pr = summary.pairing
         if pr is None:

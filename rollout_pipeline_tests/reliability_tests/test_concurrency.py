@@ -20,6 +20,7 @@ from rollout_pipeline.domain.decide import Evidence, decide
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.engine import make_engine
+from rollout_pipeline.store.logs import write_predictions
 from rollout_pipeline.store.routing import read_routing
 from rollout_pipeline.store.tables import decisions
 from rollout_pipeline_tests.factories import log_day
@@ -198,3 +199,110 @@ def _lock_waiters(engine) -> int:
         return conn.execute(sa.text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = :s"
         ), {"s": repo.DECISION_LOCK_SPACE}).scalar_one()
+
+
+# --- issue #22, probe 3: a person's (or the guardrail's) action racing the night's run of a day -----------------
+
+D1, D2 = DAY, DAY + dt.timedelta(days=1)
+TONIGHT = D2 + dt.timedelta(days=1)  # the night of D2's analysis is on D3 (UTC): "today" for rollback and guardrail
+
+
+def _the_concurrent_action(engine, kind: str) -> None:
+    """What a person (or the hourly guardrail) commits while the night's run of D2 is between its analysis
+    (day_summary, the checks, the judge: evidence collected under shadow 0%) and its decision."""
+    from rollout_pipeline.decisions import DecisionRequest, make_approval, make_decision
+    from rollout_pipeline.store.rollback import rollback
+
+    if kind in ("approve", "reject"):
+        make_approval(engine, DecisionRequest("m", D1, "ana (cli)", reason="reviewed", source="approval",
+                                              verdict=kind, today=D2))
+    elif kind == "force":
+        make_decision(engine, DecisionRequest("m", D2, "bo (cli)", force="hold", reason="campaign week"))
+    elif kind == "rollback":
+        with engine.begin() as conn:
+            rollback(conn, "m", "alerts from the payments team", actor="cy (cli)", day=TONIGHT)
+    elif kind == "guardrail":
+        make_decision(engine, DecisionRequest("m", TONIGHT, "guardrail", source="guardrail",
+                                              alarms=("errors: e-value 1e6 >= 1000",)))
+
+
+# kind -> (how the night's run of D2 ends, words of its refusal, the rollout's state afterwards)
+RACES = {
+    # The bug: D2 was decided "canary 1% -> 20%" from evidence collected under shadow.
+    "approve": ("refused", "evidence was collected under shadow 0%, routing v1, but the rollout is at canary 1%",
+                ("canary", 1)),
+    # Nothing moved: the night decides D2 from shadow, as its evidence was collected (a new pending promotion).
+    "reject": ("decided", None, ("shadow", 0)),
+    # Was: the night's run superseded the operator's force it never saw. Now it is a concurrent decision.
+    "force": ("refused", "was decided by another run while this one was deciding (decision", ("shadow", 0)),
+    "rollback": ("refused", "is already decided and a canary never steps back in time", ("rolled_back", 0)),
+    "guardrail": ("refused", "is already decided and a canary never steps back in time", ("rolled_back", 0)),
+}
+
+
+@pytest.mark.parametrize("kind", list(RACES))
+def test_approve_reject_force_rollback_or_guardrail_racing_the_nightly_run(pg_url, tmp_path, monkeypatch, kind):
+    """The concurrent action commits after the night's run collected D2 and before its decision (the
+    decision service is entered right after it). A decision is made on the state the rollout is in when it
+    commits: evidence of another state, or a decision of the day recorded since, is refused as a concurrent
+    change (nothing recorded, exit 1), and a re-run decides the day on the new state."""
+    import dagster as dg
+
+    from rollout_pipeline.defs import assets
+    from rollout_pipeline.defs.runner import RunFailed, run_day
+
+    engine = make_engine(pg_url)
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
+    policy = Policy(min_shadow_days=0, require_approval_for=(1,))
+    with engine.begin() as conn:
+        repo.start_rollout(conn, "m", "v1", "v2", policy, actor="test")
+    write_predictions(engine, log_day("m", D1, "v1", "v2") + log_day("m", D2, "v1", "v2", seed=2))
+    with dg.instance_for_test() as instance:
+        first = run_day("m", D1, instance=instance)
+    assert (first.result["action"], first.result["approval"]) == ("promote", "pending"), first.result
+    if kind == "guardrail":  # the guardrail acts on a candidate serving traffic: a forced canary, applied
+        from rollout_pipeline.decisions import DecisionRequest, make_decision
+        make_decision(engine, DecisionRequest("m", D1, "ops", force="promote", reason="serve the canary now"))
+
+    real = assets.make_decision
+    raced = []
+
+    def decide_after_the_race(engine_, request):
+        if request.day == D2 and not raced:
+            raced.append(kind)
+            _the_concurrent_action(engine_, kind)
+        return real(engine_, request)
+
+    monkeypatch.setattr(assets, "make_decision", decide_after_the_race)
+    with engine.connect() as conn:
+        before = repo.state_before(conn, repo.latest_rollout(conn, "m"), D2)
+    outcome, words, state_after = RACES[kind]
+    with dg.instance_for_test() as instance:
+        if outcome == "refused":
+            with pytest.raises(RunFailed) as refused:
+                run_day("m", D2, instance=instance)
+            assert words in str(refused.value), refused.value
+        else:
+            run = run_day("m", D2, instance=instance)
+            assert run.result["from"] == {"stage": before.stage, "canary_percent": before.canary_percent}
+    assert raced == [kind]
+    with engine.connect() as conn:
+        rollout = repo.latest_rollout(conn, "m")
+        assert (rollout.stage, rollout.canary_percent) == state_after
+        night = [d for d in repo.decision_history(conn, "m", include_superseded=True) if d.actor == "cli"
+                 and d.day == D2]
+        if outcome == "refused":
+            assert night == []  # nothing of the refused decision was recorded
+        # Never a step from a state the evidence was not collected under.
+        for d in repo.decision_history(conn, "m", include_superseded=True):
+            ev = d.metrics.get("evidence")
+            if ev and d.metrics.get("source") == "analysis":
+                assert (ev["stage"], ev["canary_percent"]) == (d.stage_before, d.percent_before), d
+    if kind == "approve":  # the re-run collects D2 under canary 1% and decides from there
+        monkeypatch.setattr(assets, "make_decision", real)
+        with dg.instance_for_test() as instance:
+            again = run_day("m", D2, instance=instance)
+        assert again.result["from"] == {"stage": "canary", "canary_percent": 1}, again.result
+        assert again.result["action"] != "promote", again.result  # shadow traffic says nothing of a served canary
+    engine.dispose()

@@ -241,3 +241,48 @@ def cluster_is_up(cluster) -> bool:
     from rollout_pipeline_tests import postgres
 
     return postgres._reachable(cluster.url) is None
+
+
+def test_every_step_of_every_job_has_the_one_retry_policy():
+    """Issue #22, probe 5: assets, asset checks and ops all retry transient database errors the same way."""
+    from rollout_pipeline.definitions import defs
+    from rollout_pipeline.defs.failures import DATABASE_RETRY
+
+    steps = {(job.name, op.name): op.retry_policy
+             for job in defs.get_repository_def().get_all_jobs() for op in job.graph.iterate_op_defs()}
+    assert {("daily_analysis", f"day_summary_{c}") for c in ("log_quality", "latency_slo", "prediction_distribution")} \
+        <= set(steps)
+    assert {k: v for k, v in steps.items() if v != DATABASE_RETRY} == {}
+
+
+def test_connections_killed_during_each_check_are_retried_and_the_run_decides(pg_url, pg_server, monkeypatch):
+    """Issue #22, probe 5: a database connection killed while each of the three asset checks stores its result.
+    Was: `collect` and `decision` retried, the checks failed the run (exit 3 in 2 of 5 tries). Now each check's
+    step fails once, is retried by the same RetryPolicy, and the run decides as an undisturbed one does."""
+    from rollout_pipeline.store import evidence as evidence_store
+
+    engine = _started(pg_url)
+    monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
+    killed = []
+    real_save = evidence_store.save_validation
+
+    def save_after_kill(connection, evidence_id, name, suite):
+        if name not in killed:
+            killed.append(name)
+            _kill_backend(pg_server, connection)
+        return real_save(connection, evidence_id, name, suite)
+
+    monkeypatch.setattr(evidence_store, "save_validation", save_after_kill)
+    with dg.instance_for_test() as instance:
+        run = run_day("m", DAY, instance=instance)
+        retried = sorted(e.step_key for e in instance.all_logs(run.run_id) if e.dagster_event
+                         and e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY")
+    assert sorted(killed) == ["latency_slo", "log_quality", "prediction_distribution"]
+    assert retried == ["day_summary_latency_slo", "day_summary_log_quality", "day_summary_prediction_distribution"]
+    assert run.success and run.result["action"] == "promote", run
+    assert not run.failed_checks
+    monkeypatch.setattr(evidence_store, "save_validation", real_save)
+    with dg.instance_for_test() as instance:
+        again = run_day("m", DAY, instance=instance)
+    assert (again.result["action"], again.result["to"]) == (run.result["action"], run.result["to"])
+    engine.dispose()

@@ -316,7 +316,7 @@ def test_health_is_degraded_while_a_writer_has_set_rows_aside(edge):
     feedback.submit(FeedbackRow("c", NOW, "m", "complaint", 1.0, "nul\x00"))  # past the HTTP checks: the store refuses it
     assert feedback.flush(10)
     status, health = call("GET", f"{url}/health")
-    assert status == 200 and health["status"] == "degraded"
+    assert status == 503 and health["status"] == "degraded"
     assert health["feedback_writer"]["rejected"] == 1
 
 

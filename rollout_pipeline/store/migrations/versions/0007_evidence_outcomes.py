@@ -6,16 +6,16 @@ arrived for a rollout is answered from its evidence rows, whichever log source (
 database or the lake) they were read from. Rows written before this column are NULL
 (unknown): they count as no outcome.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-08
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
