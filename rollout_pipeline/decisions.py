@@ -24,10 +24,11 @@ from rollout_pipeline.domain.decide import (Decision, ForceError, RolloutState, 
                                             force_decision, guardrail_rollback, needs_approval, reject_promotion,
                                             waiting_hold)
 from rollout_pipeline.domain.evaluate import Evaluation
+from rollout_pipeline.domain.plan import plan_line, plan_rollout, profile_of_day
 from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
                                              review_from_record)
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.store.evidence import DayEvidence, load_evidence
+from rollout_pipeline.store.evidence import DayEvidence, load_evidence, outcome_count
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
 from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
@@ -179,7 +180,7 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     approval = "pending" if source == "analysis" and needs_approval(result, rollout.policy) else None
     review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
                           summary=evidence.summary if evidence else None, validations=review_validations(suites),
-                          data_quality_failures=failures)
+                          data_quality_failures=failures, plan=_plan(evidence, result, rollout.policy))
     metrics = decision_metrics(source, request.run_id, evidence, evaluation, failures, review)
     if waiting is not None and result.action == "hold" and not result.forced:
         metrics["waiting_for"] = waiting.day.isoformat()  # the promotion of that day may still be approved
@@ -236,6 +237,14 @@ def refuse_stale_evidence(evidence: DayEvidence, state: RolloutState, seen: repo
         f"rollout is at {state.stage} {state.canary_percent}%"
         + (f" (routing v{routing.version})" if routing else "") + " now: it changed while the day was analysed; "
         "this decision is not recorded. Re-run the day to decide it on the new state.")
+
+
+def _plan(evidence: DayEvidence | None, result: Decision, policy) -> str:
+    """The nights left to production from where the decision leaves the rollout, at this day's traffic."""
+    if evidence is None or result.stage_after not in ("shadow", "canary"):
+        return ""
+    profile = profile_of_day(evidence.summary, outcomes=outcome_count(evidence.summary) > 0)
+    return plan_line(profile, plan_rollout(profile, policy), result.stage_after, result.percent_after)
 
 
 def _stands(seen: repo.DecisionRecord, request: DecisionRequest) -> bool:

@@ -146,3 +146,42 @@ def total_nights(steps: tuple[StepPlan, ...]) -> int | None:
     if any(s.nights is None for s in steps):
         return None
     return sum(s.nights for s in steps)
+
+
+def profile_of_day(summary, outcomes: bool) -> TrafficProfile:
+    """A night's traffic as the plan reads it, from that night's summary (no other scan of the logs).
+
+    Requests: the answers served to users; entities: the distinct entities of the sample
+    scaled by the sampled share; mirrored: whether both models answered in shadow.
+    """
+    served = [v for v in summary.variants if v.served and v.variant in (summary.stable_variant,
+                                                                        summary.candidate_variant)]
+    requests = sum(v.requests for v in served)
+    errors = sum(v.errors + v.timeouts for v in served)
+    seen = {r.entity_id for r in summary.sample if r.served and r.entity_id is not None}
+    fraction = max(summary.sample_fraction, 1e-4)
+    complaints = sum(v.complaints for v in served)
+    mirrored = all(summary.get(v, False) is not None for v in (summary.stable_variant, summary.candidate_variant))
+    return TrafficProfile(requests=float(requests), entities=len(seen) / fraction, days=1,
+                          error_rate=max(errors / requests, 0.001) if requests else 0.002,
+                          complaint_rate=max(complaints / requests, 0.005) if requests else 0.01,
+                          outcomes=outcomes, mirrored=mirrored)
+
+
+def remaining(steps: tuple[StepPlan, ...], stage: str, percent: int) -> tuple[StepPlan, ...]:
+    """The steps from the one the rollout is at on (shadow: all; production: none)."""
+    here = "shadow" if stage == "shadow" else f"canary {percent}%"
+    labels = [s.step for s in steps]
+    return steps[labels.index(here):] if here in labels else ()
+
+
+def plan_line(profile: TrafficProfile, steps: tuple[StepPlan, ...], stage: str, percent: int) -> str:
+    """One line: the nights left to production from (stage, percent) at this traffic, and the first warning."""
+    ahead = remaining(steps, stage, percent)
+    if not ahead:
+        return ""
+    nights = total_nights(ahead)
+    said = (f"~{nights} more night(s) to production at ~{profile.requests:,.0f} requests a night"
+            if nights is not None else f"production not reachable at ~{profile.requests:,.0f} requests a night")
+    warn = next((s.warning for s in ahead if s.warning), "")
+    return said + (f"; {warn}" if warn else "")

@@ -108,6 +108,7 @@ class Night:
     stage: str
     percent: int
     action: str
+    stage_after: str
     source: str  # analysis | guardrail
     reasons: tuple[str, ...]
     fault_on: bool
@@ -126,11 +127,7 @@ class RolloutOutcome:
     def reached_production(self) -> int | None:
         """The night (1-based) whose decision promoted the rollout to production, or None."""
         return next((k + 1 for k, n in enumerate(self.nights)
-                     if n.action == "promote" and n.stage == "canary" and n.percent == self.last_step), None)
-
-    @property
-    def last_step(self) -> int:
-        return max((n.percent for n in self.nights if n.stage == "canary"), default=0)
+                     if n.action == "promote" and n.stage != "production" and n.stage_after == "production"), None)
 
     @property
     def rolled_back(self) -> bool:
@@ -203,11 +200,13 @@ def run_rollout(engine: sa.Engine, spec: RolloutSpec, model: str, policy: Policy
         if alarm is not None:
             hour, alarms = alarm
             out = make_decision(engine, DecisionRequest(model, day, "guardrail", source="guardrail", alarms=alarms))
-            nights.append(Night(day, state.stage, state.canary_percent, out.record.action, "guardrail",
+            nights.append(Night(day, state.stage, state.canary_percent, out.record.action, out.record.stage_after,
+                                "guardrail",
                                 tuple(out.record.reasons), fault_on, share * hour / 24 if fault_on else 0.0))
             continue
         out = _decide_night(engine, model, day, policy, f"bench-{model}-{day}", validate)
-        nights.append(Night(day, state.stage, state.canary_percent, out.record.action, "analysis",
+        nights.append(Night(day, state.stage, state.canary_percent, out.record.action, out.record.stage_after,
+                            "analysis",
                             tuple(out.record.reasons), fault_on, float(share) if fault_on else 0.0))
     return RolloutOutcome(spec, model, tuple(nights))
 

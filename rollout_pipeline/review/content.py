@@ -134,6 +134,7 @@ class Review:
     extremes: tuple[ExtremeRow, ...] = ()
     histograms: tuple[Histogram, ...] = ()
     pooled: str = ""  # the nights behind the verdicts, e.g. "3 nights at 1%: 5,210 requests, 412 entities"
+    plan: str = ""  # the nights left to production at this traffic (domain.plan), and what would help
     decision_id: int | None = None
     run_id: str | None = None
 
@@ -241,7 +242,7 @@ def _histograms(summary: DaySummary, stable: Side | None, cand: Side | None) -> 
 
 
 def build_review(model: str, day: str, decision, actor: str, *, evaluation=None, summary: DaySummary | None = None,
-                 validations: tuple[Validation, ...] = (), data_quality_failures=()) -> Review:
+                 validations: tuple[Validation, ...] = (), data_quality_failures=(), plan: str = "") -> Review:
     """The review of ``decision`` (a domain ``Decision`` or a stored ``DecisionRecord``) from the day's data."""
     before = getattr(decision, "before", None)
     stage_before = before.stage if before is not None else decision.stage_before
@@ -275,7 +276,7 @@ def build_review(model: str, day: str, decision, actor: str, *, evaluation=None,
                   stage_before, percent_before, decision.stage_after, decision.percent_after,
                   score=score, compared=compared, sides=sides, prediction_shift_sd=shift, checks=checks,
                   validations=tuple(validations), data_quality_failures=tuple(data_quality_failures),
-                  extremes=extremes, histograms=hists, pooled=pooled)
+                  extremes=extremes, histograms=hists, pooled=pooled, plan=plan)
 
 
 def check_of(c) -> Check:

@@ -187,7 +187,8 @@ def md_reasons(r: Review) -> str:
 
 def md_metrics(r: Review) -> str:
     """The metrics table, under a line saying which sides were compared and which nights back the verdicts."""
-    lead = [f"Compared: {r.compared}." if r.compared else "", f"Pooled: {r.pooled}." if r.pooled else ""]
+    lead = [f"Compared: {r.compared}." if r.compared else "", f"Pooled: {r.pooled}." if r.pooled else "",
+            f"Plan: {r.plan}." if r.plan else ""]
     head = "\n\n".join(x for x in lead if x)  # one line each: the pane is narrow
     note = "\n\n\\* critical gate" if any(c.criticality == "critical" for c in r.checks) else ""
     return (f"{head}\n\n" if head else "") + md_table(metrics_table(r, narrow=True)) + note
@@ -256,7 +257,7 @@ def render_html(r: Review, history: tuple[HistoryPoint, ...], plots: list[tuple[
 {back}
 <h2>Why</h2><ul>{reasons}</ul>
 <h2>Metrics</h2>
-<p class="meta">{e(f"Compared: {r.compared}." if r.compared else "")} {e(f"Pooled: {r.pooled}." if r.pooled else "")}</p>
+<p class="meta">{e(f"Compared: {r.compared}." if r.compared else "")} {e(f"Pooled: {r.pooled}." if r.pooled else "")} {e(f"Plan: {r.plan}." if r.plan else "")}</p>
 {html_table(metrics_table(r))}
 {html_table(checks_table(r))}
 <h2>Validation</h2>{html_table(validation_table(r))}{f"<ul>{notes}</ul>" if notes else ""}

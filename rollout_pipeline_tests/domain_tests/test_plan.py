@@ -44,3 +44,17 @@ def test_the_plan_follows_the_policy():
     assert [s.step for s in steps] == ["shadow", "canary 5%"]
     assert steps[1].nights >= 2
     assert "accuracy" not in {g.gate for s in _plan(10_000, True, outcomes=False) for g in s.gates}
+
+
+def test_the_reviews_plan_line_reads_a_nights_summary_and_counts_the_steps_left():
+    from rollout_pipeline.domain.plan import plan_line, profile_of_day
+    from rollout_pipeline_tests.domain_tests.test_gates import summary_of, traffic
+
+    summary = summary_of(traffic("canary", 6000, seed=3, share=0.2, cand_shadow=True))
+    profile = profile_of_day(summary, outcomes=True)
+    assert profile.requests == 6000 and profile.mirrored and 500 < profile.entities < 800
+    steps = plan_rollout(profile, P)
+    assert plan_line(profile, steps, "canary", 20).startswith("~2 more night(s) to production at ~6,000 requests")
+    assert plan_line(profile, steps, "production", 100) == ""
+    tiny = profile_of_day(summary_of(traffic("canary", 300, seed=3, share=0.2)), outcomes=False)
+    assert "cannot decide within a week" in plan_line(tiny, plan_rollout(tiny, P), "shadow", 0)

@@ -53,3 +53,38 @@ def test_healthy_days_promote_over_several_seeds(quality_engine, stage):
         spec = DaySpec(stage, 8000, seed, None, labels=seed % 2 == 1)
         out = decide_generated_day(quality_engine, spec, f"h-{stage}-{seed}", Policy(), log_quality_failures)
         assert out.verdict == "correct", (spec, out.decision.reasons)
+
+
+# --- whole rollouts, night by night, no force (benchmarks/decision_quality.py --rollouts runs hundreds) ---------
+
+
+def _rollout(quality_engine, spec, model: str):
+    import datetime as dt
+
+    from rollout_pipeline.quality.run import run_rollout
+
+    policy = Policy(shadow_stable_during_canary=spec.mirrored, shadow_candidate_during_canary=spec.mirrored)
+    return run_rollout(quality_engine, spec, model, policy, first_day=dt.date(2026, 3, 2), max_nights=8,
+                       watch_nights=1)
+
+
+@pytest.mark.parametrize("mirrored", [True, False])
+def test_a_healthy_rollout_walks_the_seeds_steps_by_itself(quality_engine, mirrored):
+    from rollout_pipeline.quality.rollouts import RolloutSpec
+
+    out = _rollout(quality_engine, RolloutSpec(12_000, 31, mirrored=mirrored), f"walk-{mirrored}")
+    walk = [(n.stage, n.percent, n.action) for n in out.nights]
+    assert not out.rolled_back and out.reached_production is not None and out.reached_production <= 6, walk
+    assert [s for s, p, a in walk if a == "promote"] == ["shadow", "canary", "canary", "canary"], walk
+    assert out.nights[-1].stage == "production" and out.nights[-1].action == "hold"  # the watch holds up
+
+
+def test_a_faulty_candidate_is_stopped_before_production_and_its_exposure_counted(quality_engine):
+    from rollout_pipeline.quality.rollouts import RolloutSpec
+
+    spec = RolloutSpec(8_000, 32, fault="complaints", size=2.0, fault_from="canary-1", mirrored=True)
+    out = _rollout(quality_engine, spec, "faulty")
+    assert out.rolled_back and out.reached_production is None, [(n.stage, n.percent, n.action) for n in out.nights]
+    # The fault only shows in what users were shown: it is on from 1%, and every served night counts.
+    assert out.exposure == sum(n.percent for n in out.nights if n.stage == "canary" and n.fault_on)
+    assert 1 <= out.exposure <= 71
