@@ -241,6 +241,8 @@ def review_metadata(outcome, *, report_base_url: str = "") -> tuple[dict, str]:
         f"[{path.name}]({report_href(path.name, report_base_url)}): the whole review with its plots "
         f"(`rollout-pipeline report --model {review.model} --date {review.day}` rewrites it)")}
     meta.update({key: dg.MetadataValue.md(text) for key, text in sections.items()})
+    if review.plan:  # plain text (it wraps): the nights left to production at this traffic
+        meta["plan"] = dg.MetadataValue.text(review.plan)
     meta.update({f"why: {name}": dg.MetadataValue.text(text) for name, text in why_lines(review)})
     return meta, str(path)
 

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from rollout_pipeline.decisions import DecisionRequest, make_decision
 from rollout_pipeline.defs.assets import decision, decision_metadata
-from rollout_pipeline.defs.failures import config_day, database_errors, refuse
+from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.night import NO_RETRY_ON_STEP_FAILURE
 from rollout_pipeline.defs.partitions import partition_key, register_partitions
 from rollout_pipeline.defs.resources import Notifier, StoreResource
@@ -38,7 +38,8 @@ class ForceConfig(dg.Config):
                                                            "OS user of the process).")
 
 
-@dg.op(tags={"kind": "sql"})
+# A transient database error is retried as on every step; a refusal (dg.Failure without retries) never is.
+@dg.op(tags={"kind": "sql"}, retry_policy=DATABASE_RETRY)
 def force_day(context: dg.OpExecutionContext, config: ForceConfig, store: StoreResource, notifier: Notifier):
     """Decide ``config``'s day as forced, store and apply it, and materialize that partition of ``decision``."""
     try:

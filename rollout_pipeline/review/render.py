@@ -187,8 +187,7 @@ def md_reasons(r: Review) -> str:
 
 def md_metrics(r: Review) -> str:
     """The metrics table, under a line saying which sides were compared and which nights back the verdicts."""
-    lead = [f"Compared: {r.compared}." if r.compared else "", f"Pooled: {r.pooled}." if r.pooled else "",
-            f"Plan: {r.plan}." if r.plan else ""]
+    lead = [f"Compared: {r.compared}." if r.compared else "", f"Pooled: {r.pooled}." if r.pooled else ""]
     head = "\n\n".join(x for x in lead if x)  # one line each: the pane is narrow
     note = "\n\n\\* critical gate" if any(c.criticality == "critical" for c in r.checks) else ""
     return (f"{head}\n\n" if head else "") + md_table(metrics_table(r, narrow=True)) + note

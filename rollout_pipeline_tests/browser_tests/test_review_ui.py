@@ -48,11 +48,14 @@ def review(tmp_path_factory):
     state = ui.prepare_demo_state(root, days=2, requests=2000)
     engine = make_engine(f"sqlite:///{state / 'rollout.db'}")
     with engine.connect() as conn:
-        history = {m: decision_history(conn, m) for m in ("diabetes", "cancer", "diabetes-first")}
+        first_day = decision_history(conn, "diabetes")[0].day
+    ui.sparse_hold(state, first_day.isoformat())  # 25 requests: even its latency cannot be judged
+    with engine.connect() as conn:
+        history = {m: decision_history(conn, m) for m in ("diabetes", "cancer", "diabetes-first", "sparse")}
     engine.dispose()
     days = {
         "promote": (history["diabetes"][0], "diabetes"),
-        "hold, not judged": (history["diabetes"][1], "diabetes"),
+        "hold, not judged": (history["sparse"][0], "sparse"),
         "rollback": (history["cancer"][0], "cancer"),
         "first model": (history["diabetes-first"][0], "diabetes-first"),
     }

@@ -38,6 +38,19 @@ def prepare_demo_state(root: Path, days: int = 2, requests: int = 2000) -> Path:
     return root / "demo"
 
 
+def sparse_hold(state: Path, day: str, model: str = "sparse") -> None:
+    """A day with too little traffic to judge a p99 (25 requests): held, its latency gate not judged."""
+    env = state_env(state)
+    for args in (["rollout", "start", "--model", model, "--stable", "v1", "--candidate", "v2"],
+                 ["simulate", "--model", model, "--kind", "diabetes", "--date", day, "--requests", "25",
+                  "--scenario", "sparse", "--seed", "3"],
+                 ["decide", "--model", model, "--date", day]):
+        done = subprocess.run([str(BIN / "rollout-pipeline"), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"`rollout-pipeline {' '.join(args)}` failed ({done.returncode}):\n{done.stdout[-4000:]}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

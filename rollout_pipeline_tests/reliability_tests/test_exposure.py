@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_make_ui_binds_localhost():
     makefile = (ROOT / "Makefile").read_text()
     ui = makefile.split("\nui:", 1)[1].split("\n\n", 1)[0]
-    assert re.search(r"dagster(-webserver)? dev .*-h 127\.0\.0\.1", ui) or "-h 127.0.0.1" in ui, ui
+    assert re.search(r"rollout-pipeline .*\bui --host 127\.0\.0\.1", ui), ui
     assert "0.0.0.0" not in ui
 
 

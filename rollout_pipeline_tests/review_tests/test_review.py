@@ -85,7 +85,7 @@ def test_one_metrics_table_with_what_each_number_counts_in_markdown_and_html():
         for cell in row:
             assert html.escape(cell) in page
     assert "| prediction_\u200bshift |" in md["metrics"]  # a long name may wrap in the UI's narrow pane
-    assert "Compared: stable served vs candidate shadow. Pooled: 3 nights at 1%: 5,210 requests, 412 entities." \
+    assert "Compared: stable served vs candidate shadow.\n\nPooled: 3 nights at 1%: 5,210 requests, 412 entities." \
         in md["metrics"]
     assert "3 nights at 1%" in page
     assert "HOLD: shadow 0% -> shadow 0%" in md["reasons"] and "HOLD: shadow 0% -&gt; shadow 0%" in page
