@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -69,13 +70,35 @@ _context = None
 _counter = itertools.count()
 
 
-def _gx():
-    global _context
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+def _import_gx():
+    """Great Expectations, imported the first time a suite runs (it takes seconds: see docs/performance.md).
 
+    GX imports pyspark whenever it is installed (the ``spark`` extra), ~0.4 s and the JVM-free half of
+    pyspark, although no suite here ever hands GX a Spark frame: unless the process has already imported
+    pyspark (the lake path), its import is refused for the length of GX's import, which GX treats as "not
+    installed" (``great_expectations.compatibility.pyspark``). A later ``import pyspark`` works as usual.
+    """
+    if "great_expectations" in sys.modules or "pyspark" in sys.modules:
+        import great_expectations as gx
+
+        return gx
+    sys.modules["pyspark"] = None  # an ImportError for `import pyspark` and its submodules
+    try:
+        import great_expectations as gx
+    finally:
+        if sys.modules.get("pyspark", False) is None:
+            del sys.modules["pyspark"]
+    return gx
+
+
+def gx_context():
+    """GX and the process's one ephemeral context (in memory, no files; ~10 ms once GX is imported)."""
+    global _context
     with _lock:
+        gx = _import_gx()
         if _context is None:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
             # GX sets this logger to INFO when it is imported, over the level the CLI chose ("Created temporary
             # directory ... for ephemeral docs site" on every process): let it inherit ours again.
             logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
@@ -107,7 +130,7 @@ def _observed(result: dict) -> str:
 
 def run_suite(name: str, blocking: bool, frame, expectations: list[tuple[str, object]]) -> SuiteResult:
     """Validate ``frame`` (pandas) against ``expectations`` [(description, GX expectation)]."""
-    gx, ctx = _gx()
+    gx, ctx = gx_context()
     with _lock:
         source = ctx.data_sources.add_pandas(f"{name}_{next(_counter)}")
     batch = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("all").get_batch(
@@ -260,7 +283,7 @@ SUITES = (LOG_QUALITY, LATENCY, PREDICTIONS)
 
 def validate_day(summary: DaySummary, stage: str, policy: Policy, suites: tuple[str, ...] = SUITES) -> list[SuiteResult]:
     """Run the named suites (default all three: log quality, which blocks; latency SLO; prediction distribution)."""
-    gx, _ = _gx()
+    gx, _ = gx_context()
     groups, sample = _frames(summary)
     runners = {
         LOG_QUALITY: lambda: _log_quality(gx.expectations, summary, stage, policy, groups),
