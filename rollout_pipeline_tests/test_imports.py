@@ -27,6 +27,16 @@ def test_help_imports_neither_dagster_nor_great_expectations():
     assert _loaded_after(code, heavy) == []
 
 
+def test_the_judge_imports_scipy_only_when_a_metric_is_judged():
+    """``status``, ``report`` and ``history`` reach the judge's module through the decision service and the
+    review, and never judge: SciPy's stats (~1 s to import) waits for the first metric."""
+    reach = "import rollout_pipeline.domain.evaluate, rollout_pipeline.review.content, rollout_pipeline.decisions"
+    assert _loaded_after(reach, ("scipy", "scipy.stats")) == []
+    judge = (reach + "\nfrom rollout_pipeline.domain.judge import classify_metric\n"
+             "assert classify_metric([1.0, 2.0, 3.0], [1.5, 2.5, 3.5]).p_value is not None")
+    assert _loaded_after(judge, ("scipy.stats",)) == ["scipy.stats"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("pyspark") is None, reason="pyspark is not installed: nothing to keep out")
 def test_the_validation_suites_load_great_expectations_without_pyspark():
     """GX imports pyspark whenever it is installed; the suites never give it a Spark frame, so a database-path
