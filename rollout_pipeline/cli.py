@@ -9,6 +9,7 @@ Great Expectations) happen inside the commands that need them, keeping
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 import sys
@@ -791,6 +792,12 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    finally:
+        # The command is done (atexit handlers, logging's flush among them, still run). At exit Python tears
+        # its modules down and collects the cycles that leaves, over every object Dagster, Great Expectations,
+        # pandas and SciPy created: 1.2-1.4 CPU-s of a 9 s `decide` (docs/performance.md). Objects frozen
+        # into the permanent generation are left to the operating system, which frees the process anyway.
+        gc.freeze()
 
 
 if __name__ == "__main__":
