@@ -26,11 +26,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/rollout-pipeline demo
 
+# On both cores (pytest-xdist): two workers, each with its own session fixtures; the tests of Spark, the
+# throwaway PostgreSQL cluster and the browser each stay on one worker (rollout_pipeline_tests/conftest.py).
 test: $(TEST_STAMP)
 	scripts/ensure-postgres-binaries
 	scripts/ensure-browser
 	scripts/ensure-java
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 # The Dagster UI on the demo's state, bound to localhost only.
 ui: install

@@ -18,6 +18,20 @@ from rollout_pipeline_tests.extras import IN_CI
 
 
 
+# Under `pytest -n 2 --dist loadgroup` (make test), each xdist worker is a process with its own session
+# fixtures. The tests of one expensive session-wide resource go to one worker, so that it is started once:
+# a local Spark session (a JVM, 1.5 GB), the throwaway PostgreSQL cluster the reliability tests restart,
+# and Chromium. Grouped by the fixture a test requests, so a new test joins its group by asking for it.
+XDIST_GROUPS = {"spark": "spark", "cluster": "cluster", "cluster_url": "cluster", "chromium": "browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        groups = {XDIST_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in XDIST_GROUPS}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _local_state(tmp_path_factory):
     """Local state a test leaves (reports, spill files) goes to a temporary folder, never to ./.state;
