@@ -45,7 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_bulk_write.py
 
 # A day's analysis at 2M and 10M rows against one aggregate scan and pandas (issue #7; ~10 min).
-.PHONY: bench-analysis bench-nightly bench-judge bench-fleet bench-spark
+.PHONY: bench-analysis bench-nightly bench-judge bench-fleet bench-spark bench-small-day
 bench-analysis: install
 	scripts/ensure-postgres-binaries
 	$(BIN)/python benchmarks/bench_analysis.py
@@ -65,6 +65,10 @@ bench-spark: $(TEST_STAMP)
 	scripts/ensure-postgres-binaries
 	scripts/ensure-java
 	$(BIN)/python benchmarks/bench_spark.py
+
+# A small day's decide --dry-run (4,000 requests, SQLite) against --help, and where its seconds go (issue #23; ~2 min).
+bench-small-day: install
+	$(BIN)/python benchmarks/bench_small_day.py
 
 # The judge's classify_metric from 1k to 1M values per side (target: 100k per side well under 1 s).
 bench-judge: install
