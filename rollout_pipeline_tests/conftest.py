@@ -18,20 +18,6 @@ from rollout_pipeline_tests.extras import IN_CI
 
 
 
-# Under `pytest -n 2 --dist loadgroup` (make test), each xdist worker is a process with its own session
-# fixtures. The tests of one expensive session-wide resource go to one worker, so that it is started once:
-# a local Spark session (a JVM, 1.5 GB), the throwaway PostgreSQL cluster the reliability tests restart,
-# and Chromium. Grouped by the fixture a test requests, so a new test joins its group by asking for it.
-XDIST_GROUPS = {"spark": "spark", "cluster": "cluster", "cluster_url": "cluster", "chromium": "browser"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        groups = {XDIST_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in XDIST_GROUPS}
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _local_state(tmp_path_factory):
     """Local state a test leaves (reports, spill files) goes to a temporary folder, never to ./.state;
@@ -107,7 +93,8 @@ def engine(db_url):
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local Spark session (driver bound to 127.0.0.1, no UI) for the whole test session.
+    """One local Spark session (driver bound to 127.0.0.1, no UI) for the whole test session (under
+    ``make test``'s two xdist workers, one per worker whose tests use it).
 
     ``make test`` installs pyspark (the ``spark`` extra) and Java (scripts/ensure-java); without
     them the Spark tests skip, saying why -- except under ``CI=true``, where that is a failure.
