@@ -72,8 +72,8 @@ _frames_batch = None
 def _import_gx():
     """Great Expectations, imported the first time a suite runs (it takes seconds: see docs/performance.md).
 
-    GX imports pyspark whenever it is installed (the ``spark`` extra), ~0.4 s and the JVM-free half of
-    pyspark, although no suite here ever hands GX a Spark frame: unless the process has already imported
+    GX imports pyspark whenever it is installed (the ``spark`` extra): ~0.4 s of pyspark's Python modules,
+    although no suite here ever hands GX a Spark frame: unless the process has already imported
     pyspark (the lake path), its import is refused for the length of GX's import, which GX treats as "not
     installed" (``great_expectations.compatibility.pyspark``). A later ``import pyspark`` works as usual.
     """
