@@ -223,13 +223,9 @@ def review_metadata(outcome, *, write: bool, report_base_url: str = "") -> tuple
     report is a markdown link showing its file name: a long path or URL as text is one unbreakable word
     that widens the whole metadata table past the window.
     """
-    # A dry run writes no review, so it renders no plots: matplotlib's import and the PNGs were ~1.2 s of a small
-    # day's dry run (docs/performance.md).
-    plots = review_plots(outcome.review, outcome.history) if write else []
+    plots = review_plots(outcome.review, outcome.history)
     sections = markdown_sections(outcome.review, outcome.history, plots)
     sections.pop("why")
-    if not write:
-        sections["plots"] = "dry run: not rendered"
     meta: dict = {}
     path = None
     if write:
