@@ -21,7 +21,11 @@ SQLite storage in it):
    Expectations' import and context (which the first check step pays otherwise), then
    the command itself, split with Dagster's event log into the time before the run,
    each step and the run's own bookkeeping. The garbage collector's time is counted
-   apart (``gc.callbacks``), and the interpreter's start is ``python -c pass``.
+   apart (``gc.callbacks``), and the interpreter's start is ``python -c pass``;
+3. **the same analysis without Dagster**, ``--repeat`` times in a fresh process each: the layers the
+   assets and checks call (``collect_day``, the three suites of ``validate_day``, ``evaluate``),
+   with the CLI's garbage-collector settings: what a dry run that did not go through Dagster would
+   cost at least (the decision itself, the state machine on the stored state, is ~0.1 s more).
 
 CPU time is what the target is set in (load moves it less than wall time); the load
 average before and after is printed with the figures.
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import gc
 import io
 import json
@@ -157,6 +162,36 @@ def child_phases() -> dict:
                              if m in sys.modules)}
 
 
+def child_layers() -> dict:
+    """The day's analysis through the layers alone (no Dagster), with the CLI's collector settings."""
+    from rollout_pipeline.cli import collect_less_often
+
+    collect_less_often()
+    t0, c0 = time.perf_counter(), _cpu()
+    from rollout_pipeline.config import load_settings
+    from rollout_pipeline.domain.evaluate import evaluate
+    from rollout_pipeline.store import rollouts as repo
+    from rollout_pipeline.store.engine import make_engine
+    from rollout_pipeline.store.summary import collect_day
+    from rollout_pipeline.validation.suites import gx_context, validate_day
+
+    c_imports = _cpu() - c0
+    gx_context()
+    c_gx = _cpu() - c0 - c_imports
+    day = dt.date.fromisoformat(DAY)
+    engine = make_engine(load_settings().database_url)
+    with engine.connect() as conn:
+        rollout = repo.rollout_for_day(conn, MODEL, day)
+        stage = repo.state_before(conn, rollout, day).stage
+        summary = collect_day(conn, MODEL, day, rollout.stable_variant, rollout.candidate_variant)
+    suites = validate_day(summary, stage, rollout.policy)
+    evaluation = evaluate(summary, stage, rollout.policy)
+    engine.dispose()
+    return {"imports_cpu": c_imports, "gx_cpu": c_gx, "work_cpu": _cpu() - c0 - c_imports - c_gx,
+            "wall": time.perf_counter() - t0, "dagster": "dagster" in sys.modules,
+            "passed": all(s.passed for s in suites), "score": evaluation.score}
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -173,10 +208,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--requests", type=int, default=4_000, help="requests in the day (2 rows each)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of each command (after one warm-up)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["phases", "layers"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child_phases()))
+        print(json.dumps(child_phases() if args.child == "phases" else child_layers()))
+        if args.child == "layers":
+            gc.freeze()  # as the CLI's main() does: no collection of the whole heap at exit
         return 0
 
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [sys.argv[0], *argv])])
@@ -199,15 +236,20 @@ def main(argv=None) -> int:
             runs["decide"].append(measured(decide, env))
         bare = min(measured([sys.executable, "-c", "pass"], env)["wall"] for _ in range(3))
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child"], env=env, cwd=ROOT,
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "phases"], env=env,
+                              cwd=ROOT, capture_output=True, text=True)
         child_wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"the per-phase child failed:\n{proc.stderr[-3000:]}")
         phases = json.loads(proc.stdout.strip().splitlines()[-1])
+        layers = []
+        for _ in range(args.repeat):
+            run = measured([sys.executable, str(Path(__file__).resolve()), "--child", "layers"], env)
+            layers.append({**json.loads(run["stdout"].strip().splitlines()[-1]), "process_cpu": run["cpu"],
+                           "process_wall": run["wall"]})
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    report(command, args, load_before, warm, runs, phases, child_wall, bare)
+    report(command, args, load_before, warm, runs, phases, child_wall, bare, layers)
     return 0
 
 
@@ -215,7 +257,7 @@ def _median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def report(command, args, load_before, warm, runs, phases, child_wall, bare) -> None:
+def report(command, args, load_before, warm, runs, phases, child_wall, bare, layers) -> None:
     load = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
     print()
     print("=== a small day's decision ===")
@@ -254,6 +296,16 @@ def report(command, args, load_before, warm, runs, phases, child_wall, bare) -> 
     print(f"          {'Dagster around the steps':50s} {p['run_s'] - steps_total:6.2f} s")
     print(f"      the garbage collector, over the whole process (wall): {p['gc_s']:.2f} s")
     print(f"      decision: {p['action']}")
+    print()
+    print(f"(3) the same analysis without Dagster (collect, the three suites, the judge), a fresh process each, "
+          f"median of {len(layers)}:")
+    print(f"      whole process: CPU {_median(layers, 'process_cpu'):.2f} s, wall {_median(layers, 'process_wall'):.2f} s"
+          f" (runs: CPU {', '.join(f'{x:.2f}' for x in (r['process_cpu'] for r in layers))})")
+    print(f"      of which imports (SQLAlchemy, NumPy, our layers) {_median(layers, 'imports_cpu'):.2f} CPU-s, "
+          f"Great Expectations + context {_median(layers, 'gx_cpu'):.2f}, the analysis {_median(layers, 'work_cpu'):.2f}"
+          f"; Dagster imported: {layers[0]['dagster']}; suites passed {layers[0]['passed']}, score {layers[0]['score']}")
+    print(f"      ratio decide --dry-run / this (same run): CPU "
+          f"{_median(runs['decide'], 'cpu') / _median(layers, 'process_cpu'):.2f}x")
 
 
 if __name__ == "__main__":
