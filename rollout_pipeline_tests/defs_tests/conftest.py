@@ -6,9 +6,9 @@ import pytest
 
 @pytest.fixture
 def instance():
-    """A throwaway Dagster instance for one test, in memory: runs, event log and schedules in an in-memory
-    SQLite, no captured stdout/stderr (``instance_for_test`` migrated three SQLite files in a temporary folder
-    and started two `tail` processes per run to capture them: ~0.5 s a test, ~0.3 s a run)."""
+    """A throwaway Dagster instance for one test, in memory, without captured stdout/stderr
+    (``instance_for_test`` migrated three SQLite files in a temporary folder, ~0.5 s a test, and started
+    two `tail` processes and their watchers per run to capture the steps' output)."""
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
 
