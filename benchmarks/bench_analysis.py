@@ -213,11 +213,11 @@ def child_analysis(url: str, day: dt.date, repeat: int, accuracy: bool) -> dict:
     from rollout_pipeline.store.engine import make_engine
     from rollout_pipeline.store.partitions import analyze_stale_day
     from rollout_pipeline.store.summary import collect_day
-    from rollout_pipeline.validation.suites import LOG_QUALITY, _gx, validate_day
+    from rollout_pipeline.validation.suites import LOG_QUALITY, gx_context, validate_day
 
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _gx()  # Great Expectations' import and context: once per process, not per day
+    gx_context()  # Great Expectations' import and context: once per process, not per day
     t_gx = time.perf_counter() - t0
     rss_ready = current_rss_mb()
     engine = make_engine(url)

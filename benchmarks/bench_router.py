@@ -58,7 +58,8 @@ def machine_facts(engine: sa.Engine) -> list[str]:
         server = conn.exec_driver_sql("SHOW server_version").scalar_one()
     return [
         f"python {platform.python_version()} on {platform.platform()}",
-        f"cpu: {cpu}, {os.cpu_count()} logical cores",
+        f"cpu: {cpu}, {os.cpu_count()} logical cores; load average "
+        f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} before",
         f"postgresql {server} at {redact(engine.url)}",
         f"sqlalchemy {sa.__version__}",
     ]
@@ -173,6 +174,7 @@ def main() -> None:
             bench_throughput(engine, spill, args.rows, args.batch_rows)
         finally:
             engine.dispose()
+            print(f"load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())} after")
             if args.keep_database:
                 print(f"kept database {redact(url)}")
             else:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -106,6 +108,7 @@ def main() -> int:
     parser.add_argument("--bound-mb", type=float, default=64.0)
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "DB_URL", "STATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     if args.serve:
         serve(int(args.serve[0]), args.serve[1], args.serve[2])
         return 0
@@ -167,6 +170,9 @@ def main() -> int:
         child.terminate()
         child.wait(30)
     sent = args.rounds * (100 * MB + len(deep) + 900_000)
+    print("command: " + shlex.join([sys.executable, *sys.argv]))
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; load average "
+          f"{'/'.join(f'{x:.2f}' for x in load_before)} before, {'/'.join(f'{x:.2f}' for x in os.getloadavg())} after")
     print(f"server RSS (psutil, the uvicorn child process only), {args.rounds} rounds of 9 requests in "
           f"{elapsed:.1f} s, ~{sent / MB:,.0f} MB offered:")
     print(f"  baseline after warm-up {baseline / MB:.1f} MB, peak {peak[0] / MB:.1f} MB "

@@ -149,11 +149,11 @@ def child_spark(url: str, root: str, day: dt.date, repeat: int, master: str) -> 
     from rollout_pipeline.store.lake import day_dir
     from rollout_pipeline.store.spark import spark_session
     from rollout_pipeline.store.spark_summary import PREDICTION_DDL, SparkScans, collect_day_spark
-    from rollout_pipeline.validation.suites import LOG_QUALITY, _gx, validate_day
+    from rollout_pipeline.validation.suites import LOG_QUALITY, gx_context, validate_day
 
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _gx()  # Great Expectations' import and context: once per process, not per day
+    gx_context()  # Great Expectations' import and context: once per process, not per day
     t_gx = time.perf_counter() - t0
     rss_before_spark = current_rss_mb()
     t0 = time.perf_counter()

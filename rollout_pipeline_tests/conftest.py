@@ -93,7 +93,8 @@ def engine(db_url):
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local Spark session (driver bound to 127.0.0.1, no UI) for the whole test session.
+    """One local Spark session (driver bound to 127.0.0.1, no UI) for the whole test session (under
+    ``make test``'s two xdist workers, one per worker whose tests use it).
 
     ``make test`` installs pyspark (the ``spark`` extra) and Java (scripts/ensure-java); without
     them the Spark tests skip, saying why -- except under ``CI=true``, where that is a failure.

@@ -90,7 +90,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, get_args
 
 import numpy as np
-from scipy import stats
 
 Classification = Literal["pass", "high", "low", "nodata"]
 Direction = Literal["either", "increase", "decrease"]
@@ -200,14 +199,14 @@ def classify_metric(
     tolerance = fraction * abs(estimate)
     measured = replace(
         unmeasured, classification="pass", estimate=estimate, interval=(lower, upper),
-        p_value=float(stats.mannwhitneyu(xs, ys, alternative="two-sided", method="asymptotic").pvalue),
+        p_value=float(_stats().mannwhitneyu(xs, ys, alternative="two-sided", method="asymptotic").pvalue),
         mean_ratio=mean_ratio, tolerance=tolerance,
     )
     if n == m and np.array_equal(xs, ys):
         return replace(measured, reason=f"candidate and control values are identical ({n} values)")
 
     shift = f"candidate shift {estimate:+.4g} ({_percent(confidence)} CI {_num(lower)}..{_num(upper)})"
-    z_crit = float(stats.norm.isf((1.0 - confidence) / 2.0))
+    z_crit = float(_stats().norm.isf((1.0 - confidence) / 2.0))
     z_up = _rank_z(xs, ys, tolerance)
     z_down = z_up if tolerance == 0.0 else _rank_z(xs, ys, -tolerance)
     # Kayenta's deviation: the mean ratio, 1.0 when the control mean is 0.
@@ -412,11 +411,19 @@ def _uniques(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sorted_values[np.cumsum(runs) - runs], runs
 
 
+def _stats():
+    """``scipy.stats``, imported when a metric is first judged: its import takes ~1 s, which the commands that
+    reach this module without judging anything (``status``, ``report``, ``history``) should not pay."""
+    from scipy import stats
+
+    return stats
+
+
 def _shift(xs: np.ndarray, ys: np.ndarray, confidence: float) -> tuple[float, float, float]:
     """Hodges-Lehmann estimate of x - y and the ends of its rank-test confidence interval."""
     n, m = xs.size, ys.size
     pairs = n * m
-    z = float(stats.norm.isf((1.0 - confidence) / 2.0))
+    z = float(_stats().norm.isf((1.0 - confidence) / 2.0))
     z_sigma = z * _sigma(n, m, _tie_term(xs) + _tie_term(ys))
     k_lower = min(max(pairs - 1 - math.floor(pairs / 2 + 0.5 + z_sigma), 0), pairs - 1)
     k_upper = min(max(pairs - 1 - math.floor(pairs / 2 - 0.5 - z_sigma), 0), pairs - 1)

@@ -9,9 +9,9 @@ day's row count. GX is imported lazily: it takes seconds to import.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -97,22 +97,52 @@ class SuiteResult:
 
 _lock = threading.Lock()
 _context = None
-_counter = itertools.count()
+_frames_batch = None
 
 
-def _gx():
-    global _context
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+def _import_gx():
+    """Great Expectations, imported the first time a suite runs (it takes seconds: see docs/performance.md).
 
+    GX imports pyspark whenever it is installed (the ``spark`` extra): ~0.4 s of pyspark's Python modules,
+    although no suite here ever hands GX a Spark frame: unless the process has already imported
+    pyspark (the lake path), its import is refused for the length of GX's import, which GX treats as "not
+    installed" (``great_expectations.compatibility.pyspark``). A later ``import pyspark`` works as usual.
+    """
+    if "great_expectations" in sys.modules or "pyspark" in sys.modules:
+        import great_expectations as gx
+
+        return gx
+    sys.modules["pyspark"] = None  # an ImportError for `import pyspark` and its submodules
+    try:
+        import great_expectations as gx
+    finally:
+        if sys.modules.get("pyspark", False) is None:
+            del sys.modules["pyspark"]
+    return gx
+
+
+def gx_context():
+    """GX and the process's one batch definition of a whole pandas frame, built on first use.
+
+    The context is ephemeral (in memory, no files; ~10 ms once GX is imported) and holds one datasource,
+    asset and batch definition for every suite of the process: adding and deleting them per suite cost
+    ~20-40 ms each (GX serializes its config on every change), and the batch definition's cache keeps one
+    batch, the last one validated.
+    """
+    global _context, _frames_batch
     with _lock:
+        gx = _import_gx()
         if _context is None:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
             # GX sets this logger to INFO when it is imported, over the level the CLI chose ("Created temporary
             # directory ... for ephemeral docs site" on every process): let it inherit ours again.
             logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
             _context = gx.get_context(mode="ephemeral")
             _context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return gx, _context
+            _frames_batch = (_context.data_sources.add_pandas("frames").add_dataframe_asset("frame")
+                             .add_batch_definition_whole_dataframe("whole frame"))
+    return gx, _frames_batch
 
 
 def _raised(exception_info) -> str | None:
@@ -167,17 +197,14 @@ def observed_in_words(kind: str, kwargs: dict, result: dict) -> str:
 
 def run_suite(name: str, blocking: bool, frame, expectations: list[tuple[str, object]]) -> SuiteResult:
     """Validate ``frame`` (pandas) against ``expectations`` [(description, GX expectation)]."""
-    gx, ctx = _gx()
-    with _lock:
-        source = ctx.data_sources.add_pandas(f"{name}_{next(_counter)}")
-    batch = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("all").get_batch(
-        batch_parameters={"dataframe": frame}
-    )
+    gx, frames = gx_context()
     suite = gx.ExpectationSuite(name=f"{name}_suite")
     for description, expectation in expectations:
         expectation.meta = {**(expectation.meta or {}), "description": description}
         suite.add_expectation(expectation)
-    result = batch.validate(suite)
+    # One suite at a time: the batch definition's execution engine holds the batch being validated.
+    with _lock:
+        result = frames.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
     outcomes = []
     for r in result.results:
         error = _raised(r.exception_info)
@@ -190,8 +217,6 @@ def run_suite(name: str, blocking: bool, frame, expectations: list[tuple[str, ob
                                                            dict(r.expectation_config.kwargs or {}),
                                                            dict(r.result or {})),
         ))
-    with _lock:
-        ctx.data_sources.delete(source.name)
     return SuiteResult(name, blocking, tuple(outcomes))
 
 
@@ -334,7 +359,7 @@ SUITES = (LOG_QUALITY, LATENCY, PREDICTIONS)
 
 def validate_day(summary: DaySummary, stage: str, policy: Policy, suites: tuple[str, ...] = SUITES) -> list[SuiteResult]:
     """Run the named suites (default all three: log quality, which blocks; latency SLO; prediction distribution)."""
-    gx, _ = _gx()
+    gx, _ = gx_context()
     groups, sample = _frames(summary)
     runners = {
         LOG_QUALITY: lambda: _log_quality(gx.expectations, summary, stage, policy, groups),

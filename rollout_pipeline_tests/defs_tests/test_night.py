@@ -32,6 +32,12 @@ MODELS = ["m1", "m2", "m3"]
 
 
 @pytest.fixture
+def instance(persistent_instance):
+    """The schedule's context needs an instance it can reference: on files, not in memory."""
+    return persistent_instance
+
+
+@pytest.fixture
 def fleet(pg_url, monkeypatch):
     monkeypatch.setenv("ROLLOUT_DATABASE_URL", pg_url)
     engine = make_engine(pg_url)
