@@ -136,6 +136,7 @@ class LogWriter:
         self._spill_lock = threading.Lock()  # overflow vs the thread: who moves rows and barriers
         self._pending_barriers: list[_Barrier] = []
         self._inflight: list | None = None
+        self._replaying = False  # a spill segment is being replayed (deleted from disk before its rows are counted)
         self._down = False
         self._backoff = retry_seconds
         self._next_retry = 0.0
@@ -209,7 +210,9 @@ class LogWriter:
         """Wait until the queue is empty and no spill segment is left (everything is in the database)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._buffer and self._inflight is None and self.pending_segments() == 0:
+            # Segments first, then the replay flag: a segment is deleted before its rows are counted, and the
+            # flag drops only after they are (so "no segment and no replay under way" means counted).
+            if not self._buffer and self._inflight is None and self.pending_segments() == 0 and not self._replaying:
                 return True
             self._wake.set()
             time.sleep(0.02)
@@ -456,6 +459,13 @@ class LogWriter:
 
     def _replay_one(self) -> str:
         """Replay the oldest spill segment: _REPLAYED, _NOTHING (no segment) or _FAILED (database down)."""
+        self._replaying = True
+        try:
+            return self._replay_oldest()
+        finally:
+            self._replaying = False
+
+    def _replay_oldest(self) -> str:
         try:
             result = self.spill.replay_oldest(self._write_segment, self._already_stored)
         except PoisonBatch as exc:
