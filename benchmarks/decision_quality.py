@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rollout mode: healthy rollouts per (volume, mirrored, outcomes) cell")
     parser.add_argument("--faulty-rollouts", type=int, default=None,
                         help="rollout mode: faulty rollouts per (fault, start stage) (default: --rollouts)")
-    parser.add_argument("--volumes", default="2000,10000,50000,200000", help="rollout mode: requests a day")
+    parser.add_argument("--volumes", default="2000,5000,10000,50000,200000", help="rollout mode: requests a day")
     parser.add_argument("--big", type=int, default=50_000,
                         help="rollout mode: volumes from this one on run a third of the rollouts (time)")
     args = parser.parse_args(argv)

@@ -95,7 +95,9 @@ def test_decide_json_and_status_json(env):
 
 def test_plan_reads_the_last_days_of_traffic_and_says_when_a_step_cannot_decide(env):
     _run("init-db")
-    start = _run("rollout", "start", "--model", "m", "--stable", "v1", "--candidate", "v2")
+    policy = env / "policy.yaml"  # a serving system that does not mirror during canary
+    policy.write_text("shadow_candidate_during_canary: false\n")
+    start = _run("rollout", "start", "--model", "m", "--stable", "v1", "--candidate", "v2", "--policy", str(policy))
     assert start.exit_code == 0 and "plan: no traffic logged for this model" in start.output
     engine = make_engine(f"sqlite:///{env / 'state' / 'rollout.db'}")
     day = dt.date(2026, 6, 1)

@@ -74,9 +74,9 @@ class Policy(_Strict):
     step_bar_max: float = Field(5.0, ge=1, le=100, description="a step's bar is the detectable regression times "
                                 "min(step_bar_max, 100 / the next step's %): looser where the next exposure is small")
     first_step_requires: tuple[str, ...] = Field(
-        ("latency", "error_rate", "broken_answers", "extremes", "complaints"),
-        description="gates whose verdict the first canary step needs (gross failures); the others act on a "
-                    "confident failure there but need no verdict")
+        ("latency", "error_rate", "broken_answers", "extremes"),
+        description="gates whose verdict the first canary step needs (gross failures of the model's answers); the "
+                    "others, complaints included, act on a confident failure there but need no verdict")
     pool_nights: int = Field(14, ge=1, le=60, description="nights of a step pooled at most (the latest)")
     # latency (critical)
     latency_slo_p99_ms: float | None = Field(250.0, gt=0, le=MAX_LATENCY_MS, description="candidate p99 bound above this fails; None: no SLO")

@@ -195,7 +195,7 @@ def test_a_day_never_analysed_is_forced_from_the_launchpad_and_a_force_without_r
         assert forced.action == "hold" and forced.forced and forced.actor == "ana"
         assert forced.reasons[0] == "forced hold by ana: campaign week"
         page.goto(ui.decision_url(base, day, "cancer"))
-        expect(ui.metadata_row(page, "action")).to_contain_text("hold", timeout=60_000)
+        _shows_after_reloads(page, "action", "hold")
         expect(ui.metadata_row(page, "reasons")).to_contain_text("campaign week")
         page.screenshot(path=str(artifacts / "force-done.png"))
         # The notification of that decision links its partition, which shows it (not another materialization).
@@ -209,6 +209,24 @@ def test_a_day_never_analysed_is_forced_from_the_launchpad_and_a_force_without_r
         expect(ui.metadata_row(other, "decision_id")).to_contain_text(str(forced.id), timeout=30_000)
     finally:
         browser.close()
+
+
+def _shows_after_reloads(page, key: str, text: str, tries: int = 4) -> None:
+    """The partition's metadata row ``key`` contains ``text``, reloading the page between tries.
+
+    The partition pane is fetched once when the page opens: a partition materialized a moment before can show
+    "Latest materialization: None" (seen once in three runs under load) until the page is loaded again.
+    """
+    from playwright.sync_api import expect
+
+    for attempt in range(tries):
+        try:
+            expect(ui.metadata_row(page, key)).to_contain_text(text, timeout=20_000)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+            page.reload()
 
 
 def _wait_for_decision(state, model: str, day: dt.date, timeout: float = 180.0):

@@ -187,8 +187,7 @@ def test_each_step_asks_what_it_can_answer():
     rows = traffic("canary", 20_000, seed=11, share=0.01, mirror=False)
     first = evaluate(summary_of(rows), "canary", P, percent=1)
     checks = {c.name: c for c in first.checks}
-    assert {n for n, c in checks.items() if c.required} == {"latency", "error_rate", "broken_answers", "extremes",
-                                                             "complaints"}
+    assert {n for n, c in checks.items() if c.required} == {"latency", "error_rate", "broken_answers", "extremes"}
     assert checks["prediction_shift"].classification == "nodata" and not checks["prediction_shift"].required
     assert "not needed at this step" in checks["prediction_shift"].reason
     assert not first.insufficient, first.insufficient
@@ -219,7 +218,7 @@ def test_the_nights_of_a_step_are_pooled_and_the_reasons_say_so():
     kwargs = dict(n=4000, share=0.01, mirror=False)
     one = evaluate(nights(1, **kwargs), "canary", P, percent=1)
     four = evaluate(nights(4, **kwargs), "canary", P, percent=1)
-    assert {"broken_answers", "complaints"} <= {c.name for c in one.checks if c.insufficient and c.required}
+    assert {"broken_answers", "extremes"} <= {c.name for c in one.checks if c.insufficient and c.required}
     assert not four.insufficient, four.insufficient
     assert four.pooled.startswith("4 nights at canary 1% (2026-03-02..2026-03-05):")
     assert four.nights == 4

@@ -25,7 +25,7 @@ def test_the_seeds_pace_at_the_traffic_it_gets(requests, mirrored, most):
 
 def test_the_first_step_asks_only_the_gross_questions():
     first = {g.gate for g in _plan(10_000, False)[1].gates}
-    assert first == {"latency", "error_rate", "broken_answers", "extremes", "complaints"}
+    assert first == {"latency", "error_rate", "broken_answers", "extremes"}
     assert "prediction_shift" in {g.gate for g in _plan(10_000, False)[2].gates}
 
 
