@@ -627,12 +627,16 @@ def latency(ctx: GateContext) -> MetricCheck | None:
 
 
 def latency_distribution(ctx: GateContext) -> MetricCheck | None:
-    """Kayenta's Mann-Whitney on latency: per request on pairs, per entity mean between populations in canary.
+    """Kayenta's Mann-Whitney on latency, on the same requests: pairs, or shadow's two samples of one traffic.
 
     Kayenta's rule is a fixed-sample one; what keeps it from failing a healthy candidate
     when it is looked at night after night is its effect-size gate: it only fails a
     candidate whose mean latency is at least ``1 + latency_regression_allowed`` times
-    the stable's.
+    the stable's. Between the two populations of a canary that is not mirrored it does
+    not apply: a rank test of one side's users against the other's reads which users
+    landed in a small canary (a handful of entities, or only anonymous requests, each of
+    them one unit against the stable's many-request users) as a latency difference --
+    the p99 gate judges latency there, per answer, on the whole days.
     """
     p = ctx.policy
     if len(ctx.pairs) >= p.min_units:
@@ -645,14 +649,9 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
         s_vals, c_vals = ok_values(ctx.stable_rows, "latency_ms"), ok_values(ctx.candidate_rows, "latency_ms")
         unit, population = "requests", "sampled requests"
     else:
-        def means(rows):
-            acc: dict[object, list[float]] = {}
-            for k, r in enumerate(rows):
-                if _ok(r) and finite(r.latency_ms) and r.latency_ms >= 0:
-                    acc.setdefault(r.entity_id or ("_", k), []).append(r.latency_ms)
-            return [sum(v) / len(v) for v in acc.values()]
-        s_vals, c_vals, unit = means(ctx.stable_rows), means(ctx.candidate_rows), "entities"
-        population = "served, entity means"
+        return _check(ctx, "latency_distribution", "latency", "n/a", None, None,
+                      "latency distribution compared on the same requests only: no mirrored answers (the p99 "
+                      "gate judges latency per answer on the whole days)")
     n = min(len(s_vals), len(c_vals))
     if n < p.min_units:
         return _check(ctx, "latency_distribution", "latency", "nodata", None, None,

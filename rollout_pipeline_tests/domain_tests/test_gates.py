@@ -386,3 +386,17 @@ def test_the_review_counts_outcomes_still_awaited():
     half = [replace(r, actual=None) if k % 2 and r.variant == "v2" else r for k, r in enumerate(rows)]
     check = {c.name: c for c in evaluate(summary_of(half), "canary", P, percent=50).checks}["accuracy"]
     assert "still await their outcome" in check.reason
+
+
+def test_latency_is_not_ranked_between_the_users_of_a_canary_that_is_not_mirrored():
+    """Without mirrored answers the two sides are different users: in a small canary a handful of entities (or
+    only anonymous requests, one unit each) against the stable's many-request users. A rank test of the two reads
+    who landed in the canary as a latency difference (it failed a healthy candidate after 14 pooled nights in the
+    rollout benchmark); the p99 gate judges latency there, per answer."""
+    rows = traffic("canary", 6000, seed=5, share=0.01, mirror=False)
+    anonymous = [replace(r, entity_id=None) if r.variant == "v2" else r for r in rows]
+    check = gate("latency_distribution", summary_of(anonymous), "canary", percent=1)
+    assert check.classification == "n/a" and "same requests only" in check.reason
+    mirrored = gate("latency_distribution", summary_of(traffic("canary", 6000, seed=5, share=0.01)), "canary",
+                    percent=1)
+    assert mirrored is not None and mirrored.classification != "n/a"
