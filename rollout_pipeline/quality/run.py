@@ -51,20 +51,55 @@ class DayOutcome:
     decision: Decision
     evaluation: Evaluation
     drawn: dict
-    verdict: str  # correct | insufficient | false_hold | false_rollback | promoted_fault
+    verdict: str  # correct | insufficient | false_hold | false_rollback | promoted_fault | passed_step
 
     @property
     def wrong(self) -> bool:
         return self.verdict in ("false_hold", "false_rollback", "promoted_fault")
 
 
-def verdict_of(spec: DaySpec, decision: Decision) -> str:
-    """How a decision compares with the truth of a generated day."""
+# The gate each fault of quality.traffic is for, and its size in that gate's unit from what was drawn.
+FAULT_GATES = {
+    "errors": ("error_rate", lambda d: d["rate"]),
+    "error_burst": ("error_rate", lambda d: 0.5 * d["hours"] / 24),
+    "complaints": ("complaints", lambda d: (d["factor"] - 1) * 0.01),  # entities' propensity: ~1% on average
+    "extreme": ("extremes", lambda d: d["share"]),
+    "null": ("broken_answers", lambda d: d["share"]),
+    "inaccurate": ("accuracy", lambda d: d["factor"] - 1),
+    "shifted": ("prediction_shift", lambda d: abs(d["sd"])),
+}
+DETECTABLE = {"error_rate": "error_rate_detectable", "complaints": "complaint_detectable",
+              "extremes": "extreme_share_detectable", "broken_answers": "broken_answers_detectable",
+              "accuracy": "accuracy_detectable", "prediction_shift": "prediction_shift_detectable"}
+
+
+def asked_at_step(spec: DaySpec, drawn: dict, policy: Policy) -> bool:
+    """Whether the day's step promises to stop its fault: the step needs the fault's gate, and the fault is at or
+    beyond the step's bar (the first canary step asks only the gross questions, at five times the detectable)."""
+    if spec.fault not in FAULT_GATES:
+        return True  # latency blow-ups, integrity faults: every step stops them
+    gate, size = FAULT_GATES[spec.fault]
+    stage, percent = stage_state(spec.stage)
+    required = policy.required_at(stage, percent)
+    if required is not None and gate not in required:
+        return False
+    return size(drawn) >= getattr(policy, DETECTABLE[gate]) * policy.bar_multiplier(stage, percent)
+
+
+def verdict_of(spec: DaySpec, decision: Decision, drawn: dict | None = None, policy: Policy | None = None) -> str:
+    """How a decision compares with the truth of a generated day.
+
+    A faulty day promoted although its step does not promise to stop that fault (a gate the step does not need,
+    or a fault under the step's bar: the next step asks it) is ``passed_step``, apart from ``promoted_fault``.
+    """
     stage, _ = stage_state(spec.stage)
     insufficient = decision.action == "hold" and (
         decision.reasons[0].startswith(NOT_ENOUGH) or decision.reasons[0].startswith("production: too little"))
     if spec.fault is not None:
-        return "promoted_fault" if decision.action == "promote" else "correct"
+        if decision.action != "promote":
+            return "correct"
+        asked = drawn is None or policy is None or asked_at_step(spec, drawn, policy)
+        return "promoted_fault" if asked else "passed_step"
     if decision.action == "rollback":
         return "false_rollback"
     if stage == "production" or decision.action == "promote":
@@ -86,7 +121,7 @@ def decide_generated_day(engine: sa.Engine, spec: DaySpec, model: str, policy: P
     failures = validate(summary, stage, policy) if validate is not None else []
     evidence = evidence_from(evaluation, failures)
     decision = decide(RolloutState(stage, percent, days_in_step=30), evidence, policy)
-    return DayOutcome(spec, model, decision, evaluation, drawn, verdict_of(spec, decision))
+    return DayOutcome(spec, model, decision, evaluation, drawn, verdict_of(spec, decision, drawn, policy))
 
 
 def log_quality_failures(summary, stage: str, policy: Policy) -> list[str]:

@@ -88,3 +88,17 @@ def test_a_faulty_candidate_is_stopped_before_production_and_its_exposure_counte
     # The fault only shows in what users were shown: it is on from 1%, and every served night counts.
     assert out.exposure == sum(n.percent for n in out.nights if n.stage == "canary" and n.fault_on)
     assert 1 <= out.exposure <= 71
+
+
+@pytest.mark.parametrize("stage, fault, drawn, asked", [
+    ("canary-1", "errors", {"rate": 0.05}, False),  # under the first step's gross bar (5 x 3 points)
+    ("canary-1", "errors", {"rate": 0.20}, True),
+    ("canary-50", "errors", {"rate": 0.05}, True),  # the last step before production asks the detectable
+    ("canary-1", "complaints", {"factor": 8.0}, False),  # the first step does not need the complaints gate
+    ("canary-20", "complaints", {"factor": 8.0}, True),
+    ("shadow", "latency", {"factor": 2.0}, True),  # a latency blow-up is stopped at every step
+])
+def test_the_day_benchmark_counts_a_promotion_against_what_its_step_promises(stage, fault, drawn, asked):
+    from rollout_pipeline.quality.run import asked_at_step
+
+    assert asked_at_step(DaySpec(stage, 8000, 1, fault), drawn, Policy()) is asked
