@@ -7,8 +7,11 @@ Precedence, first match wins (docs/policy.md, "How a day is decided"):
 3. any other gate confidently past its limit rolls back a candidate serving users
    (canary) -- a confidently worse candidate never keeps its exposure -- and holds one
    in shadow (it serves nobody; it does not leave shadow);
-4. a gate the step needs without a verdict yet holds, and the nights pool;
-5. otherwise the rollout is promoted one step.
+4. a canary step whose candidate served no request holds: its mirrored answers judge
+   the model, but the step is there to show it to users (is the router applying
+   the rollout's routing?);
+5. a gate the step needs without a verdict yet holds, and the nights pool;
+6. otherwise the rollout is promoted one step.
 
 The data-quality hold comes first on purpose: when the logs are broken, no gate's
 verdict can be trusted, a rollback's included. The candidate's own broken answers
@@ -155,6 +158,10 @@ def decide(state: RolloutState, evidence: Evidence, policy: Policy) -> Decision:
                                      f"{state.canary_percent}%:", *worse, *_on(evidence)])
         return _hold(state, ["confidently worse than the policy allows, so it does not leave shadow "
                              "(roll it back, or force a promotion with a reason):", *worse, *_on(evidence)])
+    if state.stage == "canary" and evidence.candidate_requests == 0:
+        return _hold(state, [f"the candidate served no request at canary {state.canary_percent}%: its mirrored answers "
+                             "judge the model, but this step is there to show it to users (is the router applying "
+                             "the rollout's routing?)", *_on(evidence)])
     if evidence.insufficient:
         return _hold(state, ["not enough data yet to promote from this step:", *evidence.insufficient,
                              *_on(evidence)])

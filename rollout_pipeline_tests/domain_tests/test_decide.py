@@ -113,6 +113,18 @@ def test_a_hold_names_its_true_cause():
     assert "still shadowing" in decide(RolloutState("production", 100), silent, P).reasons[0]
 
 
+def test_a_canary_that_served_nobody_holds_and_says_why():
+    # Mirrored answers judged every gate, but no user saw the candidate: the step did not happen (routing not applied).
+    mirrored_only = Evidence((), 0, (), 100.0)
+    d = decide(RolloutState("canary", 1), mirrored_only, P)
+    assert d.action == "hold" and "served no request at canary 1%" in d.reasons[0]
+    # One served request is enough for this rule: the step's own gates size the rest.
+    assert decide(RolloutState("canary", 1), Evidence((), 1, (), 100.0), Policy()).action == "promote"
+    # A critical failure seen on the mirrored answers alone does not wait for users.
+    assert decide(RolloutState("canary", 1), Evidence((), 0, (), 0.0, normal_failures=("errors 9x",)), P).action \
+        == "rollback"
+
+
 def test_pooled_evidence_is_named_in_the_reasons():
     pooled = Evidence((), 300, (), 100.0, insufficient=("p99 latency not yet decided: 90 of 300",),
                       pooled="3 nights at canary 1% (2026-03-02..2026-03-04): 300 candidate answers")

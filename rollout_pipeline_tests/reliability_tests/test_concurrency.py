@@ -304,5 +304,7 @@ def test_approve_reject_force_rollback_or_guardrail_racing_the_nightly_run(pg_ur
         with dg.instance_for_test() as instance:
             again = run_day("m", D2, instance=instance)
         assert again.result["from"] == {"stage": "canary", "canary_percent": 1}, again.result
-        assert again.result["action"] != "promote", again.result  # shadow traffic says nothing of a served canary
+        # Shadow traffic says nothing of a served canary: the candidate served no request of D2.
+        assert again.result["action"] == "hold", again.result
+        assert any("served no request at canary 1%" in r for r in again.result["reasons"]), again.result
     engine.dispose()
