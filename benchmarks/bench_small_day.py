@@ -117,7 +117,7 @@ def child_phases() -> dict:
 
     import rollout_pipeline.cli as cli
 
-    mark("import the CLI (click, our cli.py)")
+    mark("import the CLI (click, our cli/ package)")
     cli.quiet_dagster()
     mark("import Dagster")
     import rollout_pipeline.runs  # noqa: F401 - the definitions: pandas, SQLAlchemy, SciPy, our code

@@ -8,12 +8,17 @@ state machine, stores the decision with its evidence and review in one shape,
 and applies it to the rollout and its routing. A decision whose routing cannot
 be applied at once (the routing changed under it) stays stored and unapplied,
 and the routing sensor applies it later. No Dagster here: pure domain + store.
+
+A decision recorded outside a Dagster run's ``decision`` asset (a person's verdict,
+a blocked day's hold, a manual rollback) is announced here once its transaction has
+committed (:func:`announce`): no caller posts it itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -25,6 +30,7 @@ from rollout_pipeline.domain.decide import (Decision, ForceError, RolloutState, 
                                             waiting_hold)
 from rollout_pipeline.domain.evaluate import Evaluation
 from rollout_pipeline.domain.plan import plan_line, plan_rollout, profile_of_day
+from rollout_pipeline.notify import Announcer, channels_from_environment
 from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
                                              review_from_record)
 from rollout_pipeline.store import rollouts as repo
@@ -36,6 +42,8 @@ from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
 SOURCES = ("analysis", "forced", "blocked", "manual_rollback", "guardrail", "approval", "expiry")
 VERDICTS = ("approve", "reject")
 GUARDRAIL_ACTOR = "guardrail"
+
+log = logging.getLogger(__name__)
 
 
 class DecisionRefused(repo.RolloutError):
@@ -70,6 +78,7 @@ class DecisionOutcome:
     review: Review
     history: tuple[HistoryPoint, ...]
     unapplied_reason: str | None = None
+    notifications: str | None = None  # how its announcement went (:func:`announce`); None: not announced here
 
     def output(self) -> dict:
         """The decision as the asset's metadata holds it and the CLI prints it (``decide --json``)."""
@@ -362,8 +371,9 @@ def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollou
     return _outcome(connection, record, applied=applied, dry_run=False)
 
 
-def make_approval(engine: sa.Engine, request: DecisionRequest) -> DecisionOutcome:
-    """A person's verdict on a pending promotion in one transaction (stored and applied together).
+def make_approval(engine: sa.Engine, request: DecisionRequest, *, notifier: Announcer | None = None,
+                  logger=None) -> DecisionOutcome:
+    """A person's verdict on a pending promotion in one transaction (stored and applied together), then announced.
 
     Raises ``DecisionRefused`` in one line when it cannot be given; a promotion found expired is recorded as
     its hold first (committed), then refused saying so.
@@ -372,7 +382,35 @@ def make_approval(engine: sa.Engine, request: DecisionRequest) -> DecisionOutcom
         outcome = decide_in(connection, request)
     if outcome.record.approval == "expired":
         raise DecisionRefused(f"too late: {outcome.record.reasons[0]} (recorded as decision #{outcome.record.id})")
-    return outcome
+    return announce(outcome, notifier, logger)
+
+
+def hold_blocked_day(engine: sa.Engine, model: str, day: dt.date, run_id: str, *, actor: str, dry_run: bool = False,
+                     notifier: Announcer | None = None, logger=None) -> DecisionOutcome:
+    """Decide (hold) and apply a day whose logs failed the blocking checks of run ``run_id``, once per run: the
+    hold is announced when it is recorded, not when a second caller (the CLI's runner, then the run-failure
+    sensor) finds it recorded already; a dry run records and announces nothing."""
+    with engine.connect() as connection:
+        seen = repo.live_decision(connection, model, day)
+    request = DecisionRequest(model, day, actor, run_id=run_id, dry_run=dry_run, source="blocked")
+    outcome = make_decision(engine, request)
+    if dry_run or (seen is not None and seen.id == outcome.record.id):
+        return outcome
+    return announce(outcome, notifier, logger)
+
+
+def announce(outcome: DecisionOutcome, notifier: Announcer | None = None, logger=None) -> DecisionOutcome:
+    """Post a committed decision through ``notifier`` (default: the channels of the environment); the outcome
+    with how it went. A failed post is a warning on ``logger``, never a failed decision: it is recorded."""
+    record, logger = outcome.record, logger or log
+    try:
+        line = (notifier or channels_from_environment()).announce_decision(
+            outcome.output(), model=record.model_name, day=record.day.isoformat(), actor=record.actor,
+            run_id=record.run_id, log=logger)
+    except Exception as exc:  # noqa: BLE001 - a notification never fails the decision it reports
+        logger.warning("notification of decision %s not sent: %s", record.id, exc)
+        line = f"not sent: {exc}"
+    return dataclasses.replace(outcome, notifications=line)
 
 
 def pending_approval(connection: sa.Connection, model: str) -> dict | None:

@@ -4,7 +4,9 @@ No Dagster here: the message is built by pure functions from what the decision
 service returned, and posted with the standard library's ``urllib`` (as the
 teardown webhook is; one POST of a small JSON body needs no client library). The
 ``Notifier`` resource in ``defs/resources.py`` holds the URLs (from ``EnvVar``s)
-and calls :func:`deliver` once the decision's transaction has committed.
+and hands them to :class:`Channels`, which the decision service calls once the
+decision's transaction has committed (outside a Dagster run the service takes the
+same variables from the environment: :func:`channels_from_environment`).
 
 A notification never fails or blocks what it reports: every failure (bad URL,
 unreachable host, an HTTP error after the retries) comes back as a ``Delivery``
@@ -16,10 +18,12 @@ are never printed: a webhook's path and query often *are* its secret (Slack's
 from __future__ import annotations
 
 import logging
+import os
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from rollout_pipeline.actions import ActionConfigError, TransientActionError, parse_webhook, post_json
 from rollout_pipeline.review.links import partition_url, report_href
@@ -192,3 +196,69 @@ def notify(message: dict, *, webhook_url: str = "", slack_webhook_url: str = "",
         out.append(deliver("slack", slack_webhook_url, slack_message(message), attempts=attempts,
                            backoff_seconds=backoff_seconds, sleep=sleep))
     return tuple(out)
+
+
+# --- the channels ------------------------------------------------------------------------------
+
+
+class Announcer(Protocol):
+    """What the decision service posts a decision through: :class:`Channels`, or the ``Notifier`` resource."""
+
+    def announce_decision(self, decision: dict, *, model: str, day: str, actor: str, run_id: str | None, log,
+                          report: str | None = None) -> str: ...
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Where notifications go (empty URLs: nowhere) and the base URLs of their links."""
+
+    webhook_url: str = ""
+    slack_webhook_url: str = ""
+    ui_base_url: str = DEFAULT_UI_BASE_URL
+    report_base_url: str = ""
+    attempts: int = DEFAULT_ATTEMPTS
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.webhook_url or self.slack_webhook_url)
+
+    def links(self, model: str, day: str, run_id: str | None, report_path: str | None = None) -> dict:
+        return links(model, day, run_id=run_id, ui_base_url=self.ui_base_url, report_path=report_path,
+                     report_base_url=self.report_base_url)
+
+    def send(self, message: dict) -> tuple[Delivery, ...]:
+        """Post ``message`` to every configured channel; never raises (failures come back as deliveries)."""
+        return notify(message, webhook_url=self.webhook_url, slack_webhook_url=self.slack_webhook_url,
+                      attempts=self.attempts, backoff_seconds=self.backoff_seconds)
+
+    def announce(self, message: dict, log) -> str:
+        """Post ``message``, logging each delivery on ``log`` (a failure as a warning); what happened, in one line."""
+        if not self.configured:
+            return "none configured"
+        lines = []
+        for delivery in self.send(message):
+            (log.info if delivery.ok else log.warning)("notification %s", delivery.line())
+            lines.append(delivery.line())
+        return "; ".join(lines)
+
+    def announce_decision(self, decision: dict, *, model: str, day: str, actor: str, run_id: str | None, log,
+                          report: str | None = None) -> str:
+        """Post one decision (``decide --json``'s shape) with its links: the same message from every path."""
+        if not self.configured:
+            return "none configured"
+        message = decision_message(decision, model=model, day=day, actor=actor, run_id=run_id,
+                                   links_=self.links(model, day, run_id, report))
+        return self.announce(message, log)
+
+
+def channels_from_environment() -> Channels:
+    """The channels the code location's ``notifier`` resource would use now: ROLLOUT_NOTIFY_WEBHOOK,
+    ROLLOUT_NOTIFY_SLACK_WEBHOOK, ROLLOUT_UI_BASE_URL, ROLLOUT_REPORT_BASE_URL (empty is unset, as there)."""
+
+    def env(name: str, default: str) -> str:
+        return (os.environ.get(name) or "").strip() or default
+
+    return Channels(webhook_url=env(ENV_NOTIFY_WEBHOOK, ""), slack_webhook_url=env(ENV_NOTIFY_SLACK_WEBHOOK, ""),
+                    ui_base_url=env(ENV_UI_BASE_URL, DEFAULT_UI_BASE_URL),
+                    report_base_url=env(ENV_REPORT_BASE_URL, ""))

@@ -80,3 +80,42 @@ def plan_json(profile: TrafficProfile | None, steps: tuple[StepPlan, ...]) -> di
                    "gates": [{"gate": g.gate, "needed": g.needed, "per_night": round(g.per_night, 1),
                               "nights": g.nights} for g in s.gates]} for s in steps],
     }
+
+
+def start_planned(engine: sa.Engine, model: str, stable: str, candidate: str, policy: Policy, *, actor: str,
+                  today: dt.date) -> tuple[repo.Rollout, TrafficProfile | None, tuple[StepPlan, ...]]:
+    """Register a rollout in stage shadow (committed), then plan it from the model's last days of traffic."""
+    with engine.begin() as connection:
+        rollout = repo.start_rollout(connection, model, stable, candidate, policy, actor=actor)
+    with engine.connect() as connection:
+        profile, steps = plan_for(connection, model, policy, today=today)
+    return rollout, profile, steps
+
+
+def model_plan(engine: sa.Engine, model: str, *, today: dt.date,
+               days: int = DAYS) -> tuple[TrafficProfile | None, tuple[StepPlan, ...]]:
+    """The plan of ``model``'s latest rollout under its policy; ``RolloutError`` when it has none."""
+    with engine.connect() as connection:
+        rollout = repo.latest_rollout(connection, model)
+        if rollout is None:
+            raise repo.RolloutError(f"{model} has no rollout: the plan follows its policy "
+                                    f"(`rollout-pipeline rollout start --model {model} ...`)")
+        return plan_for(connection, model, rollout.policy, today=today, days=days)
+
+
+def remaining_plan(connection: sa.Connection, rollout: repo.Rollout | None, *, today: dt.date) -> dict | None:
+    """An active rollout's remaining plan from the last week's traffic (``status`` shows its one line)."""
+    if rollout is None or not rollout.active:
+        return None
+    profile, steps = plan_for(connection, rollout.model_name, rollout.policy, today=today)
+    if profile is None:
+        return {"nights_to_production": None, "says": "plan: no traffic in the last 7 days"}
+    here = "shadow" if rollout.stage == "shadow" else f"canary {rollout.canary_percent}%"
+    labels = [s.step for s in steps]
+    ahead = steps[labels.index(here):] if here in labels else ()
+    nights = total_nights(ahead) if ahead else None
+    warn = next((s.warning for s in ahead if s.warning), "")
+    says = (f"plan: production in ~{nights} nights at the last {profile.days} day(s)' traffic "
+            f"(~{profile.requests:,.0f} requests a night)" if nights is not None
+            else "plan: production not reachable at the last days' traffic")
+    return {"nights_to_production": nights, "says": says + (f"; {warn}" if warn else "")}

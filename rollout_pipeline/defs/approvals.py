@@ -43,17 +43,15 @@ def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: 
                               source="approval", verdict=config.verdict, rollback=config.rollback)
     with database_errors():
         try:
-            outcome = make_approval(store.engine, request)
+            outcome = make_approval(store.engine, request, notifier=notifier, logger=context.log)
         except repo.RolloutError as exc:
             raise refuse(str(exc)) from None
     out = {**outcome.output(), "model": config.model, "date": day.isoformat(), "operator": operator}
     context.log.info("%s %s: %s by %s (%s)", config.model, day, outcome.record.approval, operator,
                      "; ".join(outcome.record.reasons))
-    notified = notifier.announce_decision(outcome.output(), model=config.model, day=day.isoformat(), actor=operator,
-                                          run_id=context.run.run_id, log=context.log)
     context.add_output_metadata({"action": out["action"], "approval": out["approval"], "operator": operator,
                                  "applied": out["applied"], "decision": dg.MetadataValue.json(out),
-                                 "notifications": notified})
+                                 "notifications": outcome.notifications})
     return out
 
 

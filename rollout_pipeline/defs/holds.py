@@ -4,28 +4,19 @@ The blocking check stops the decision asset inside the run, so the hold is
 decided after the run, through the same decision service as every decision:
 synchronously by the CLI (``runner.run_day``) and, for runs launched by the
 schedule or the UI, by a run-failure sensor. The service reads the failed
-suite's stored result, and records the hold once per run.
+suite's stored result, records the hold once per run and announces it
+(``decisions.hold_blocked_day``).
 """
 
 
-import datetime as dt
-
 import dagster as dg
-import sqlalchemy as sa
 
-from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.decisions import hold_blocked_day
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.jobs import daily_analysis_job
 from rollout_pipeline.defs.partitions import partition_from_tags
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
-
-
-def record_blocked_hold(engine: sa.Engine, model: str, day: dt.date, run_id: str, *, actor: str,
-                        dry_run: bool = False) -> dict:
-    """Decide (hold) and apply a day whose logs failed the blocking checks of run ``run_id`` (once per run)."""
-    request = DecisionRequest(model, day, actor, run_id=run_id, dry_run=dry_run, source="blocked")
-    return make_decision(engine, request).output()
 
 
 @dg.run_failure_sensor(monitored_jobs=[daily_analysis_job], default_status=dg.DefaultSensorStatus.RUNNING,
@@ -43,7 +34,7 @@ def blocked_day_hold(context: dg.RunFailureSensorContext, store: StoreResource, 
         return dg.SkipReason(f"run {run.run_id} failed for another reason than its blocking checks")
     day, model = partition
     actor = run.tags.get(ACTOR_TAG) or "schedule"
-    out = record_blocked_hold(store.engine, model, day, run.run_id, actor=actor)
-    context.log.info("%s %s held (%s failed): %s", model, day, ", ".join(failed), "; ".join(out["reasons"]))
-    notifier.announce_decision(out, model=model, day=day.isoformat(), actor=actor, run_id=run.run_id, log=context.log)
+    outcome = hold_blocked_day(store.engine, model, day, run.run_id, actor=actor, notifier=notifier,
+                               logger=context.log)
+    context.log.info("%s %s held (%s failed): %s", model, day, ", ".join(failed), "; ".join(outcome.record.reasons))
     return None

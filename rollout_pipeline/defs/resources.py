@@ -168,37 +168,32 @@ class Notifier(dg.ConfigurableResource):
     backoff_seconds: float = Field(default=notify.DEFAULT_BACKOFF_SECONDS,
                                    description="pause before the second try, doubled after each")
 
+    def channels(self) -> notify.Channels:
+        """The resolved settings as the decision service's plain channels (no Dagster there)."""
+        return notify.Channels(webhook_url=self.webhook_url, slack_webhook_url=self.slack_webhook_url,
+                               ui_base_url=self.ui_base_url, report_base_url=self.report_base_url,
+                               attempts=self.attempts, backoff_seconds=self.backoff_seconds)
+
     @property
     def configured(self) -> bool:
-        return bool(self.webhook_url or self.slack_webhook_url)
+        return self.channels().configured
 
     def links(self, model: str, day: str, run_id: str | None, report_path: str | None = None) -> dict:
-        return notify.links(model, day, run_id=run_id, ui_base_url=self.ui_base_url, report_path=report_path,
-                            report_base_url=self.report_base_url)
+        return self.channels().links(model, day, run_id, report_path)
 
     def send(self, message: dict) -> tuple[notify.Delivery, ...]:
         """Post ``message`` to every configured channel; never raises (failures come back as deliveries)."""
-        return notify.notify(message, webhook_url=self.webhook_url, slack_webhook_url=self.slack_webhook_url,
-                             attempts=self.attempts, backoff_seconds=self.backoff_seconds)
+        return self.channels().send(message)
 
     def announce(self, message: dict, log) -> str:
         """Post ``message``, logging each delivery on ``log`` (a failure as a warning); what happened, in one line."""
-        if not self.configured:
-            return "none configured"
-        lines = []
-        for delivery in self.send(message):
-            (log.info if delivery.ok else log.warning)("notification %s", delivery.line())
-            lines.append(delivery.line())
-        return "; ".join(lines)
+        return self.channels().announce(message, log)
 
     def announce_decision(self, decision: dict, *, model: str, day: str, actor: str, run_id: str | None, log,
                           report: str | None = None) -> str:
         """Post one decision (``decide --json``'s shape) with its links: the same message from every path."""
-        if not self.configured:
-            return "none configured"
-        message = notify.decision_message(decision, model=model, day=day, actor=actor, run_id=run_id,
-                                          links_=self.links(model, day, run_id, report))
-        return self.announce(message, log)
+        return self.channels().announce_decision(decision, model=model, day=day, actor=actor, run_id=run_id,
+                                                 log=log, report=report)
 
 
 def _env_or(name: str, default):

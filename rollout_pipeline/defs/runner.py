@@ -14,12 +14,11 @@ import dagster as dg
 import sqlalchemy as sa
 
 from rollout_pipeline.config import load_settings
-from rollout_pipeline.decisions import DecisionRequest, make_decision, refuse_an_older_day
+from rollout_pipeline.decisions import DecisionRequest, hold_blocked_day, make_decision, refuse_an_older_day
 from rollout_pipeline.definitions import defs
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
-from rollout_pipeline.defs.holds import record_blocked_hold
 from rollout_pipeline.defs.partitions import partition_key, register_partitions
 from rollout_pipeline.defs.resources import resources_from_environment, store_engine
 from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
@@ -208,7 +207,7 @@ def _hold_for_failure(result, engine, model, day, actor, blocked_checks, dry_run
     if blocked_checks:
         with database_errors_as_run_failed():
             try:
-                return record_blocked_hold(engine, model, day, result.run_id, actor=actor, dry_run=dry_run)
+                return hold_blocked_day(engine, model, day, result.run_id, actor=actor, dry_run=dry_run).output()
             except RolloutError as exc:
                 raise RunFailed(str(exc), result.run_id) from None
     message, kind = step_failure(result)
