@@ -34,7 +34,7 @@ __all__ = ["GROUPS", "MAX_COUNT", "MAX_DAYS", "MAX_FACTOR", "MAX_LATENCY_MS", "M
            "JudgeThresholds", "Policy", "PolicyError", "default_policy_yaml", "load_policy", "parse_policy",
            "policy_from_yaml", "policy_over_preset"]
 
-MAX_YAML_DEPTH = 16  # a policy nests 3 levels (judge, metrics, group_weights); deeper is not a policy
+MAX_YAML_DEPTH = 16  # a policy nests 4 levels (gates.extremes.bounds: [..]); deeper is not a policy
 MAX_YAML_BYTES = 65_536
 
 
