@@ -28,11 +28,12 @@ from rollout_pipeline.domain.gates.registry import (
     metric_names,
     on_change,
 )
+from rollout_pipeline.domain.policy_versions import RETIRED_FIELDS, flat_spelling, nest
 from rollout_pipeline.domain.ranges import MAX_COUNT, MAX_DAYS, MAX_FACTOR, MAX_LATENCY_MS, MAX_PREDICTION
 
 __all__ = ["GROUPS", "MAX_COUNT", "MAX_DAYS", "MAX_FACTOR", "MAX_LATENCY_MS", "MAX_PREDICTION", "Criticality",
-           "JudgeThresholds", "Policy", "PolicyError", "default_policy_yaml", "load_policy", "parse_policy",
-           "policy_from_yaml", "policy_over_preset"]
+           "JudgeThresholds", "Policy", "PolicyError", "RETIRED_FIELDS", "nest", "default_policy_yaml", "load_policy",
+           "parse_policy", "policy_from_yaml", "policy_over_preset"]
 
 MAX_YAML_DEPTH = 16  # a policy nests 4 levels (gates.extremes.bounds: [..]); deeper is not a policy
 MAX_YAML_BYTES = 65_536
@@ -265,8 +266,6 @@ def _install_flat_names() -> None:
 _install_flat_names()
 on_change(_gates_changed)
 
-RETIRED_FIELDS = frozenset({"wiring_step_min_requests", "detectable_effect", "complaint_rate_limit"})
-
 # Shipped policies, for `rollout start --preset NAME`; a --policy file's fields override them.
 PRESETS: dict[str, dict] = {
     "default": {},
@@ -289,34 +288,6 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def nest(data: dict) -> dict:
-    """A policy mapping as this version names it: retired fields dropped, flat gate fields (earlier versions'
-    ``latency_slo_p99_ms``) moved into their gate's group (``gates.latency.slo_p99_ms``)."""
-    flat = flat_fields()
-    if not any(k in RETIRED_FIELDS or k in flat for k in data):
-        return data
-    out = {k: v for k, v in data.items() if k not in RETIRED_FIELDS and k not in flat}
-    gates = out.get("gates") or {}
-    if isinstance(gates, BaseModel):
-        gates = gates.model_dump()
-    if not isinstance(gates, dict):
-        return out  # refused as it is: gates must be a mapping
-    gates = {g: (v.model_dump() if isinstance(v, BaseModel) else dict(v) if isinstance(v, dict) else v)
-             for g, v in gates.items()}
-    twice = []
-    for key in (k for k in data if k in flat):
-        name, field = flat[key]
-        group = gates.setdefault(name, {})
-        if isinstance(group, dict):
-            if field in group and group[field] != data[key]:
-                twice.append(f"{key} (and under gates: {name}: {field})")
-            group[field] = data[key]
-    if twice:
-        raise ValueError("given twice with different values: " + ", ".join(twice))
-    out["gates"] = gates
-    return out
-
-
 def _over(base: dict, data: dict) -> dict:
     """``data`` (nested) over ``base`` (nested): ``metrics`` merged key by key, each gate's limits field by field."""
     merged = {**base, **data}
@@ -329,14 +300,6 @@ def _over(base: dict, data: dict) -> dict:
             gates[name] = {**below, **limits} if isinstance(below, dict) and isinstance(limits, dict) else limits
         merged["gates"] = gates
     return merged
-
-
-def _spelled(data: dict | None) -> dict[str, str]:
-    """How ``data`` names its gates' fields: path here -> flat name, for the gates it writes flat (errors say
-    the names the policy used)."""
-    flat = flat_fields()
-    gates = {flat[k][0] for k in (data or {}) if k in flat}
-    return {f"gates.{name}.{field}": k for k, (name, field) in flat.items() if name in gates}
 
 
 def _explain(exc: ValidationError, source: str, spelled: dict[str, str] | None = None) -> str:
@@ -361,7 +324,7 @@ def _validate(data: dict, source: str, spelled: dict[str, str]) -> Policy:
 def parse_policy(data: dict | None, source: str = "(inline)") -> Policy:
     """Validate a policy mapping (gate limits grouped, or flat as earlier versions stored them); raise PolicyError
     naming every bad field."""
-    return _validate(data or {}, source, _spelled(data))
+    return _validate(data or {}, source, flat_spelling(data))
 
 
 def policy_over_preset(data: dict | None, preset: str = "default", source: str = "(inline)") -> Policy:
@@ -374,7 +337,7 @@ def policy_over_preset(data: dict | None, preset: str = "default", source: str =
         nested = nest(data or {})
     except ValueError as exc:
         raise PolicyError(f"invalid policy {source}: {exc}") from None
-    return _validate(_over(PRESETS[preset], nested), source, _spelled(data))
+    return _validate(_over(PRESETS[preset], nested), source, flat_spelling(data))
 
 
 def _check_yaml_shape(text: str, source: str) -> None:

@@ -93,7 +93,7 @@ def with_shared_design_effect(comp: Comparison) -> Comparison:
 
 
 def excess_verdict(ctx: GateContext, d_value: float, se: float, limit: float, bar: float
-                    ) -> tuple[str, float, float]:
+                   ) -> tuple[str, float, float]:
     """(verdict, lower, upper) of an excess (candidate - stable) against a limit (fail) and a bar (pass)."""
     lower = d_value - ctx.fail_margin(se, bar, limit)
     upper = d_value + ctx.pass_margin(se, bar)
@@ -105,8 +105,8 @@ def excess_verdict(ctx: GateContext, d_value: float, se: float, limit: float, ba
 
 
 def rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callable[[SampleRow], float | None],
-               margin_of: Callable[[float], float], detectable: float, cap: float | None,
-               served_only: bool = False) -> MetricCheck:
+              margin_of: Callable[[float], float], detectable: float, cap: float | None,
+              served_only: bool = False) -> MetricCheck:
     """A rate (errors, complaints): fail when confidently above the stable's plus a margin (or a cap); pass when
     confidently below the stable's plus the step's bar.
 
@@ -122,8 +122,8 @@ def rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callabl
     if comp is None or comp.units < p.min_units or comp.stable.units < p.min_units:
         units = 0 if comp is None else min(comp.units, comp.stable.units)
         return check(ctx, name, group, "nodata", None, None,
-                      f"{what} not judged: {units} {unit_word(comp)} < {p.min_units} needed",
-                      units, p.min_units, population)
+                     f"{what} not judged: {units} {unit_word(comp)} < {p.min_units} needed",
+                     units, p.min_units, population)
     c, s, d = comp.candidate, comp.stable, comp.diff
     limit = margin_of(s.value)
     bar = max(limit, ctx.bar(detectable, cap=1.0))
@@ -136,24 +136,24 @@ def rate_gate(ctx: GateContext, name: str, group: str, what: str, value: Callabl
     counted = f"{units:,} {unit_word(comp)}"
     if cls == "high":
         return check(ctx, name, group, "high", s.value, c.value,
-                      f"candidate {what} {pct(c.value)} > stable {pct(s.value)} + {pct(limit)} "
-                      f"(excess at least {pct(lower)} at any-time confidence; {counted})", units,
-                      population=population)
+                     f"candidate {what} {pct(c.value)} > stable {pct(s.value)} + {pct(limit)} "
+                     f"(excess at least {pct(lower)} at any-time confidence; {counted})", units,
+                     population=population)
     if cap is not None and c.observations:
         x, n = round(c.value * c.observations), c.observations
         deff = max(1.0, n / units) if comp.effective_units else 1.0
         if log_e_above(x / deff, n / deff, cap) >= math.log(1 / ctx.alpha_fail):
             return check(ctx, name, group, "high", s.value, c.value,
-                          f"candidate {what} {pct(c.value)} > limit {pct(cap)} ({x:,} of {n:,} requests, "
-                          "confidently above at any-time confidence)", units, population=population)
+                         f"candidate {what} {pct(c.value)} > limit {pct(cap)} ({x:,} of {n:,} requests, "
+                         "confidently above at any-time confidence)", units, population=population)
     if cls == "nodata":
         needed = units_needed(se, units, ctx.se_to_pass(bar, max(d.value, 0.0)))
         return check(ctx, name, group, "nodata", s.value, c.value,
-                      f"{what} not yet decided: candidate {pct(c.value)}, stable {pct(s.value)}; excess at most "
-                      f"{pct(upper)} > bar {pct(bar)} ({counted}, ~{needed:,} needed)", units, needed, population)
+                     f"{what} not yet decided: candidate {pct(c.value)}, stable {pct(s.value)}; excess at most "
+                     f"{pct(upper)} > bar {pct(bar)} ({counted}, ~{needed:,} needed)", units, needed, population)
     return check(ctx, name, group, "pass", s.value, c.value,
-                  f"candidate {what} {pct(c.value)} (stable {pct(s.value)}; excess at most {pct(upper)} <= bar "
-                  f"{pct(bar)}; {counted})", units, population=population)
+                 f"candidate {what} {pct(c.value)} (stable {pct(s.value)}; excess at most {pct(upper)} <= bar "
+                 f"{pct(bar)}; {counted})", units, population=population)
 
 
 def share_verdict(ctx: GateContext, x_fail: float, x_pass: float, n: float, limit: float, bar: float) -> str:

@@ -206,7 +206,7 @@ def context_for(summary: DaySummary, stage: str, policy: Policy, *, today: DaySu
 # --- the shape of a verdict ----------------------------------------------------------------------------
 
 def check(ctx: GateContext, name: str, group: str, classification: str, stable, candidate, reason: str,
-           units: int = 0, needed: int = 0, population: str = "") -> MetricCheck:
+          units: int = 0, needed: int = 0, population: str = "") -> MetricCheck:
     required = ctx.is_required(name)
     if classification == "nodata" and not required:
         reason += " (not needed at this step)"

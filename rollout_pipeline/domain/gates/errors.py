@@ -37,7 +37,8 @@ class BrokenAnswersLimits(Limits):
 ERROR_RATE_DOC = (
     "| `error_rate` (critical) | (errors + timeouts) / answers, candidate − stable: pair by pair where mirrored, else "
     "served vs served | excess > `gates.error_rate.margin` 1 point, or the candidate's rate > "
-    "`gates.error_rate.limit` 2% | excess < `gates.error_rate.detectable` 3 points | `test_gate_verdicts[error_rate-*]` |")
+    "`gates.error_rate.limit` 2% | excess < `gates.error_rate.detectable` 3 points | "
+    "`test_gate_verdicts[error_rate-*]` |")
 BROKEN_ANSWERS_DOC = (
     "| `broken_answers` (critical) | the candidate's `ok` answers that are empty, non-finite or absurd (whole days) | "
     "any non-finite or absurd one; empty ones > `gates.broken_answers.limit` 0.1% | < "
@@ -78,24 +79,24 @@ def broken_answers(ctx: GateContext) -> MetricCheck | None:
     population = "ok answers, whole days"
     if ok < p.min_units:
         return check(ctx, "broken_answers", "predictions", "nodata", None, None,
-                      f"broken answers not judged: {ok} ok candidate answers < {p.min_units}", ok, p.min_units,
-                      population)
+                     f"broken answers not judged: {ok} ok candidate answers < {p.min_units}", ok, p.min_units,
+                     population)
     share = broken / ok
     bar = ctx.bar(lim.detectable, cap=0.5)
     said = f"{broken:,} of {ok:,} ok candidate answers ({pct(share)}) empty, non-finite or absurd"
     absurd = sum(d.nonfinite_predictions for d in days)
     if absurd:  # not a matter of chance: a model that answered NaN, an infinity or 1e15 once is broken
         return check(ctx, "broken_answers", "predictions", "high", None, share,
-                      f"{said}: {absurd:,} of them non-finite or absurd (NaN, an infinity or |x| >= "
-                      f"{ABSURD_VALUE:.0e}), which a model must never answer", ok, population=population)
+                     f"{said}: {absurd:,} of them non-finite or absurd (NaN, an infinity or |x| >= "
+                     f"{ABSURD_VALUE:.0e}), which a model must never answer", ok, population=population)
     verdict = share_verdict(ctx, broken, broken, ok, lim.limit, bar)
     if verdict == "high":
         return check(ctx, "broken_answers", "predictions", "high", None, share,
-                      f"{said}: confidently more than {pct(lim.limit)}", ok, population=population)
+                     f"{said}: confidently more than {pct(lim.limit)}", ok, population=population)
     if verdict == "nodata":
         needed = share_needed(share, bar, ctx, ok)
         return check(ctx, "broken_answers", "predictions", "nodata", None, share,
-                      f"broken answers not yet decided: {said}; showing under the bar {pct(bar)} needs ~{needed:,}",
-                      ok, needed, population)
+                     f"broken answers not yet decided: {said}; showing under the bar {pct(bar)} needs ~{needed:,}",
+                     ok, needed, population)
     return check(ctx, "broken_answers", "predictions", "pass", None, share,
-                  f"{said}, confidently under the bar {pct(bar)}", ok, population=population)
+                 f"{said}, confidently under the bar {pct(bar)}", ok, population=population)

@@ -48,11 +48,13 @@ ORPHAN_ROWS_DOC = (
     "| `orphan_rows` | shadow: candidate rows `served=true` — whole day | > `gates.orphan_rows.max_rows` 0 | "
     "`test_integrity_gates_fail_and_name_the_count` |")
 DUPLICATE_ROWS_DOC = (
-    "| `duplicate_rows` | rows repeating (correlation id, variant, served) in the sample (exact there: the sample keeps "
+    "| `duplicate_rows` | rows repeating (correlation id, variant, served) in the sample (exact there: the sample "
+    "keeps "
     "every row of a sampled id) | > `gates.duplicate_rows.max_rows` 0 | same |")
 NULL_OUTPUTS_DOC = (
     "| `null_outputs` | the **stable**'s `ok` answers with neither a prediction nor a label — whole day | > "
-    "`gates.broken_answers.limit` 0.1% | `test_empty_answers_are_the_candidates_failure_and_the_stables_logging_problem` |")
+    "`gates.broken_answers.limit` 0.1% | "
+    "`test_empty_answers_are_the_candidates_failure_and_the_stables_logging_problem` |")
 FEEDBACK_VALUES_DOC = (
     "| `feedback_values` | sampled actual outcomes that are not finite numbers (\\|x\\| < 1e15) | any | "
     "`test_integrity_gates_fail_and_name_the_count` |")
@@ -100,7 +102,8 @@ def orphan_rows(ctx: GateContext) -> MetricCheck | None:
     limit = ctx.policy.gates.orphan_rows.max_rows
     cls = "high" if n > limit else "pass"
     return MetricCheck("orphan_rows", "integrity", "critical", cls, None, float(n),
-                       f"{n} candidate rows served=true during shadow" + (f" > {limit} allowed" if cls == "high" else ""),
+                       f"{n} candidate rows served=true during shadow"
+                       + (f" > {limit} allowed" if cls == "high" else ""),
                        n)
 
 

@@ -197,15 +197,15 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
         unit, population = "requests", "sampled requests"
     else:
         return check(ctx, "latency_distribution", "latency", "n/a", None, None,
-                      "latency distribution compared on the same requests only: no mirrored answers (the p99 "
-                      "gate judges latency per answer on the whole days)")
+                     "latency distribution compared on the same requests only: no mirrored answers (the p99 "
+                     "gate judges latency per answer on the whole days)")
     n = min(len(s_vals), len(c_vals))
     if n < p.min_units:
         return check(ctx, "latency_distribution", "latency", "nodata", None, None,
-                      f"latency distribution not judged: {n} {unit} < {p.min_units}", n, p.min_units, population)
+                     f"latency distribution not judged: {n} {unit} < {p.min_units}", n, p.min_units, population)
     if allowed is None:
         return check(ctx, "latency_distribution", "latency", "n/a", None, None,
-                      "latency distribution not compared (no regression limit: a baseline)")
+                     "latency distribution not compared (no regression limit: a baseline)")
     result = classify_metric(s_vals, c_vals, direction="increase", fraction=p.judge.tolerance_fraction,
                              confidence=p.judge.confidence,
                              effect_size_thresholds=(1.0, 1.0 + allowed))
@@ -213,5 +213,5 @@ def latency_distribution(ctx: GateContext) -> MetricCheck | None:
     why = f"candidate median latency {c_med:.1f} ms vs stable {s_med:.1f} ms ({n:,} {unit})"
     cls = result.classification if result.classification in ("pass", "high", "low") else "nodata"
     return check(ctx, "latency_distribution", "latency", cls, s_med, c_med,
-                  why + (" (Mann-Whitney: higher, mean ratio past the allowed regression)" if cls == "high" else ""),
-                  n, population=population)
+                 why + (" (Mann-Whitney: higher, mean ratio past the allowed regression)" if cls == "high" else ""),
+                 n, population=population)

@@ -34,7 +34,8 @@ class AccuracyLimits(Limits):
 
 
 ACCURACY_DOC = (
-    "| `accuracy` (normal; critical in `first-model`) | on actual outcomes: growth of the mean absolute error (numbers) "
+    "| `accuracy` (normal; critical in `first-model`) | on actual outcomes: growth of the mean absolute error "
+    "(numbers) "
     "or drop of the share right (labels), pair by pair where the other model answered the same request, else over "
     "entities | growth > `gates.accuracy.regression_allowed` 10%; drop > `gates.accuracy.drop_allowed` 2 points | "
     "growth < `gates.accuracy.detectable` 50%; drop < `gates.accuracy.drop_detectable` 10 points | "

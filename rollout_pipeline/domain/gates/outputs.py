@@ -9,7 +9,14 @@ import math
 from pydantic import Field, field_validator
 
 from rollout_pipeline.domain.formatting import pct
-from rollout_pipeline.domain.gates.comparisons import compare, population_of, share_needed, share_verdict, two_sided, unit_word
+from rollout_pipeline.domain.gates.comparisons import (
+    compare,
+    population_of,
+    share_needed,
+    share_verdict,
+    two_sided,
+    unit_word,
+)
 from rollout_pipeline.domain.gates.context import GateContext, MetricCheck, answer_sides, answered, check, is_ok
 from rollout_pipeline.domain.gates.registry import Limits, gate
 from rollout_pipeline.domain.ranges import MAX_FACTOR, MAX_PREDICTION
@@ -58,7 +65,8 @@ class DisagreementLimits(Limits):
     """``gates.disagreement``: labels, the share of paired answers that differ."""
 
     limit: float = Field(0.3, ge=0, le=1, description="labels: share of paired answers that disagree")
-    detectable: float = Field(0.45, gt=0, le=1, description="share of disagreeing answers the minimum sample must catch")
+    detectable: float = Field(0.45, gt=0, le=1,
+                              description="share of disagreeing answers the minimum sample must catch")
 
     flat_names = {"disagreement_limit": "limit", "disagreement_detectable": "detectable"}
     beyond = (("detectable", "limit"),)
@@ -67,7 +75,8 @@ class DisagreementLimits(Limits):
 EXTREMES_DOC = (
     "| `extremes` (critical) | share of the candidate's sampled outputs outside plausible bounds: "
     "`gates.extremes.bounds`, else the stable's 0.1–99.9% range widened by its width; for classes, labels the stable "
-    "never gives | > `gates.extremes.limit` 0.1% | < `gates.extremes.detectable` 1% | `test_gate_verdicts[extremes-*]` |")
+    "never gives | > `gates.extremes.limit` 0.1% | < `gates.extremes.detectable` 1% | "
+    "`test_gate_verdicts[extremes-*]` |")
 PREDICTION_SHIFT_DOC = (
     "| `prediction_shift` (normal) | mean output, candidate − stable, in the stable's standard deviations: pairs, or "
     "over entities | \\|shift\\| > `gates.prediction_shift.limit` 0.5 sd | \\|shift\\| < "
@@ -119,12 +128,12 @@ def extremes(ctx: GateContext) -> MetricCheck | None:
     population = "sampled answers"
     if not c_vals and not c_labels:
         return None if rows else check(ctx, "extremes", "predictions", "nodata", None, None,
-                                        "extremes not judged: no candidate answers", 0, p.min_units, population)
+                                       "extremes not judged: no candidate answers", 0, p.min_units, population)
     if c_vals:
         bounds = _bounds(ctx)
         if bounds is None:
             return check(ctx, "extremes", "predictions", "n/a", None, None,
-                          "extremes not judged: no bounds (the stable model is a constant; set prediction_bounds)")
+                         "extremes not judged: no bounds (the stable model is a constant; set prediction_bounds)")
         outside = sum(1 for v in c_vals if not (math.isfinite(v) and bounds[0] <= v <= bounds[1]))
         n = len(c_vals)
         where = f"outside [{bounds[0]:.4g}, {bounds[1]:.4g}]"
@@ -132,7 +141,7 @@ def extremes(ctx: GateContext) -> MetricCheck | None:
         known = _known_labels(ctx)
         if known is None:
             return check(ctx, "extremes", "predictions", "n/a", None, None,
-                          "extremes not judged: item lists have no fixed set of labels")
+                         "extremes not judged: item lists have no fixed set of labels")
         outside = sum(1 for label in c_labels if label not in known)
         n = len(c_labels)
         shown = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
@@ -143,15 +152,15 @@ def extremes(ctx: GateContext) -> MetricCheck | None:
     said = f"candidate answers {where}: {outside:,} of {n:,} sampled ({pct(share)})"
     if verdict == "high":
         return check(ctx, "extremes", "predictions", "high", None, share,
-                      f"{said}, confidently more than the limit {pct(lim.limit)}", n,
-                      population=population)
+                     f"{said}, confidently more than the limit {pct(lim.limit)}", n,
+                     population=population)
     if verdict == "nodata":
         needed = max(p.min_units, share_needed(share, bar, ctx, n))
         return check(ctx, "extremes", "predictions", "nodata", None, share,
-                      f"extremes not yet decided: {said}; showing under the bar {pct(bar)} needs ~{needed:,}",
-                      n, needed, population)
+                     f"extremes not yet decided: {said}; showing under the bar {pct(bar)} needs ~{needed:,}",
+                     n, needed, population)
     return check(ctx, "extremes", "predictions", "pass", None, share,
-                  f"{said}, confidently under the bar {pct(bar)}", n, population=population)
+                 f"{said}, confidently under the bar {pct(bar)}", n, population=population)
 
 
 # --- outputs against the stable's ---------------------------------------------------------------------
@@ -173,28 +182,28 @@ def prediction_shift(ctx: GateContext) -> MetricCheck | None:
     population = population_of(comp)
     if not sd or sd <= 1e-9 * max(1.0, abs(comp.stable.value)):
         return check(ctx, "prediction_shift", "predictions", "n/a", comp.stable.value, comp.candidate.value,
-                      "prediction shift not judged: the stable predictions have no spread (a constant baseline)")
+                     "prediction shift not judged: the stable predictions have no spread (a constant baseline)")
     d = comp.diff
     shift = d.value / sd
     unit = unit_word(comp)
     detail = f"mean {comp.stable.value:.4g} -> {comp.candidate.value:.4g} ({shift:+.2f} sd; {d.units:,} {unit})"
     if d.units < p.min_units:
         return check(ctx, "prediction_shift", "predictions", "nodata", comp.stable.value, comp.candidate.value,
-                      f"prediction shift not judged: {d.units} {unit} < {p.min_units}", d.units, p.min_units,
-                      population)
+                     f"prediction shift not judged: {d.units} {unit} < {p.min_units}", d.units, p.min_units,
+                     population)
     limit, bar = lim.limit * sd, ctx.bar(lim.detectable) * sd
     cls, lower, upper = two_sided(ctx, d, limit, bar)
     if cls in ("high", "low"):
         return check(ctx, "prediction_shift", "predictions", cls, comp.stable.value, comp.candidate.value,
-                      f"predictions shifted {'up' if cls == 'high' else 'down'}: {detail}, confidently beyond "
-                      f"{lim.limit} sd", d.units, population=population)
+                     f"predictions shifted {'up' if cls == 'high' else 'down'}: {detail}, confidently beyond "
+                     f"{lim.limit} sd", d.units, population=population)
     if cls == "nodata":
         needed = units_needed(d.se, d.units, ctx.se_to_pass(bar, abs(d.value)))
         return check(ctx, "prediction_shift", "predictions", "nodata", comp.stable.value, comp.candidate.value,
-                      f"prediction shift not yet decided: {detail}; within +-{bar / sd:.2g} sd not yet shown "
-                      f"(~{needed:,} {unit} needed)", d.units, needed, population)
+                     f"prediction shift not yet decided: {detail}; within +-{bar / sd:.2g} sd not yet shown "
+                     f"(~{needed:,} {unit} needed)", d.units, needed, population)
     return check(ctx, "prediction_shift", "predictions", "pass", comp.stable.value, comp.candidate.value,
-                  f"predictions {detail}, confidently within +-{bar / sd:.2g} sd", d.units, population=population)
+                 f"predictions {detail}, confidently within +-{bar / sd:.2g} sd", d.units, population=population)
 
 
 def label_distance(a: str, b: str) -> float:
@@ -221,15 +230,16 @@ def disagreement(ctx: GateContext) -> MetricCheck | None:
     """Labels: how often the two models' answers to the same request differ (1 - overlap for item lists)."""
     p, lim = ctx.policy, ctx.policy.gates.disagreement
     obs = [(pr.entity, label_distance(pr.stable.label, pr.candidate.label)) for pr in ctx.pairs
-           if is_ok(pr.stable) and is_ok(pr.candidate) and pr.stable.label is not None and pr.candidate.label is not None]
+           if is_ok(pr.stable) and is_ok(pr.candidate) and pr.stable.label is not None
+           and pr.candidate.label is not None]
     if not obs:
         return None
     est = clustered_mean(obs)
     population = "paired requests"
     if est.units < p.min_units:
         return check(ctx, "disagreement", "predictions", "nodata", None, est.value,
-                      f"disagreement not judged: {est.units} paired entities < {p.min_units}", est.units,
-                      p.min_units, population)
+                     f"disagreement not judged: {est.units} paired entities < {p.min_units}", est.units,
+                     p.min_units, population)
     se = max(est.se, smoothed_rate_se(round(est.value * len(obs)), len(obs), est.units))
     limit = lim.limit
     bar = ctx.bar(lim.detectable, cap=1.0)
@@ -238,11 +248,11 @@ def disagreement(ctx: GateContext) -> MetricCheck | None:
     said = f"paired answers disagree on {pct(est.value)} ({len(obs):,} pairs, {est.units:,} entities)"
     if lower > limit:
         return check(ctx, "disagreement", "predictions", "high", None, est.value,
-                      f"{said}: at least {pct(lower)} > limit {pct(limit)}", est.units, population=population)
+                     f"{said}: at least {pct(lower)} > limit {pct(limit)}", est.units, population=population)
     if upper > bar:
         needed = units_needed(se, est.units, ctx.se_to_pass(bar, est.value))
         return check(ctx, "disagreement", "predictions", "nodata", None, est.value,
-                      f"disagreement not yet decided: {said}; at most {pct(upper)} > bar {pct(bar)} "
-                      f"(~{needed:,} entities needed)", est.units, needed, population)
+                     f"disagreement not yet decided: {said}; at most {pct(upper)} > bar {pct(bar)} "
+                     f"(~{needed:,} entities needed)", est.units, needed, population)
     return check(ctx, "disagreement", "predictions", "pass", None, est.value,
-                  f"{said}; at most {pct(upper)} <= bar {pct(bar)}", est.units, population=population)
+                 f"{said}; at most {pct(upper)} <= bar {pct(bar)}", est.units, population=population)
