@@ -55,7 +55,7 @@ _LISTENERS: list[Callable[[], None]] = []
 
 
 def _refresh() -> None:
-    ordered = sorted(_SPECS.values(), key=lambda s: s.order)
+    ordered = specs()
     for table, integrity in ((GATES, False), (INTEGRITY, True)):
         table.clear()
         table.update((s.name, s.run) for s in ordered if s.integrity == integrity)
@@ -84,7 +84,8 @@ def gate(name: str, *, group: str, criticality: Criticality = "normal", limits: 
     """Register the decorated function as the gate ``name`` (``order`` None: after every gate registered)."""
 
     def decorate(run: Gate) -> Gate:
-        at = order if order is not None else max((s.order for s in _SPECS.values()), default=0) + 1
+        at = order if order is not None else max((s.order for s in _SPECS.values() if s.integrity == integrity),
+                                                 default=0) + 1
         register(GateSpec(name, run, group, criticality, limits, at, integrity, doc))
         return run
 
@@ -97,8 +98,8 @@ def on_change(listener: Callable[[], None]) -> None:
 
 
 def specs() -> tuple[GateSpec, ...]:
-    """Every registered gate, in order."""
-    return tuple(sorted(_SPECS.values(), key=lambda s: s.order))
+    """Every registered gate, in order: the metric gates, then the integrity gates."""
+    return tuple(sorted(_SPECS.values(), key=lambda s: (s.integrity, s.order)))
 
 
 def metric_names() -> tuple[str, ...]:
