@@ -64,6 +64,7 @@ def unit_word(comparison: Comparison | None) -> str:
 
 
 def population_of(comparison: Comparison | None, served_only: bool = False) -> str:
+    """What the two numbers of a comparison count: paired requests, or entities (served ones for complaints)."""
     if comparison is None:
         return ""
     if comparison.paired:
@@ -168,6 +169,7 @@ def share_verdict(ctx: GateContext, x_fail: float, x_pass: float, n: float, limi
 
 
 def share_needed(share: float, bar: float, ctx: GateContext, have: int) -> int:
+    """About how many units would show ``share`` under ``bar`` (at least the ones already seen)."""
     found = trials_to_show_below(share, bar, ctx.alpha_pass)
     return max(have, found or 0)
 

@@ -207,6 +207,7 @@ def context_for(summary: DaySummary, stage: str, policy: Policy, *, today: DaySu
 
 def check(ctx: GateContext, name: str, group: str, classification: str, stable, candidate, reason: str,
           units: int = 0, needed: int = 0, population: str = "") -> MetricCheck:
+    """A gate's verdict, with the policy's criticality for it and whether this step needs it."""
     required = ctx.is_required(name)
     if classification == "nodata" and not required:
         reason += " (not needed at this step)"

@@ -103,6 +103,7 @@ def specs() -> tuple[GateSpec, ...]:
 
 
 def metric_names() -> tuple[str, ...]:
+    """The metric gates' names, in order (``Policy.metrics``' keys)."""
     return tuple(GATES)
 
 
