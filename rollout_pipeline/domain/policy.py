@@ -215,6 +215,7 @@ class Policy(_Strict):
     def accuracy_day(self, day: dt.date) -> dt.date:
         """The day whose requests the accuracy of ``day`` is judged on: outcomes had label_delay_days to arrive."""
         return day - dt.timedelta(days=self.gates.accuracy.label_delay_days)
+
     def next_step(self, percent: int) -> int | None:
         """The canary share after ``percent``, or None when already at the last step."""
         return next((s for s in self.canary_steps if s > percent), None)
