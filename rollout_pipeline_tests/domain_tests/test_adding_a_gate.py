@@ -97,6 +97,10 @@ def test_flat_fields_of_earlier_versions_load_into_their_gates_and_stay_readable
     assert (policy.latency_slo_p99_ms, policy.prediction_bounds, policy.label_delay_days) == (300, (0, 10), 2)
     # Hashed over the flat names, as before: a policy keeps the version its decisions recorded.
     assert policy.version == "4c6796beb271" and Policy().version == DEFAULT_VERSION
+    # A flat field over a preset that groups it: the file's value wins, as it did when both were flat.
+    first = policy_from_yaml("latency_regression_allowed: 0.3\nlatency_slo_p99_ms: 400", preset="first-model")
+    assert (first.gates.latency.regression_allowed, first.gates.latency.slo_p99_ms) == (0.3, 400)
+    assert first.gates.accuracy.detectable == 1.0  # the preset's, kept
     with pytest.raises(PolicyError, match="latency_slo_p99_ms .and under gates: latency: slo_p99_ms"):
         parse_policy({"latency_slo_p99_ms": 300, "gates": {"latency": {"slo_p99_ms": 200}}})
 
