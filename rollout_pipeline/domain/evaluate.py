@@ -1,6 +1,7 @@
 """From a step's nights to judged metrics: every gate of the registry on the pooled nights, then the score.
 
-The gates live in ``domain.gates`` (one function each); this module pools the
+The gates live in ``domain.gates`` (one function each, registered by its family's module:
+``GATES`` and ``INTEGRITY`` come from the registry, in order); this module pools the
 nights of the step (``domain.pool``), runs the gates for the stage and the step's
 bar, scores the metric gates that reached a verdict (Kayenta's weighted sum, for
 the review), and says what could not be judged yet. Integrity gates judge the

@@ -113,8 +113,8 @@ class GuardrailResult:
 def check(stable: SideCounts, candidate: SideCounts, policy: Policy) -> GuardrailResult:
     """The guardrail's critical tests (errors, slow requests, broken answers), alpha split among them."""
     metrics = [("errors", candidate.errors, stable.errors), ("broken answers", candidate.broken, stable.broken)]
-    if policy.latency_slo_p99_ms is not None:
-        metrics.append((f"requests over the {policy.latency_slo_p99_ms:.0f} ms SLO", candidate.slow, stable.slow))
+    if policy.gates.latency.slo_p99_ms is not None:
+        metrics.append((f"requests over the {policy.gates.latency.slo_p99_ms:.0f} ms SLO", candidate.slow, stable.slow))
     alpha = policy.guardrail_alpha / len(metrics)
     return GuardrailResult(tuple(count_test(name, xc, candidate.requests, xs, stable.requests, policy, alpha)
                                  for name, xc, xs in metrics))

@@ -104,18 +104,18 @@ def plan_rollout(profile: TrafficProfile, policy: Policy) -> tuple[StepPlan, ...
                 if policy.metrics.get(name, "normal") != "report-only":
                     gates.append(GatePlan(name, math.ceil(needed), per_night, _nights(needed, per_night)))
 
-        alpha = 1 - policy.pass_confidence
-        latency_bar = min(0.5, policy.latency_tail_detectable * mult)
+        alpha, g = 1 - policy.pass_confidence, policy.gates
+        latency_bar = min(0.5, g.latency.tail_detectable * mult)
         add("latency", max(policy.min_units, trials_to_show_below(profile.tail_share, latency_bar, alpha) or 10**9),
             answers)
-        add("error_rate", _rate_units(profile.error_rate, min(1.0, policy.error_rate_detectable * mult),
+        add("error_rate", _rate_units(profile.error_rate, min(1.0, g.error_rate.detectable * mult),
                                       1.0, paired, policy), answers)
         add("broken_answers", max(policy.min_units, trials_to_show_below(
-            0.0, min(0.5, policy.broken_answers_detectable * mult), alpha) or 10**9), answers)
+            0.0, min(0.5, g.broken_answers.detectable * mult), alpha) or 10**9), answers)
         add("extremes", max(policy.min_units, trials_to_show_below(
-            0.0, min(0.5, policy.extreme_share_detectable * mult), alpha) or 10**9), answers)
+            0.0, min(0.5, g.extremes.detectable * mult), alpha) or 10**9), answers)
         if stage == "canary":
-            add("complaints", _rate_units(profile.complaint_rate, min(1.0, policy.complaint_detectable * mult),
+            add("complaints", _rate_units(profile.complaint_rate, min(1.0, g.complaints.detectable * mult),
                                           profile.design_effect, False, policy), served)
         add("prediction_shift", policy.min_units, entities)
         add("latency_distribution", policy.min_units, entities if not paired else answers)

@@ -9,22 +9,33 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
-Criticality = Literal["normal", "critical", "report-only"]
+# Importing the package registers the gates, with their limits, before the policy is built from them.
+from rollout_pipeline.domain.gates.registry import (
+    GROUPS,
+    Criticality,
+    default_criticality,
+    flat_fields,
+    flat_view,
+    limit_models,
+    metric_names,
+    on_change,
+)
+from rollout_pipeline.domain.policy_versions import RETIRED_FIELDS, flat_spelling, nest
+from rollout_pipeline.domain.ranges import MAX_COUNT, MAX_DAYS, MAX_FACTOR, MAX_LATENCY_MS, MAX_PREDICTION
 
-# Every number of a policy has a range (docs/policy.md, "Fields"): past these no rollout makes sense, and
-# unbounded values broke arithmetic downstream (approval_expiry_days 99999999999 overflowed a date).
-MAX_DAYS = 36_500  # days in a step, in shadow, of retention, to approve: a century (a date + 2.9M days overflows)
-MAX_COUNT = 1_000_000_000  # counts of requests, units, rows, events
-MAX_FACTOR = 100.0  # relative allowances and effect sizes (100 = 10,000%), standard deviations
-MAX_LATENCY_MS = 3_600_000.0  # an hour
-MAX_PREDICTION = 1e15  # |prediction_bounds|: the log contract's ABSURD_VALUE (domain.summary)
-MAX_YAML_DEPTH = 16  # a policy nests 3 levels (judge, metrics, group_weights); deeper is not a policy
+__all__ = ["GROUPS", "MAX_COUNT", "MAX_DAYS", "MAX_FACTOR", "MAX_LATENCY_MS", "MAX_PREDICTION", "Criticality",
+           "JudgeThresholds", "Policy", "PolicyError", "RETIRED_FIELDS", "nest", "default_policy_yaml", "load_policy",
+           "parse_policy", "policy_from_yaml", "policy_over_preset"]
+
+MAX_YAML_DEPTH = 16  # a policy nests 4 levels (gates.extremes.bounds: [..]); deeper is not a policy
 MAX_YAML_BYTES = 65_536
 
 
@@ -47,6 +58,17 @@ class JudgeThresholds(_Strict):
         if self.marginal_score > self.pass_score:
             raise ValueError("marginal_score must not exceed pass_score")
         return self
+
+
+def _gate_limits_model() -> type[BaseModel]:
+    """``Policy.gates``: one field per gate with limits, its model declared by the gate's module."""
+    fields: dict[str, Any] = {name: (model, FieldInfo(annotation=model, default_factory=model))
+                              for name, model in limit_models().items()}
+    return create_model("GateLimits", __base__=_Strict, __doc__="Each gate's limits (gates.<name>.<field>).",
+                        **fields)
+
+
+GateLimits = _gate_limits_model()
 
 
 class Policy(_Strict):
@@ -78,51 +100,9 @@ class Policy(_Strict):
         description="gates whose verdict the first canary step needs (gross failures of the model's answers); the "
                     "others, complaints included, act on a confident failure there but need no verdict")
     pool_nights: int = Field(14, ge=1, le=60, description="nights of a step pooled at most (the latest)")
-    # latency (critical)
-    latency_slo_p99_ms: float | None = Field(250.0, gt=0, le=MAX_LATENCY_MS, description="candidate p99 bound above this fails; None: no SLO")
-    latency_bound_confidence: float = Field(
-        0.95, gt=0.5, lt=1, description="the candidate's p99 is judged once the sample bounds it from above at this")
-    latency_regression_allowed: float | None = Field(
-        0.2, ge=0, le=MAX_FACTOR,
-        description="candidate p99 may exceed stable p99 by this fraction; None: not compared (baselines)")
-    latency_tail_detectable: float = Field(
-        0.03, gt=0.01, lt=1, description="share of requests above the latency limit the rollout must stop (the p97)")
-    # errors (critical)
-    error_rate_limit: float = Field(0.02, ge=0, le=1, description="candidate (errors + timeouts) rate cap")
-    error_rate_margin: float = Field(0.01, ge=0, le=1, description="candidate error rate may exceed the stable's by this")
-    error_rate_detectable: float = Field(0.03, gt=0, le=1, description="excess error rate the minimum sample must catch")
-    # extremes (critical)
-    prediction_bounds: tuple[float, float] | None = None
-    extreme_share_limit: float = Field(0.001, ge=0, le=1)
-    extreme_share_detectable: float = Field(0.01, gt=0, le=1, description="share of extremes the minimum sample must catch")
-    # predictions (normal)
-    prediction_shift_limit: float = Field(
-        0.5, ge=0, le=MAX_FACTOR, description="|mean shift| allowed, in standard deviations of the stable predictions"
-    )
-    prediction_shift_detectable: float = Field(1.0, gt=0, le=MAX_FACTOR, description="shift (stable sd) the minimum sample must catch")
-    disagreement_limit: float = Field(0.3, ge=0, le=1, description="labels: share of paired answers that disagree")
-    disagreement_detectable: float = Field(0.45, gt=0, le=1)
-    # feedback (normal)
-    complaint_margin: float = Field(0.005, ge=0, le=1, description="candidate complaint rate may exceed the stable's by this")
-    complaint_regression_allowed: float = Field(0.5, ge=0, le=MAX_FACTOR, description="... or by this fraction of it, whichever is larger")
-    complaint_detectable: float = Field(0.03, gt=0, le=1, description="excess complaint rate the minimum sample must catch")
-    # quality (normal; critical for first models)
-    accuracy_regression_allowed: float = Field(0.1, ge=0, le=MAX_FACTOR, description="numbers: mean absolute error may grow by this fraction")
-    accuracy_detectable: float = Field(0.5, gt=0, le=MAX_FACTOR, description="numbers: growth of the error the minimum sample must catch")
-    accuracy_drop_allowed: float = Field(0.02, ge=0, le=1, description="labels: accuracy may drop by this many points")
-    accuracy_drop_detectable: float = Field(0.1, gt=0, le=1)
-    label_delay_days: int = Field(0, ge=0, le=60, description="days actual outcomes need to arrive; accuracy is judged "
-                                  "on the requests of that many days before the analysed day")
-    # log integrity (a failure holds the day: it cannot be judged)
-    min_shadow_coverage: float = Field(0.95, ge=0, le=1, description="shadow: share of served requests with a candidate twin")
-    max_orphan_rows: int = Field(0, ge=0, le=MAX_COUNT,
-                                 description="shadow: candidate rows served=true (no request should reach it)")
-    max_duplicate_rows: int = Field(0, ge=0, le=MAX_COUNT,
-                                    description="rows of the sample repeating (correlation id, variant, served)")
-    max_null_output_share: float = Field(0.001, ge=0, le=1, description="ok answers without a usable output: the "
-                                         "stable's hold the day (integrity), the candidate's are broken_answers")
-    broken_answers_detectable: float = Field(0.01, gt=0, le=1, description="share of broken candidate answers the "
-                                             "rollout must stop (empty, non-finite or absurd)")
+    # Each gate's limits, grouped with the gate (gates.<name>.<field>; the gate's module declares them).
+    gates: GateLimits = Field(default_factory=lambda: GateLimits(), description="each gate's limits")
+    # validation (the log_quality suite): shadow answers without a served twin
     max_unmatched_shadow_share: float = Field(0.01, ge=0, le=1)
     # the intraday guardrail (domain/guardrail.py): anytime-valid tests of the day so far, rollback only
     guardrail: bool = Field(True, description="run the intraday guardrail for this rollout (canary, and the watch)")
@@ -144,16 +124,15 @@ class Policy(_Strict):
     require_outcomes: bool = Field(
         False, description="hold while no actual outcome ever arrived for the rollout (else accuracy is listed as "
                            "'no outcomes for this model' and the other gates decide)")
-    metrics: dict[str, Criticality] = Field(default_factory=lambda: dict(DEFAULT_CRITICALITY))
+    metrics: dict[str, Criticality] = Field(default_factory=default_criticality)
     group_weights: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
-    def _drop_retired_fields(cls, data):
-        """Policies stored by earlier versions still load: fields that no longer exist are ignored."""
-        if isinstance(data, dict) and any(k in RETIRED_FIELDS for k in data):
-            return {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
-        return data
+    def _earlier_versions(cls, data):
+        """Policies stored by earlier versions still load: retired fields are ignored, flat gate fields
+        (``latency_slo_p99_ms``) are read into their gate's group (``gates.latency.slo_p99_ms``)."""
+        return nest(data) if isinstance(data, dict) else data
 
     @field_validator("canary_steps")
     @classmethod
@@ -179,18 +158,18 @@ class Policy(_Strict):
     @field_validator("first_step_requires")
     @classmethod
     def _known_first_step(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(names) - set(METRICS))
+        unknown = sorted(set(names) - set(metric_names()))
         if unknown:
-            raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+            raise ValueError(f"unknown metrics {unknown}; known: {', '.join(metric_names())}")
         return names
 
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, metrics: dict[str, str]) -> dict[str, str]:
-        unknown = set(metrics) - set(METRICS)
+        unknown = set(metrics) - set(metric_names())
         if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRICS)}")
-        return {**DEFAULT_CRITICALITY, **metrics}
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(metric_names())}")
+        return {**default_criticality(), **metrics}
 
     @field_validator("group_weights")
     @classmethod
@@ -208,30 +187,34 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _detectable_beyond_limits(self):
-        pairs = (("error_rate_detectable", "error_rate_margin"), ("extreme_share_detectable", "extreme_share_limit"),
-                 ("prediction_shift_detectable", "prediction_shift_limit"),
-                 ("disagreement_detectable", "disagreement_limit"), ("complaint_detectable", "complaint_margin"),
-                 ("accuracy_detectable", "accuracy_regression_allowed"),
-                 ("accuracy_drop_detectable", "accuracy_drop_allowed"),
-                 ("broken_answers_detectable", "max_null_output_share"))
-        for detect, limit in pairs:
-            if getattr(self, detect) <= getattr(self, limit):
-                raise ValueError(f"{detect} ({getattr(self, detect):g}) must exceed {limit} ({getattr(self, limit):g})")
-        if self.prediction_bounds is not None and not self.prediction_bounds[0] < self.prediction_bounds[1]:
-            raise ValueError("prediction_bounds must be [low, high] with low < high")
-        if self.prediction_bounds is not None and any(abs(b) >= MAX_PREDICTION for b in self.prediction_bounds):
-            raise ValueError(f"prediction_bounds must lie within (-{MAX_PREDICTION:g}, {MAX_PREDICTION:g})")
+        wrong = []
+        for name, model in limit_models().items():
+            limits = getattr(self.gates, name)
+            for detect, allowed in model.beyond:
+                if getattr(limits, detect) <= getattr(limits, allowed):
+                    wrong.append(f"gates.{name}.{detect} ({getattr(limits, detect):g}) must exceed "
+                                 f"gates.{name}.{allowed} ({getattr(limits, allowed):g})")
+        if wrong:
+            raise ValueError("; ".join(wrong))
         return self
 
     @property
     def version(self) -> str:
-        """A short content hash: decisions record which policy they were made under."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short content hash: decisions record which policy they were made under.
+
+        Hashed as earlier versions named the fields (flat gate fields), so an unchanged policy keeps its version.
+        """
+        data = self.model_dump(mode="json")
+        flat, rest = flat_view(data.pop("gates"))
+        data.update(flat)
+        if rest:
+            data["gates"] = rest
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def accuracy_day(self, day: dt.date) -> dt.date:
         """The day whose requests the accuracy of ``day`` is judged on: outcomes had label_delay_days to arrive."""
-        return day - dt.timedelta(days=self.label_delay_days)
+        return day - dt.timedelta(days=self.gates.accuracy.label_delay_days)
 
     def next_step(self, percent: int) -> int | None:
         """The canary share after ``percent``, or None when already at the last step."""
@@ -259,21 +242,30 @@ class Policy(_Strict):
         return None
 
 
-# The metric gates (domain/gates.py registers one function per name; a test keeps the two lists equal).
-DEFAULT_CRITICALITY: dict[str, Criticality] = {
-    "latency": "critical",
-    "error_rate": "critical",
-    "broken_answers": "critical",
-    "extremes": "critical",
-    "latency_distribution": "normal",
-    "prediction_shift": "normal",
-    "disagreement": "normal",
-    "complaints": "normal",
-    "accuracy": "normal",
-}
-METRICS = tuple(DEFAULT_CRITICALITY)
-GROUPS = ("latency", "errors", "predictions", "feedback", "quality")
-RETIRED_FIELDS = frozenset({"wiring_step_min_requests", "detectable_effect", "complaint_rate_limit"})
+def _flat_property(name: str, field: str) -> property:
+    return property(lambda self: getattr(getattr(self.gates, name), field),
+                    doc=f"gates.{name}.{field} (the flat name earlier versions gave it)")
+
+
+def _gates_changed() -> None:
+    """A gate was registered or removed: ``Policy.gates`` follows the registry, and the flat names stay readable."""
+    global GateLimits
+    GateLimits = _gate_limits_model()
+    Policy.__pydantic_fields__["gates"] = FieldInfo(annotation=GateLimits, default_factory=GateLimits,
+                                                    description="each gate's limits")
+    Policy.model_rebuild(force=True)
+    _install_flat_names()
+
+
+def _install_flat_names() -> None:
+    """``policy.latency_slo_p99_ms`` reads ``policy.gates.latency.slo_p99_ms``: code written against the flat
+    fields keeps reading them (read-only; a policy is frozen)."""
+    for flat, (name, field) in flat_fields().items():
+        setattr(Policy, flat, _flat_property(name, field))
+
+
+_install_flat_names()
+on_change(_gates_changed)
 
 # Shipped policies, for `rollout start --preset NAME`; a --policy file's fields override them.
 PRESETS: dict[str, dict] = {
@@ -283,33 +275,57 @@ PRESETS: dict[str, dict] = {
     # the candidate must be at least as accurate as the baseline, within its SLO and bounds.
     "first-model": {
         "first_model": True,
-        "latency_regression_allowed": None,
         # A first model is judged on its outcomes against the baseline: without any, nothing says it is better.
         "require_outcomes": True,
-        # Against a constant, catching a model twice as wrong is the question; a finer comparison needs
-        # more outcomes than a first model's early days bring (docs/policy.md, "First models").
-        "accuracy_detectable": 1.0,
+        "gates": {
+            "latency": {"regression_allowed": None},
+            # Against a constant, catching a model twice as wrong is the question; a finer comparison needs
+            # more outcomes than a first model's early days bring (docs/policy.md, "First models").
+            "accuracy": {"detectable": 1.0},
+        },
         "metrics": {"prediction_shift": "report-only", "disagreement": "report-only",
                     "latency_distribution": "report-only", "accuracy": "critical"},
     },
 }
 
 
-def _explain(exc: ValidationError, source: str) -> str:
-    """One line naming every bad field."""
+def _over(base: dict, data: dict) -> dict:
+    """``data`` (nested) over ``base`` (nested): ``metrics`` merged key by key, each gate's limits field by field."""
+    merged = {**base, **data}
+    if "metrics" in base and "metrics" in data and (data["metrics"] is None or isinstance(data["metrics"], dict)):
+        merged["metrics"] = {**base["metrics"], **(data["metrics"] or {})}
+    if isinstance(base.get("gates"), dict) and isinstance(data.get("gates"), dict):
+        gates = dict(base["gates"])
+        for name, limits in data["gates"].items():
+            below = gates.get(name)
+            gates[name] = {**below, **limits} if isinstance(below, dict) and isinstance(limits, dict) else limits
+        merged["gates"] = gates
+    return merged
+
+
+def _explain(exc: ValidationError, source: str, spelled: dict[str, str] | None = None) -> str:
+    """One line naming every bad field (as the policy wrote it: a flat name stays flat)."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-    return f"invalid policy {source}: " + "; ".join(parts)
+    line = f"invalid policy {source}: " + "; ".join(parts)
+    for path, name in (spelled or {}).items():
+        line = re.sub(re.escape(path) + r"(?!\w)", name, line)
+    return line
+
+
+def _validate(data: dict, source: str, spelled: dict[str, str]) -> Policy:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_explain(exc, source, spelled)) from None
 
 
 def parse_policy(data: dict | None, source: str = "(inline)") -> Policy:
-    """Validate a policy mapping; raise PolicyError naming every bad field."""
-    try:
-        return Policy.model_validate(data or {})
-    except ValidationError as exc:
-        raise PolicyError(_explain(exc, source)) from None
+    """Validate a policy mapping (gate limits grouped, or flat as earlier versions stored them); raise PolicyError
+    naming every bad field."""
+    return _validate(data or {}, source, flat_spelling(data))
 
 
 def policy_over_preset(data: dict | None, preset: str = "default", source: str = "(inline)") -> Policy:
@@ -318,11 +334,11 @@ def policy_over_preset(data: dict | None, preset: str = "default", source: str =
         raise PolicyError(f"unknown preset {preset!r}: one of {', '.join(PRESETS)}")
     if data is not None and not isinstance(data, dict):
         raise PolicyError(f"policy {source} must be a mapping of fields, got {type(data).__name__}")
-    base = PRESETS[preset]
-    merged = {**base, **(data or {})}
-    if "metrics" in base and data and "metrics" in data:
-        merged["metrics"] = {**base["metrics"], **(data["metrics"] or {})}
-    return parse_policy(merged, source)
+    try:
+        nested = nest(data or {})
+    except ValueError as exc:
+        raise PolicyError(f"invalid policy {source}: {exc}") from None
+    return _validate(_over(PRESETS[preset], nested), source, flat_spelling(data))
 
 
 def _check_yaml_shape(text: str, source: str) -> None:

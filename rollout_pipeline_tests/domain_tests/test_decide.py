@@ -152,6 +152,10 @@ def test_promotion_names_what_was_not_judged():
     ({"latency_slo_p99_ms": float("inf")}, "latency_slo_p99_ms"),
     ({"prediction_bounds": [5, 1]}, "prediction_bounds"),
     ({"error_rate_detectable": 0.001}, "error_rate_detectable"),
+    ({"gates": {"error_rate": {"detectable": 0.001}}}, "gates.error_rate.detectable"),
+    ({"gates": {"extremes": {"bounds": [5, 1]}}}, "gates.extremes.bounds"),
+    ({"gates": {"latency": {"slo_p99_ms": -1}}}, "gates.latency.slo_p99_ms"),
+    ({"gates": {"latnecy": {}}}, "gates.latnecy"),
 ])
 def test_policy_errors_name_the_field(data, field):
     with pytest.raises(PolicyError, match=field.replace(".", r"\.")):

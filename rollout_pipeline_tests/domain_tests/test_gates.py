@@ -18,7 +18,7 @@ import pytest
 
 from rollout_pipeline.domain.evaluate import evaluate
 from rollout_pipeline.domain.gates import GATES, INTEGRITY, context_for
-from rollout_pipeline.domain.policy import METRICS, Policy, load_policy
+from rollout_pipeline.domain.policy import Policy, load_policy
 from rollout_pipeline.domain.summary import LATENCY_BINS_PER_E, DaySummary, SampleRow, VariantDay
 
 DAY = dt.date(2026, 3, 2)
@@ -118,7 +118,10 @@ def gate(name: str, summary: DaySummary, stage: str, policy: Policy = P, percent
 
 
 def test_the_registry_and_the_policy_name_the_same_metrics():
-    assert tuple(GATES) == METRICS
+    assert tuple(GATES) == tuple(P.metrics) == ("latency", "error_rate", "broken_answers", "extremes",
+                                                "latency_distribution", "prediction_shift", "disagreement",
+                                                "complaints", "accuracy")
+    assert tuple(INTEGRITY) == ("shadow_coverage", "orphan_rows", "duplicate_rows", "null_outputs", "feedback_values")
     assert not set(GATES) & set(INTEGRITY)
 
 

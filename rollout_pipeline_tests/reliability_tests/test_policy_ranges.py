@@ -16,6 +16,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from click.testing import CliRunner
 
 from rollout_pipeline.cli import cli
+from rollout_pipeline.domain.gates.registry import limit_models
 from rollout_pipeline.domain.policy import JudgeThresholds, Policy, PolicyError, load_policy, policy_from_yaml
 from rollout_pipeline.store.engine import make_engine
 from rollout_pipeline.store.logs import write_predictions
@@ -56,7 +57,8 @@ def _range(field) -> str:
     return f"{lo}, {hi}"
 
 
-@pytest.mark.parametrize("prefix, model", [("", Policy), ("judge.", JudgeThresholds)])
+@pytest.mark.parametrize("prefix, model", [("", Policy), ("judge.", JudgeThresholds)] + [
+    (f"gates.{name}.", model) for name, model in limit_models().items()])
 def test_every_number_of_a_policy_has_an_upper_bound_and_the_doc_says_which(prefix, model):
     unbounded = [name for name, field in _numbers(model).items()
                  if not any(isinstance(m, (Le, Lt)) for m in field.metadata)]
@@ -72,12 +74,14 @@ def test_every_number_of_a_policy_has_an_upper_bound_and_the_doc_says_which(pref
     ("approval_expiry_days", 99_999_999_999), ("retention_days", 10**12), ("min_days_per_step", 10**9),
     ("min_shadow_days", 10**9), ("min_units", 10**18), ("latency_slo_p99_ms", 1e300),
     ("guardrail_min_events", 10**18), ("prediction_bounds", [0, 1e300]), ("max_orphan_rows", 10**18),
+    ("gates: {latency: {slo_p99_ms", 1e300), ("gates: {orphan_rows: {max_rows", 10**18),
 ])
 def test_a_number_out_of_its_range_is_refused_naming_the_field(field, value):
     with pytest.raises(PolicyError) as caught:
-        policy_from_yaml(f"{field}: {value}", source="p.yaml")
+        policy_from_yaml(f"{field}: {value}" + "}" * field.count("{"), source="p.yaml")
     message = str(caught.value)
-    assert field in message and "\n" not in message, message
+    named = field.replace("gates: {", "gates.").replace(": {", ".")
+    assert named in message and "\n" not in message, message
 
 
 def test_rollout_start_refuses_an_approval_window_of_99999999999_days_in_one_line(env):
