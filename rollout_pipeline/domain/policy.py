@@ -99,7 +99,7 @@ class Policy(_Strict):
         ("latency", "error_rate", "broken_answers", "extremes"),
         description="gates whose verdict the first canary step needs (gross failures of the model's answers); the "
                     "others, complaints included, act on a confident failure there but need no verdict")
-    pool_nights: int = Field(14, ge=1, le=60, description="nights of a step pooled at most (the latest)")
+    pool_nights: int = Field(28, ge=1, le=60, description="nights of a step pooled at most (the latest)")
     # Each gate's limits, grouped with the gate (gates.<name>.<field>; the gate's module declares them).
     gates: GateLimits = Field(default_factory=lambda: GateLimits(), description="each gate's limits")
     # validation (the log_quality suite): shadow answers without a served twin
