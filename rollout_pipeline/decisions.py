@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.codec import CodecError, decode
-from rollout_pipeline.domain.decide import (Decision, ForceError, RolloutState, approval_expired, approval_expires_on,
-                                            approve_promotion, decide, evidence_from, expire_promotion,
-                                            force_decision, guardrail_rollback, needs_approval, reject_promotion,
-                                            waiting_hold)
+from rollout_pipeline.domain.decide import (Decision, ForceError, Outcome, RolloutState, approval_expired,
+                                            approval_expires_on, approve_promotion, decide, evidence_from,
+                                            expire_promotion, force_decision, guardrail_rollback, needs_approval,
+                                            reject_promotion, waiting_hold, worst)
 from rollout_pipeline.domain.evaluate import Evaluation
 from rollout_pipeline.domain.plan import plan_line, plan_rollout, profile_of_day
 from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
@@ -172,7 +172,7 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         refuse_stale_evidence(evidence, state, seen if evidence.run_id == request.run_id else None, connection)
         deployable = repo.old_variant_deployable(connection, rollout)
         result = decide(state, evidence_from(evaluation, failures, old_variant_deployable=deployable), rollout.policy)
-        if waiting is not None and result.action != "rollback":
+        if waiting is not None and worst(result.outcome, Outcome.HOLD) is Outcome.HOLD:
             # A promotion waits for a person: tonight holds, saying whether today's evidence still passes.
             result = waiting_hold(state, waiting.day, _as_decision(waiting), result)
         else:
