@@ -395,7 +395,7 @@ def decide(model: str, day: str, force: str | None, reason: str | None, dry_run:
         _what_if(model, the_day, _load_policy(policy_path, preset), as_json)
         return
     quiet_dagster()
-    from rollout_pipeline.runs import decide_day
+    from rollout_pipeline.defs.runner import decide_day
 
     out = decide_day(model, the_day, force, reason, dry_run, actor=cli_actor(operator),
                      log_level=_dagster_log_level())
@@ -629,7 +629,7 @@ def rollback(model: str, reason: str, as_json: bool, operator: str | None) -> No
     still deployable; after its teardown it explains why it cannot.
     """
     from rollout_pipeline.domain.routing import InvalidName
-    from rollout_pipeline.store.rollback import rollback as do_rollback
+    from rollout_pipeline.decisions import manual_rollback as do_rollback
     from rollout_pipeline.store.rollouts import RolloutError
 
     if not reason.strip():

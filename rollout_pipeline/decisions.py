@@ -2,7 +2,7 @@
 
 Every way a decision is made calls this: the ``decision`` asset (schedule, UI,
 CLI), the hold of a run stopped by its blocking check (the CLI's runner and the
-``blocked_day_hold`` sensor), and the manual rollback. In one transaction it
+``blocked_day_hold`` sensor), and the manual rollback (``manual_rollback``). In one transaction it
 reads the day's evidence from the database (``store.evidence``), runs the policy
 state machine, stores the decision with its evidence and review in one shape,
 and applies it to the rollout and its routing. A decision whose routing cannot
@@ -29,6 +29,7 @@ from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, b
                                              review_from_record)
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.evidence import DayEvidence, load_evidence, outcome_count
+from rollout_pipeline.store.rollback import rollback_target
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
 from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
@@ -203,6 +204,19 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
     return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)
+
+
+def manual_rollback(connection: sa.Connection, model: str, reason: str, *, actor: str,
+                    day: dt.date) -> DecisionOutcome:
+    """Roll ``model``'s latest rollout back and apply it in this transaction (``store.rollback`` says when there
+    is something to roll back to). Raises RolloutError saying why when it cannot be rolled back now."""
+    rollback_target(connection, model)
+    outcome = decide_in(connection, DecisionRequest(model, day, actor, force="rollback", reason=reason,
+                                                     source="manual_rollback"))
+    if not outcome.applied:
+        raise repo.RolloutError(f"cannot roll back {model} now: "
+                                f"{outcome.unapplied_reason or 'the routing did not change'}")
+    return outcome
 
 
 def refuse_an_older_day(connection: sa.Connection, rollout: repo.Rollout, day: dt.date, force: str | None) -> None:

@@ -1,4 +1,10 @@
-"""Run a model's day in-process with the same definitions the schedule uses (the CLI's path)."""
+"""Run a model's day in-process with the same definitions the schedule uses (the CLI's and the demo's path).
+
+The decision itself (stored and applied in one transaction) is made by the job's
+``decision`` asset through ``rollout_pipeline.decisions``; this adds what a
+person at a terminal needs: the day checked before anything reaches Dagster, and
+the CLI's JSON object (``decide_day``).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,15 @@ import sqlalchemy as sa
 
 from rollout_pipeline.config import load_settings
 from rollout_pipeline.decisions import DecisionRequest, make_decision, refuse_an_older_day
-from rollout_pipeline.definitions import defs
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
 from rollout_pipeline.defs.holds import record_blocked_hold
+from rollout_pipeline.defs.location import build_definitions
 from rollout_pipeline.defs.partitions import partition_key, register_partitions
 from rollout_pipeline.defs.resources import resources_from_environment, store_engine
 from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
+from rollout_pipeline.domain.days import not_over
 from rollout_pipeline.domain.routing import InvalidName, validate_name
 from rollout_pipeline.sources import LogSource, SourceError
 from rollout_pipeline.store import rollouts as repo
@@ -154,6 +161,25 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
         engine.dispose()
 
 
+def check_day_is_over(day: dt.date, today: dt.date | None = None) -> None:
+    """Refuse today and future days: a day is analysed once it is over (UTC)."""
+    problem = not_over(day, today)
+    if problem:
+        raise RunFailed(problem, None)
+
+
+def decide_day(model: str, day: dt.date, force: str | None, reason: str | None, dry_run: bool,
+               actor: str = "cli", log_level: str = "INFO") -> dict:
+    """Run the day's assets in-process; the decision is stored and applied by the run itself (unless dry-run)."""
+    check_day_is_over(day)
+    run = run_day(model, day, force=force, reason=reason, actor=actor, dry_run=dry_run, log_level=log_level)
+    out = dict(run.result)
+    out.update({"model": model, "date": day.isoformat(), "run_id": run.run_id,
+                "applied": bool(out.get("applied")) and not dry_run,
+                "failed_checks": list(run.failed_checks), "seconds": round(run.seconds, 2)})
+    return out
+
+
 def _dry_decision(engine, model: str, day: dt.date, actor: str, run_id: str | None, *, force: str | None = None,
                   reason: str | None = None) -> dict:
     """What the decision service would decide on the day's stored analysis (of run ``run_id``); nothing kept."""
@@ -170,9 +196,7 @@ def job_now(name: str) -> dg.JobDefinition:
     """Job ``name`` of the code location bound to the resources of this invocation's environment (not the
     import's). Bound here rather than passed to ``execute_in_process``, which refuses resources that differ
     from the assets' own when a run selects a subset of them (a forced decision)."""
-    current = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                             sensors=defs.sensors, schedules=defs.schedules, resources=resources_from_environment())
-    return current.resolve_job_def(name)
+    return build_definitions(resources_from_environment()).resolve_job_def(name)
 
 
 @contextlib.contextmanager

@@ -210,8 +210,7 @@ TONIGHT = D2 + dt.timedelta(days=1)  # the night of D2's analysis is on D3 (UTC)
 def _the_concurrent_action(engine, kind: str) -> None:
     """What a person (or the hourly guardrail) commits while the night's run of D2 is between its analysis
     (day_summary, the checks, the judge: evidence collected under shadow 0%) and its decision."""
-    from rollout_pipeline.decisions import DecisionRequest, make_approval, make_decision
-    from rollout_pipeline.store.rollback import rollback
+    from rollout_pipeline.decisions import DecisionRequest, make_approval, make_decision, manual_rollback
 
     if kind in ("approve", "reject"):
         make_approval(engine, DecisionRequest("m", D1, "ana (cli)", reason="reviewed", source="approval",
@@ -220,7 +219,7 @@ def _the_concurrent_action(engine, kind: str) -> None:
         make_decision(engine, DecisionRequest("m", D2, "bo (cli)", force="hold", reason="campaign week"))
     elif kind == "rollback":
         with engine.begin() as conn:
-            rollback(conn, "m", "alerts from the payments team", actor="cy (cli)", day=TONIGHT)
+            manual_rollback(conn, "m", "alerts from the payments team", actor="cy (cli)", day=TONIGHT)
     elif kind == "guardrail":
         make_decision(engine, DecisionRequest("m", TONIGHT, "guardrail", source="guardrail",
                                               alarms=("errors: e-value 1e6 >= 1000",)))
