@@ -260,9 +260,6 @@ def guardrail_rollback(state: RolloutState, alarms: Sequence[str]) -> Decision:
 
 # --- approval gates: a nightly promotion into a step of ``require_approval_for`` waits for a person -------------
 
-APPROVAL_STATES = ("pending", "approved", "rejected", "expired")
-
-
 def needs_approval(decision: Decision, policy: Policy) -> bool:
     """True when ``decision`` is the policy's own promotion into a step whose entry waits for a person."""
     return (decision.action == "promote" and not decision.forced
