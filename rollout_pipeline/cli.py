@@ -655,7 +655,7 @@ def rollback(model: str, reason: str, as_json: bool, operator: str | None) -> No
 def _verdict(model: str, day: str, reason: str, operator: str | None, verdict: str, rollback_: bool,
              as_json: bool) -> None:
     """``approve`` and ``reject``: a person's verdict on a promotion waiting for approval, through the decision service."""
-    from rollout_pipeline.decisions import DecisionRequest, make_approval
+    from rollout_pipeline.decisions import Approval, make_approval
     from rollout_pipeline.domain.routing import InvalidName, validate_name
     from rollout_pipeline.store.rollouts import RolloutError
 
@@ -669,8 +669,7 @@ def _verdict(model: str, day: str, reason: str, operator: str | None, verdict: s
     operator = cli_actor(operator)  # audited as "NAME (cli)", NAME defaulting to the OS user
     engine = _engine()
     try:
-        outcome = make_approval(engine, DecisionRequest(model, the_day, operator, reason=reason, source="approval",
-                                                        verdict=verdict, rollback=rollback_))
+        outcome = make_approval(engine, Approval(model, the_day, operator, verdict, reason, rollback=rollback_))
     except RolloutError as exc:
         raise CliError(str(exc)) from None
     finally:

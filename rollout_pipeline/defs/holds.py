@@ -13,7 +13,7 @@ import datetime as dt
 import dagster as dg
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.decisions import BlockedDay, make_decision
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.jobs import daily_analysis_job
 from rollout_pipeline.defs.partitions import partition_from_tags
@@ -24,7 +24,7 @@ from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
 def record_blocked_hold(engine: sa.Engine, model: str, day: dt.date, run_id: str, *, actor: str,
                         dry_run: bool = False) -> dict:
     """Decide (hold) and apply a day whose logs failed the blocking checks of run ``run_id`` (once per run)."""
-    request = DecisionRequest(model, day, actor, run_id=run_id, dry_run=dry_run, source="blocked")
+    request = BlockedDay(model, day, actor, run_id, dry_run=dry_run)
     return make_decision(engine, request).output()
 
 

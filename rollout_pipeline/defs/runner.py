@@ -20,7 +20,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from rollout_pipeline.config import load_settings
-from rollout_pipeline.decisions import DecisionRequest, make_decision, refuse_an_older_day
+from rollout_pipeline.decisions import day_request, make_decision, refuse_an_older_day
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
@@ -102,7 +102,7 @@ def check_day(model: str, day: dt.date, engine, force: str | None = None) -> Non
             raise RunFailed(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} "
                             "...`", None)
         try:
-            refuse_an_older_day(conn, rollout, day, force)
+            refuse_an_older_day(conn, rollout, day, forced=bool(force))
         except RolloutError as exc:
             raise RunFailed(str(exc), None) from None
 
@@ -185,8 +185,8 @@ def _dry_decision(engine, model: str, day: dt.date, actor: str, run_id: str | No
     """What the decision service would decide on the day's stored analysis (of run ``run_id``); nothing kept."""
     with database_errors_as_run_failed():
         try:
-            outcome = make_decision(engine, DecisionRequest(model, day, actor, run_id=run_id, force=force,
-                                                            reason=reason, dry_run=True))
+            outcome = make_decision(engine, day_request(model, day, actor, run_id=run_id, force=force,
+                                                        reason=reason, dry_run=True))
         except RolloutError as exc:
             raise RunFailed(str(exc), run_id) from None
     return outcome.output()
