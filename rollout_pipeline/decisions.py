@@ -135,7 +135,8 @@ def unknown_request(request: Never) -> NoReturn:
 
 
 def day_request(model: str, day: dt.date, actor: str, *, run_id: str | None = None, force: str | None = None,
-                reason: str | None = None, dry_run: bool = False, blocked: bool = False) -> Nightly | Force | BlockedDay:
+                reason: str | None = None, dry_run: bool = False,
+                blocked: bool = False) -> Nightly | Force | BlockedDay:
     """The request of a run of the daily job (its run config's force and reason; ``blocked``: its check failed)."""
     if force:
         return Force(model, day, actor, force, reason, run_id=run_id, dry_run=dry_run)
@@ -245,7 +246,8 @@ class _Day:
 Handler = Callable[[sa.Connection, Any, _Day], tuple[Decision, repo.DecisionRecord | None]]
 
 
-def _judged(connection: sa.Connection, request: Nightly | BlockedDay, day: _Day) -> tuple[Decision, repo.DecisionRecord | None]:
+def _judged(connection: sa.Connection, request: Nightly | BlockedDay,
+            day: _Day) -> tuple[Decision, repo.DecisionRecord | None]:
     """The policy's decision from the day's stored evidence; a later night holds while a promotion waits."""
     if day.evidence is None:
         raise DecisionRefused(
