@@ -1,8 +1,11 @@
 """The one decision path: a day's evidence (or a force) in, one transaction out.
 
-Every way a decision is made calls this: the ``decision`` asset (schedule, UI,
-CLI), the hold of a run stopped by its blocking check (the CLI's runner and the
-``blocked_day_hold`` sensor), and the manual rollback (``manual_rollback``). In one transaction it
+Every way a decision is made calls this, each with its own frozen request type:
+the ``decision`` asset (schedule, UI, CLI: ``Nightly``, or ``Force`` with a
+reason), the hold of a run stopped by its blocking check (the CLI's runner and
+the ``blocked_day_hold`` sensor: ``BlockedDay``), the manual rollback
+(``manual_rollback``: ``ManualRollback``), the intraday guardrail (``Guardrail``)
+and a person's verdict on a pending promotion (``Approval``). In one transaction it
 reads the day's evidence from the database (``store.evidence``), runs the policy
 state machine, stores the decision with its evidence and review in one shape,
 and applies it to the rollout and its routing. A decision whose routing cannot
