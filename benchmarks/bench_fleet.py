@@ -68,7 +68,8 @@ storage:
 def child_direct(models: list[str]) -> dict:
     """The day of every model through the layers alone (no Dagster), timed per model."""
     t0 = time.perf_counter()
-    from rollout_pipeline.decisions import Nightly, make_decision
+    from rollout_pipeline.decision_requests import Nightly
+    from rollout_pipeline.decisions import make_decision
     from rollout_pipeline.defs.assets import review_metadata
     from rollout_pipeline.domain.evaluate import evaluate
     from rollout_pipeline.store import evidence as evidence_store

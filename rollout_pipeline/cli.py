@@ -655,7 +655,8 @@ def rollback(model: str, reason: str, as_json: bool, operator: str | None) -> No
 def _verdict(model: str, day: str, reason: str, operator: str | None, verdict: str, rollback_: bool,
              as_json: bool) -> None:
     """``approve`` and ``reject``: a person's verdict on a promotion waiting for approval, through the decision service."""
-    from rollout_pipeline.decisions import Approval, make_approval
+    from rollout_pipeline.decision_requests import Approval
+    from rollout_pipeline.decisions import make_approval
     from rollout_pipeline.domain.routing import InvalidName, validate_name
     from rollout_pipeline.store.rollouts import RolloutError
 

@@ -19,10 +19,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Never, NoReturn
+from typing import Any
 
 import sqlalchemy as sa
 
+from rollout_pipeline.decision_requests import (VERDICTS, Approval, BlockedDay, DecisionRefused, DecisionRequest,
+                                                Force, Guardrail, ManualRollback, Nightly, unknown_request)
 from rollout_pipeline.domain.codec import CodecError, decode
 from rollout_pipeline.domain.decide import (Decision, ForceError, Outcome, RolloutState, approval_expired,
                                             approval_expires_on, approve_promotion, decide, evidence_from,
@@ -38,119 +40,6 @@ from rollout_pipeline.store.rollback import rollback_target
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
 from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
-
-SOURCES = ("analysis", "forced", "blocked", "manual_rollback", "guardrail", "approval", "expiry")  # stored, audited
-VERDICTS = ("approve", "reject")
-GUARDRAIL_ACTOR = "guardrail"
-
-
-class DecisionRefused(repo.RolloutError):
-    """The decision cannot be made as asked; the message says why in one line."""
-
-
-# --- what to decide: one frozen request per way a decision is asked for; ``source`` is what the audit stores ----
-
-@dataclass(frozen=True)
-class Nightly:
-    """The day's analysis decides (the schedule, the UI, ``decide``): the policy's decision from the evidence."""
-
-    model: str
-    day: dt.date
-    actor: str
-    run_id: str | None = None
-    dry_run: bool = False
-    today: dt.date | None = None  # the UTC day of the request (default: today): an approval window counts in it
-    source: ClassVar[str] = "analysis"
-
-
-@dataclass(frozen=True)
-class Force:
-    """An operator's action (promote, hold or rollback) with a reason, on any past day, analysed or not."""
-
-    model: str
-    day: dt.date
-    actor: str
-    action: str
-    reason: str | None
-    run_id: str | None = None
-    dry_run: bool = False
-    source: ClassVar[str] = "forced"
-
-
-@dataclass(frozen=True)
-class BlockedDay:
-    """The hold of a day whose run ``run_id`` was stopped by a blocking check (recorded once per run)."""
-
-    model: str
-    day: dt.date
-    actor: str
-    run_id: str
-    dry_run: bool = False
-    source: ClassVar[str] = "blocked"
-
-
-@dataclass(frozen=True)
-class ManualRollback:
-    """``rollout-pipeline rollback``: a person rolls the rollout back now, with a reason."""
-
-    model: str
-    day: dt.date
-    actor: str
-    reason: str
-    source: ClassVar[str] = "manual_rollback"
-
-
-@dataclass(frozen=True)
-class Guardrail:
-    """The intraday guardrail's rollback: the sequential tests that crossed, on the day so far."""
-
-    model: str
-    day: dt.date
-    alarms: tuple[str, ...]
-    actor: str = GUARDRAIL_ACTOR
-    run_id: str | None = None
-    source: ClassVar[str] = "guardrail"
-
-
-@dataclass(frozen=True)
-class Approval:
-    """A person's verdict (approve | reject) on the promotion of ``day`` waiting for approval."""
-
-    model: str
-    day: dt.date
-    actor: str
-    verdict: str
-    reason: str | None
-    rollback: bool = False  # verdict reject: roll back instead of holding
-    run_id: str | None = None
-    today: dt.date | None = None  # the UTC day of the request (default: today): the approval window counts in it
-    source: ClassVar[str] = "approval"
-
-
-DecisionRequest = Nightly | Force | BlockedDay | ManualRollback | Guardrail | Approval
-REQUEST_TYPES: tuple[type, ...] = (Nightly, Force, BlockedDay, ManualRollback, Guardrail, Approval)
-
-
-def unknown_request(request: Never) -> NoReturn:
-    """``typing.assert_never`` for the decision service: a request type nobody handles is refused in one line."""
-    names = ", ".join(t.__name__ for t in REQUEST_TYPES)
-    raise DecisionRefused(f"unknown decision request {type(request).__name__}: the service decides {names}")
-
-
-def day_request(model: str, day: dt.date, actor: str, *, run_id: str | None = None, force: str | None = None,
-                reason: str | None = None, dry_run: bool = False,
-                blocked: bool = False) -> Nightly | Force | BlockedDay:
-    """The request of a run of the daily job (its run config's force and reason; ``blocked``: its check failed)."""
-    if force:
-        return Force(model, day, actor, force, reason, run_id=run_id, dry_run=dry_run)
-    if reason:
-        raise DecisionRefused("a reason is only taken with force (promote, hold or rollback)")
-    if blocked:
-        if run_id is None:
-            raise DecisionRefused("the hold of a blocked day names the run that was blocked")
-        return BlockedDay(model, day, actor, run_id, dry_run=dry_run)
-    return Nightly(model, day, actor, run_id=run_id, dry_run=dry_run)
-
 
 @dataclass(frozen=True)
 class DecisionOutcome:

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from rollout_pipeline.cli import cli
-from rollout_pipeline.decisions import Approval, DecisionRefused, Force, Nightly, make_approval, make_decision
+from rollout_pipeline.decision_requests import Approval, Force, Nightly
+from rollout_pipeline.decisions import DecisionRefused, make_approval, make_decision
 from rollout_pipeline.defs.approvals import approve_decision
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.routing import routing_sensor

@@ -26,7 +26,8 @@ from rollout_pipeline.backtest import (
     run_backtest,
 )
 from rollout_pipeline.cli import cli
-from rollout_pipeline.decisions import day_request, make_decision
+from rollout_pipeline.decision_requests import day_request
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.domain.policy import policy_from_yaml
 from rollout_pipeline.defs.backtest import backtest as backtest_job
 from rollout_pipeline.defs.resources import StoreResource

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import (REQUEST_TYPES, SOURCES, Approval, BlockedDay, DecisionRefused, Force,
-                                        Guardrail, Nightly, day_request, make_approval, make_decision, manual_rollback)
+from rollout_pipeline.decision_requests import (REQUEST_TYPES, SOURCES, Approval, BlockedDay, Force, Guardrail, Nightly,
+                                                day_request)
+from rollout_pipeline.decisions import DecisionRefused, make_approval, make_decision, manual_rollback
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.engine import make_engine

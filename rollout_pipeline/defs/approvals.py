@@ -10,7 +10,8 @@ from typing import Literal
 
 import dagster as dg
 
-from rollout_pipeline.decisions import Approval, make_approval
+from rollout_pipeline.decision_requests import Approval
+from rollout_pipeline.decisions import make_approval
 from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG

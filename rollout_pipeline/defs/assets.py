@@ -15,7 +15,8 @@ all read the same stored evidence, and two runs of a day never share a pickle.
 
 import dagster as dg
 
-from rollout_pipeline.decisions import day_request, make_decision
+from rollout_pipeline.decision_requests import day_request
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.night import each_partition, failed_blocking_checks, failed_partitions, failure_line, is_range
 from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition_of

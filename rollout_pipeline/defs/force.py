@@ -15,7 +15,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from rollout_pipeline.decisions import Force, make_decision
+from rollout_pipeline.decision_requests import Force
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.assets import decision, decision_metadata
 from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.night import NO_RETRY_ON_STEP_FAILURE

@@ -12,7 +12,8 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.decisions import GUARDRAIL_ACTOR, Guardrail, make_decision
+from rollout_pipeline.decision_requests import GUARDRAIL_ACTOR, Guardrail
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG

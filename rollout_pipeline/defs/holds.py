@@ -13,7 +13,8 @@ import datetime as dt
 import dagster as dg
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import BlockedDay, make_decision
+from rollout_pipeline.decision_requests import BlockedDay
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.jobs import daily_analysis_job
 from rollout_pipeline.defs.partitions import partition_from_tags

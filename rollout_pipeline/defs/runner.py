@@ -20,7 +20,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from rollout_pipeline.config import load_settings
-from rollout_pipeline.decisions import day_request, make_decision, refuse_an_older_day
+from rollout_pipeline.decision_requests import day_request
+from rollout_pipeline.decisions import make_decision, refuse_an_older_day
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line

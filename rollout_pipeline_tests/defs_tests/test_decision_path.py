@@ -9,7 +9,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import Force, decide_in, make_decision
+from rollout_pipeline.decision_requests import Force
+from rollout_pipeline.decisions import decide_in, make_decision
 from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition_from_tags
 from rollout_pipeline.defs.runner import job_now, run_day
 from rollout_pipeline.domain.policy import Policy

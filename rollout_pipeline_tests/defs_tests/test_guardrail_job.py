@@ -11,7 +11,8 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.decisions import Force, Nightly, make_decision
+from rollout_pipeline.decision_requests import Force, Nightly
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.guardrail import guardrail, hourly_guardrail
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.domain.policy import Policy

@@ -210,7 +210,8 @@ TONIGHT = D2 + dt.timedelta(days=1)  # the night of D2's analysis is on D3 (UTC)
 def _the_concurrent_action(engine, kind: str) -> None:
     """What a person (or the hourly guardrail) commits while the night's run of D2 is between its analysis
     (day_summary, the checks, the judge: evidence collected under shadow 0%) and its decision."""
-    from rollout_pipeline.decisions import Approval, Force, Guardrail, make_approval, make_decision, manual_rollback
+    from rollout_pipeline.decision_requests import Approval, Force, Guardrail
+    from rollout_pipeline.decisions import make_approval, make_decision, manual_rollback
 
     if kind in ("approve", "reject"):
         make_approval(engine, Approval("m", D1, "ana (cli)", kind, "reviewed", today=D2))
@@ -259,7 +260,8 @@ def test_approve_reject_force_rollback_or_guardrail_racing_the_nightly_run(pg_ur
         first = run_day("m", D1, instance=instance)
     assert (first.result["action"], first.result["approval"]) == ("promote", "pending"), first.result
     if kind == "guardrail":  # the guardrail acts on a candidate serving traffic: a forced canary, applied
-        from rollout_pipeline.decisions import Force, make_decision
+        from rollout_pipeline.decision_requests import Force
+        from rollout_pipeline.decisions import make_decision
         make_decision(engine, Force("m", D1, "ops", "promote", "serve the canary now"))
 
     real = assets.make_decision
