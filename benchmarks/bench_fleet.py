@@ -68,7 +68,8 @@ storage:
 def child_direct(models: list[str]) -> dict:
     """The day of every model through the layers alone (no Dagster), timed per model."""
     t0 = time.perf_counter()
-    from rollout_pipeline.decisions import DecisionRequest, make_decision
+    from rollout_pipeline.decision_requests import Nightly
+    from rollout_pipeline.decisions import make_decision
     from rollout_pipeline.defs.assets import review_metadata
     from rollout_pipeline.domain.evaluate import evaluate
     from rollout_pipeline.store import evidence as evidence_store
@@ -105,7 +106,7 @@ def child_direct(models: list[str]) -> dict:
         with engine.begin() as conn:
             evidence_store.save_evaluation(conn, evidence_id, evaluation)
         m3 = time.perf_counter()
-        outcome = make_decision(engine, DecisionRequest(model, DAY, "bench", run_id=run_id))
+        outcome = make_decision(engine, Nightly(model, DAY, "bench", run_id=run_id))
         m4 = time.perf_counter()
         review_metadata(outcome, write=True)
         m5 = time.perf_counter()

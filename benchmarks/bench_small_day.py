@@ -120,7 +120,7 @@ def child_phases() -> dict:
     mark("import the CLI (click, our cli/ package)")
     cli.quiet_dagster()
     mark("import Dagster")
-    import rollout_pipeline.runs  # noqa: F401 - the definitions: pandas, SQLAlchemy, SciPy, our code
+    import rollout_pipeline.defs.runner  # noqa: F401 - the definitions: pandas, SQLAlchemy, SciPy, our code
 
     mark("import the definitions (pandas, SQLAlchemy, SciPy, our code)")
     from rollout_pipeline.validation.suites import gx_context

@@ -31,11 +31,6 @@ class Settings:
     teardown_attempts: int = 3
     log_retention_days: int | None = None
 
-    @property
-    def is_embedded(self) -> bool:
-        """True when the log store is the embedded SQLite default."""
-        return self.database_url.startswith("sqlite")
-
 
 def state_dir() -> Path:
     """The local state folder (embedded database, Dagster storage, reports, spill files)."""

@@ -1,8 +1,11 @@
 """The one decision path: a day's evidence (or a force) in, one transaction out.
 
-Every way a decision is made calls this: the ``decision`` asset (schedule, UI,
-CLI), the hold of a run stopped by its blocking check (the CLI's runner and the
-``blocked_day_hold`` sensor), and the manual rollback. In one transaction it
+Every way a decision is made calls this, each with its own frozen request type:
+the ``decision`` asset (schedule, UI, CLI: ``Nightly``, or ``Force`` with a
+reason), the hold of a run stopped by its blocking check (the CLI's runner and
+the ``blocked_day_hold`` sensor: ``BlockedDay``), the manual rollback
+(``manual_rollback``: ``ManualRollback``), the intraday guardrail (``Guardrail``)
+and a person's verdict on a pending promotion (``Approval``). In one transaction it
 reads the day's evidence from the database (``store.evidence``), runs the policy
 state machine, stores the decision with its evidence and review in one shape,
 and applies it to the rollout and its routing. A decision whose routing cannot
@@ -19,15 +22,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
+from rollout_pipeline.decision_requests import (VERDICTS, Approval, BlockedDay, DecisionRefused, DecisionRequest,
+                                                Force, Guardrail, ManualRollback, Nightly, unknown_request)
 from rollout_pipeline.domain.codec import CodecError, decode
-from rollout_pipeline.domain.decide import (Decision, ForceError, RolloutState, approval_expired, approval_expires_on,
-                                            approve_promotion, decide, evidence_from, expire_promotion,
-                                            force_decision, guardrail_rollback, needs_approval, reject_promotion,
-                                            waiting_hold)
+from rollout_pipeline.domain.decide import (Decision, ForceError, Outcome, RolloutState, approval_expired,
+                                            approval_expires_on, approve_promotion, decide, evidence_from,
+                                            expire_promotion, force_decision, guardrail_rollback, needs_approval,
+                                            reject_promotion, waiting_hold, worst)
 from rollout_pipeline.domain.evaluate import Evaluation
 from rollout_pipeline.domain.plan import plan_line, plan_rollout, profile_of_day
 from rollout_pipeline.notify import Announcer, channels_from_environment
@@ -35,37 +42,12 @@ from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, b
                                              review_from_record)
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.evidence import DayEvidence, load_evidence, outcome_count
+from rollout_pipeline.store.rollback import rollback_target
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
 from rollout_pipeline.steps import evaluate_day
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
 
-SOURCES = ("analysis", "forced", "blocked", "manual_rollback", "guardrail", "approval", "expiry")
-VERDICTS = ("approve", "reject")
-GUARDRAIL_ACTOR = "guardrail"
-
 log = logging.getLogger(__name__)
-
-
-class DecisionRefused(repo.RolloutError):
-    """The decision cannot be made as asked; the message says why in one line."""
-
-
-@dataclass(frozen=True)
-class DecisionRequest:
-    """What to decide: a model's day, by whom, and (optionally) the operator's forced action."""
-
-    model: str
-    day: dt.date
-    actor: str
-    run_id: str | None = None
-    force: str | None = None
-    reason: str | None = None
-    dry_run: bool = False
-    source: str = "analysis"  # one of SOURCES; "forced" is implied by ``force``
-    alarms: tuple[str, ...] = ()  # source "guardrail": the sequential tests that crossed
-    verdict: str | None = None  # source "approval": approve | reject (the pending promotion of ``day``)
-    rollback: bool = False  # source "approval", verdict reject: roll back instead of holding
-    today: dt.date | None = None  # the UTC day of the request (default: today): an approval window counts in it
 
 
 @dataclass(frozen=True)
@@ -124,7 +106,7 @@ def make_decision(engine: sa.Engine, request: DecisionRequest) -> DecisionOutcom
     """Decide ``request`` in one transaction (stored and applied together); a dry run computes and rolls back."""
     with engine.begin() as connection:
         outcome = decide_in(connection, request)
-        if request.dry_run:
+        if _dry_run(request):
             connection.rollback()  # computed and shown, never stored nor applied
     return outcome
 
@@ -135,62 +117,111 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
     Raises ``RolloutError`` (``DecisionRefused``, ``ConcurrentDecision``) with a
     one-line message when it must not decide; nothing is written then.
     """
-    model, day = request.model, request.day
+    match request:
+        case Nightly() | BlockedDay():
+            return _decide_day(connection, request, _judged)
+        case Force() | ManualRollback():
+            return _decide_day(connection, request, _forced)
+        case Guardrail():
+            return _decide_day(connection, request, _guardrail)
+        case Approval():
+            return _decide_approval(connection, request)
+        case _:
+            unknown_request(request)
+
+
+@dataclass(frozen=True)
+class _Day:
+    """What a day's decision reads before deciding, in the caller's transaction."""
+
+    rollout: repo.Rollout
+    seen: repo.DecisionRecord | None  # the day's live decision, which ours supersedes
+    waiting: repo.DecisionRecord | None  # an earlier day's promotion waiting for approval
+    state: RolloutState
+    evidence: DayEvidence | None
+    suites: dict[str, SuiteResult]
+    failures: list[str]
+    evaluation: Evaluation | None
+
+
+# A handler: the decision of a request on its day, and the promotion it leaves waiting (None: none).
+Handler = Callable[[sa.Connection, Any, _Day], tuple[Decision, repo.DecisionRecord | None]]
+
+
+def _judged(connection: sa.Connection, request: Nightly | BlockedDay,
+            day: _Day) -> tuple[Decision, repo.DecisionRecord | None]:
+    """The policy's decision from the day's stored evidence; a later night holds while a promotion waits."""
+    if day.evidence is None:
+        raise DecisionRefused(
+            f"{request.model} {request.day} was never analysed: run the whole day (`rollout-pipeline decide` without "
+            "--force, or materialize day_summary, judgement and decision), or force an action with a reason")
+    # A decision of the day recorded after this run collected its evidence raced it; a run deciding from
+    # another run's stored evidence (the decision alone) is a later re-decision, as a force is.
+    refuse_stale_evidence(day.evidence, day.state, day.seen if day.evidence.run_id == request.run_id else None,
+                          connection)
+    deployable = repo.old_variant_deployable(connection, day.rollout)
+    result = decide(day.state, evidence_from(day.evaluation, day.failures, old_variant_deployable=deployable),
+                    day.rollout.policy)
+    if day.waiting is not None and worst(result.outcome, Outcome.HOLD) is Outcome.HOLD:
+        # A promotion waits for a person: tonight holds, saying whether today's evidence still passes.
+        return waiting_hold(day.state, day.waiting.day, _as_decision(day.waiting), result), day.waiting
+    return result, None  # a rollback does not wait: it is applied, and the promotion can no longer be approved
+
+
+def _forced(connection: sa.Connection, request: Force | ManualRollback, day: _Day) -> tuple[Decision, None]:
+    """A person's action with a reason: a manual rollback is a forced rollback."""
+    action = request.action if isinstance(request, Force) else Outcome.ROLLBACK.action
+    try:
+        return force_decision(day.state, action, request.reason, day.rollout.policy, request.actor), None
+    except ForceError as exc:
+        raise DecisionRefused(str(exc)) from None
+
+
+def _guardrail(connection: sa.Connection, request: Guardrail, day: _Day) -> tuple[Decision, None]:
+    """The guardrail's rollback of a candidate serving traffic."""
+    try:
+        return guardrail_rollback(day.state, request.alarms), None
+    except ForceError as exc:
+        raise DecisionRefused(str(exc)) from None
+
+
+def _dry_run(request: DecisionRequest) -> bool:
+    return isinstance(request, Nightly | Force | BlockedDay) and request.dry_run
+
+
+def _decide_day(connection: sa.Connection, request: Nightly | BlockedDay | Force | ManualRollback | Guardrail,
+                handler: Handler) -> DecisionOutcome:
+    """Read the day, decide it with ``handler``, store the decision with its evidence and review, and apply it."""
+    model, day, dry_run = request.model, request.day, _dry_run(request)
+    forced = isinstance(request, Force | ManualRollback)
     rollout = repo.rollout_for_day(connection, model, day)
-    if request.source == "approval":
-        return _decide_approval(connection, request, rollout)
-    refuse_an_older_day(connection, rollout, day, request.force)
+    refuse_an_older_day(connection, rollout, day, forced)
     seen = repo.live_decision(connection, model, day)  # a run deciding this day meanwhile makes ours fail, not double
     if seen is not None and _stands(seen, request):
-        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=request.dry_run)
+        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=dry_run)
     waiting = repo.open_approval(connection, rollout.id)
     if waiting is not None and waiting.day >= day:
         waiting = None  # this day's own pending promotion (a re-run supersedes it), or a later one
-    if waiting is not None and request.source == "analysis" and not request.force and not request.dry_run \
+    if waiting is not None and isinstance(request, Nightly) and not dry_run \
             and approval_expired(recorded_on(waiting), _today(request), rollout.policy):
         _expire(connection, waiting, rollout, request.run_id)  # the night that sees it expires it
         waiting = None
     state = repo.state_before(connection, rollout, day)
+    run_id = getattr(request, "run_id", None)
     # The guardrail acts on the day so far: no analysis of the day exists yet, none is read.
-    evidence = None if request.source == "guardrail" else load_evidence(connection, model, day, run_id=request.run_id)
+    evidence = None if isinstance(request, Guardrail) else load_evidence(connection, model, day, run_id=run_id)
     if evidence is not None and evidence.rollout_id != rollout.id:
         evidence = None  # an analysis under an earlier rollout is no evidence for this one
     suites = suite_results(evidence)
     failures = data_quality_failures(suites) if evidence is not None else []
     evaluation = _evaluation(connection, evidence, rollout)
-    source = "forced" if request.force and request.source == "analysis" else request.source
-    if request.source == "guardrail":
-        try:
-            result = guardrail_rollback(state, request.alarms)
-        except ForceError as exc:
-            raise DecisionRefused(str(exc)) from None
-    elif request.force:
-        try:
-            result = force_decision(state, request.force, request.reason, rollout.policy, request.actor)
-        except ForceError as exc:
-            raise DecisionRefused(str(exc)) from None
-    else:
-        if request.reason:
-            raise DecisionRefused("a reason is only taken with force (promote, hold or rollback)")
-        if evidence is None:
-            raise DecisionRefused(
-                f"{model} {day} was never analysed: run the whole day (`rollout-pipeline decide` without --force, "
-                "or materialize day_summary, judgement and decision), or force an action with a reason")
-        # A decision of the day recorded after this run collected its evidence raced it; a run deciding from
-        # another run's stored evidence (the decision alone) is a later re-decision, as a force is.
-        refuse_stale_evidence(evidence, state, seen if evidence.run_id == request.run_id else None, connection)
-        deployable = repo.old_variant_deployable(connection, rollout)
-        result = decide(state, evidence_from(evaluation, failures, old_variant_deployable=deployable), rollout.policy)
-        if waiting is not None and result.action != "rollback":
-            # A promotion waits for a person: tonight holds, saying whether today's evidence still passes.
-            result = waiting_hold(state, waiting.day, _as_decision(waiting), result)
-        else:
-            waiting = None  # a rollback does not wait: it is applied, and the promotion can no longer be approved
-    approval = "pending" if source == "analysis" and needs_approval(result, rollout.policy) else None
+    result, waiting = handler(connection, request, _Day(rollout, seen, waiting, state, evidence, suites, failures,
+                                                        evaluation))
+    approval = "pending" if isinstance(request, Nightly) and needs_approval(result, rollout.policy) else None
     review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
                           summary=evidence.summary if evidence else None, validations=review_validations(suites),
                           data_quality_failures=failures, plan=_plan(evidence, result, rollout.policy))
-    metrics = decision_metrics(source, request.run_id, evidence, evaluation, failures, review)
+    metrics = decision_metrics(request.source, run_id, evidence, evaluation, failures, review)
     if waiting is not None and result.action == "hold" and not result.forced:
         metrics["waiting_for"] = waiting.day.isoformat()  # the promotion of that day may still be approved
     if approval == "pending":  # the window counts from today, when it is recorded, not from the logs' day
@@ -199,25 +230,37 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
                                "expires_after": expires.isoformat()}
     now = dt.datetime.now(dt.UTC)  # one time for the decision and its routing change: one transaction
     record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
-                                  run_id=request.run_id, now=now, expected_previous=seen.id if seen else None,
+                                  run_id=run_id, now=now, expected_previous=seen.id if seen else None,
                                   approval=approval)
     applied, why = False, None
     if approval == "pending":
         why = (f"waits for approval (until {metrics['approval']['expires_after']}): "
                f"`rollout-pipeline approve --model {model} --date {day} --reason ...`")
-    elif not request.dry_run:
+    elif not dry_run:
         try:
             with connection.begin_nested():
                 applied = repo.apply_decision(connection, record.id, actor=request.actor, now=now)
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
-    return _outcome(connection, record, applied=applied, dry_run=request.dry_run, why=why)
+    return _outcome(connection, record, applied=applied, dry_run=dry_run, why=why)
 
 
-def refuse_an_older_day(connection: sa.Connection, rollout: repo.Rollout, day: dt.date, force: str | None) -> None:
+def manual_rollback(connection: sa.Connection, model: str, reason: str, *, actor: str,
+                    day: dt.date) -> DecisionOutcome:
+    """Roll ``model``'s latest rollout back and apply it in this transaction (``store.rollback`` says when there
+    is something to roll back to). Raises RolloutError saying why when it cannot be rolled back now."""
+    rollback_target(connection, model)
+    outcome = decide_in(connection, ManualRollback(model, day, actor, reason))
+    if not outcome.applied:
+        raise repo.RolloutError(f"cannot roll back {model} now: "
+                                f"{outcome.unapplied_reason or 'the routing did not change'}")
+    return outcome
+
+
+def refuse_an_older_day(connection: sa.Connection, rollout: repo.Rollout, day: dt.date, forced: bool) -> None:
     """``DecisionRefused`` for a day older than the rollout's latest decided one, unless forced."""
     latest = repo.latest_decided_day(connection, rollout.id)
-    if latest is not None and day < latest and not force:
+    if latest is not None and day < latest and not forced:
         raise DecisionRefused(
             f"refusing to decide {rollout.model_name} {day}: {latest} is already decided and a canary never steps "
             "back in time; force an action with a reason to override")
@@ -256,15 +299,16 @@ def _plan(evidence: DayEvidence | None, result: Decision, policy) -> str:
     return plan_line(profile, plan_rollout(profile, policy), result.stage_after, result.percent_after)
 
 
-def _stands(seen: repo.DecisionRecord, request: DecisionRequest) -> bool:
+def _stands(seen: repo.DecisionRecord, request: Nightly | BlockedDay | Force | ManualRollback | Guardrail) -> bool:
     """Whether the day's live decision stays as it is instead of being decided again."""
-    if request.source == "blocked" and seen.metrics.get("blocked_run") == request.run_id:
+    if isinstance(request, BlockedDay) and seen.metrics.get("blocked_run") == request.run_id:
         return True  # the hold of this very blocked run is recorded already
-    if request.force:
+    if isinstance(request, Force | ManualRollback):
         return False  # a force with a reason overrides what follows
     # The guardrail rolled the day back while it was under way: the night's analysis of the completed day keeps
     # that decision. A person approved the day's promotion: a re-run must not make it pending again.
-    return (seen.metrics.get("source") == "guardrail" and request.source != "guardrail") or seen.approval == "approved"
+    return ((seen.metrics.get("source") == Guardrail.source and not isinstance(request, Guardrail))
+            or seen.approval == "approved")
 
 
 def _as_decision(record: repo.DecisionRecord) -> Decision:
@@ -273,7 +317,7 @@ def _as_decision(record: repo.DecisionRecord) -> Decision:
                     RolloutState(record.stage_before, record.percent_before), record.stage_after, record.percent_after)
 
 
-def _today(request: DecisionRequest) -> dt.date:
+def _today(request: Nightly | Approval) -> dt.date:
     return request.today or dt.datetime.now(dt.UTC).date()
 
 
@@ -315,7 +359,7 @@ def _expire(connection: sa.Connection, pending: repo.DecisionRecord, rollout: re
     return record
 
 
-def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollout: repo.Rollout) -> DecisionOutcome:
+def _decide_approval(connection: sa.Connection, request: Approval) -> DecisionOutcome:
     """A person's verdict on a promotion waiting for approval: apply it, or hold (or roll back) instead.
 
     Refused in one line when nothing waits on that day, when it was decided already, without a reason, or when
@@ -323,6 +367,7 @@ def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollou
     the caller commits that and tells the person (``record.approval == "expired"``).
     """
     model, day = request.model, request.day
+    rollout = repo.rollout_for_day(connection, model, day)
     if request.verdict not in VERDICTS:
         raise DecisionRefused(f"unknown verdict {request.verdict!r}: use approve or reject")
     verb = "approve" if request.verdict == "approve" else "reject"
@@ -362,7 +407,7 @@ def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollou
     review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
                           summary=evidence.summary if evaluation else None)
     stored = review.to_json()
-    metrics = {**seen.metrics, "source": "approval", "review": stored, "score": seen.metrics.get("score"),
+    metrics = {**seen.metrics, "source": request.source, "review": stored, "score": seen.metrics.get("score"),
                "approval": {"state": state, "of": seen.id, "operator": request.actor, "reason": request.reason.strip(),
                             "at": now.isoformat(), "rollback": bool(request.rollback)}}
     record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
@@ -371,7 +416,7 @@ def _decide_approval(connection: sa.Connection, request: DecisionRequest, rollou
     return _outcome(connection, record, applied=applied, dry_run=False)
 
 
-def make_approval(engine: sa.Engine, request: DecisionRequest, *, notifier: Announcer | None = None,
+def make_approval(engine: sa.Engine, request: Approval, *, notifier: Announcer | None = None,
                   logger=None) -> DecisionOutcome:
     """A person's verdict on a pending promotion in one transaction (stored and applied together), then announced.
 
@@ -392,8 +437,7 @@ def hold_blocked_day(engine: sa.Engine, model: str, day: dt.date, run_id: str, *
     sensor) finds it recorded already; a dry run records and announces nothing."""
     with engine.connect() as connection:
         seen = repo.live_decision(connection, model, day)
-    request = DecisionRequest(model, day, actor, run_id=run_id, dry_run=dry_run, source="blocked")
-    outcome = make_decision(engine, request)
+    outcome = make_decision(engine, BlockedDay(model, day, actor, run_id=run_id, dry_run=dry_run))
     if dry_run or (seen is not None and seen.id == outcome.record.id):
         return outcome
     return announce(outcome, notifier, logger)
@@ -452,7 +496,7 @@ def decision_metrics(source: str, run_id: str | None, evidence: DayEvidence | No
         "compared": review.compared,
         "checks": stored_review["checks"],
         "data_quality_failures": list(failures),
-        "blocked_run": run_id if source == "blocked" else None,
+        "blocked_run": run_id if source == BlockedDay.source else None,
         # The review's numbers go with the decision, so `rollout-pipeline report` needs no Dagster run.
         "review": stored_review,
     }

@@ -64,7 +64,7 @@ def run_demo(days: int = 6, requests: int = DEMO_REQUESTS, echo=click.echo, log_
     same on any day the demo runs; the dates shown end yesterday.
     """
     # Dagster and the simulator's models take seconds to import: only when the demo runs.
-    from rollout_pipeline.runs import decide_day
+    from rollout_pipeline.defs.runner import decide_day
     from rollout_pipeline.simulate.day import simulate_day
     from rollout_pipeline.store.engine import make_engine
     from rollout_pipeline.store.migrate import upgrade

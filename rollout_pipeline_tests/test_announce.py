@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 import rollout_pipeline.cli
-from rollout_pipeline.decisions import DecisionRequest, announce, hold_blocked_day, make_approval, make_decision
+from rollout_pipeline.decision_requests import Approval, Nightly
+from rollout_pipeline.decisions import announce, hold_blocked_day, make_approval, make_decision
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.notify import Channels, channels_from_environment
 from rollout_pipeline.rollback import roll_back
@@ -75,11 +76,10 @@ def _history(engine):
 
 def test_a_verdict_is_announced_by_the_service_once_after_its_commit(store):
     _analysed(store, GATED, PASSED)
-    pending = make_decision(store, DecisionRequest("m", D, "schedule", run_id="run-1", today=D))
+    pending = make_decision(store, Nightly("m", D, "schedule", run_id="run-1", today=D))
     assert pending.record.approval == "pending" and pending.notifications is None  # the asset posts a night's own
     recorder = Recorder()
-    outcome = make_approval(store, DecisionRequest("m", D, "ana (cli)", reason="reviewed", source="approval",
-                                                   verdict="approve", today=D), notifier=recorder)
+    outcome = make_approval(store, Approval("m", D, "ana (cli)", "approve", "reviewed", today=D), notifier=recorder)
     (call,) = recorder.calls
     assert call["decision"] == outcome.output() and call["decision"]["approval"] == "approved"
     assert (call["model"], call["day"], call["actor"], call["run_id"]) == ("m", D.isoformat(), "ana (cli)", None)
@@ -127,7 +127,7 @@ def test_the_default_notifier_is_the_environment_s_channels(store, monkeypatch):
 
 def test_announce_posts_the_record_s_own_actor_day_and_run(store):
     _analysed(store, Policy(), PASSED)
-    outcome = make_decision(store, DecisionRequest("m", D, "schedule", run_id="run-1"))
+    outcome = make_decision(store, Nightly("m", D, "schedule", run_id="run-1"))
     recorder = Recorder()
     announced = announce(outcome, recorder)
     assert announced == dataclasses.replace(outcome, notifications="webhook: sent after 1 attempt(s): HTTP 200")

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from rollout_pipeline.cli import cli
-from rollout_pipeline.decisions import DecisionRefused, DecisionRequest, make_approval, make_decision
+from rollout_pipeline.decision_requests import Approval, Force, Nightly
+from rollout_pipeline.decisions import DecisionRefused, make_approval, make_decision
 from rollout_pipeline.defs.approvals import approve_decision
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.routing import routing_sensor
@@ -56,13 +57,13 @@ def _night(engine, summary, day: dt.date, model: str = "m", today: dt.date | Non
         evidence_id = evidence_store.save_summary(conn, dataclasses.replace(summary, day=day, accuracy_day=day),
                                                   rollout_id=rollout.id, stage=state.stage, run_id=f"run-{day}")
         evidence_store.save_validation(conn, evidence_id, LOG_QUALITY, PASSED)
-    return make_decision(engine, DecisionRequest(model, day, "schedule", run_id=f"run-{day}",
-                                                 today=today or day + dt.timedelta(days=1)))
+    return make_decision(engine, Nightly(model, day, "schedule", run_id=f"run-{day}",
+                                         today=today or day + dt.timedelta(days=1)))
 
 
 def _verdict(engine, verdict: str, day: dt.date = D, reason: str | None = "metrics reviewed", today=None, **kw):
-    return make_approval(engine, DecisionRequest("m", day, "ana", reason=reason, source="approval", verdict=verdict,
-                                                 today=today or day + dt.timedelta(days=1), **kw))
+    return make_approval(engine, Approval("m", day, "ana", verdict, reason, today=today or day + dt.timedelta(days=1),
+                                          **kw))
 
 
 def _routing(engine, model: str = "m"):
@@ -204,10 +205,10 @@ def test_refusals_in_one_line(sqlite_engine):
     _start(engine)
     with pytest.raises(DecisionRefused, match=r"^nothing to approve: m 2026-06-01 has no decision$"):
         _verdict(engine, "approve")
-    make_decision(engine, DecisionRequest("m", D, "ana", force="hold", reason="campaign"))
+    make_decision(engine, Force("m", D, "ana", "hold", "campaign"))
     with pytest.raises(DecisionRefused, match=r"does not wait for approval$"):
         _verdict(engine, "reject")
-    make_decision(engine, DecisionRequest("m", D, "ana", force="promote", reason="go"))  # a person: no approval
+    make_decision(engine, Force("m", D, "ana", "promote", "go"))  # a person: no approval
     with engine.connect() as conn:
         assert repo.live_decision(conn, "m", D).approval is None
 

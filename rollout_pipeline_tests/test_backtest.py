@@ -26,7 +26,8 @@ from rollout_pipeline.backtest import (
     run_backtest,
 )
 from rollout_pipeline.cli import cli
-from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.decision_requests import day_request
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.domain.policy import policy_from_yaml
 from rollout_pipeline.defs.backtest import backtest as backtest_job
 from rollout_pipeline.defs.resources import StoreResource
@@ -72,8 +73,8 @@ def _week(engine) -> None:
                                                       rollout_id=rollout.id, stage="shadow", run_id=f"run-{day}")
             evidence_store.save_validation(conn, evidence_id, LOG_QUALITY, PASSED)
         forced = day == WEEK[1]
-        make_decision(engine, DecisionRequest("m", day, "test", run_id=f"run-{day}", force="hold" if forced else None,
-                                              reason="campaign week" if forced else None))
+        make_decision(engine, day_request("m", day, "test", run_id=f"run-{day}", force="hold" if forced else None,
+                                          reason="campaign week" if forced else None))
 
 
 def _dump(engine) -> str:

@@ -64,7 +64,7 @@ def init_db(partition_days_ahead: int, grant_roles: bool) -> None:
 def teardown(day: str | None, as_json: bool) -> None:
     """Tear down variants inactive for longer than their retention window (the nightly retention job)."""
     quiet_dagster()
-    from rollout_pipeline.runs import retention
+    from rollout_pipeline.defs.runner import retention
 
     the_day = parse_day(day) if day else today()
     report = retention(the_day, log_level=dagster_log_level())

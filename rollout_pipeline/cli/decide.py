@@ -41,7 +41,7 @@ def decide(model: str, day: str, force: str | None, reason: str | None, dry_run:
         what_if(model, the_day, load_policy(policy_path, preset), as_json)
         return
     quiet_dagster()
-    from rollout_pipeline.runs import decide_day
+    from rollout_pipeline.defs.runner import decide_day
 
     # A blocked day's hold is decided after the run, and announced, by the decision service.
     out = decide_day(model, the_day, force, reason, dry_run, actor=cli_actor(operator), log_level=dagster_log_level())
@@ -110,7 +110,8 @@ def verdict(model: str, day: str, reason: str, operator: str | None, given: str,
             as_json: bool) -> None:
     """``approve`` and ``reject``: a person's verdict on a promotion waiting for approval, through the decision
     service (which stores, applies and announces it)."""
-    from rollout_pipeline.decisions import DecisionRequest, make_approval
+    from rollout_pipeline.decision_requests import Approval
+    from rollout_pipeline.decisions import make_approval
     from rollout_pipeline.store.rollouts import RolloutError
 
     valid_model(model)
@@ -121,8 +122,7 @@ def verdict(model: str, day: str, reason: str, operator: str | None, given: str,
     db = engine()
     try:
         with refused(RolloutError):
-            outcome = make_approval(db, DecisionRequest(model, the_day, operator, reason=reason, source="approval",
-                                                        verdict=given, rollback=rollback_))
+            outcome = make_approval(db, Approval(model, the_day, operator, given, reason, rollback=rollback_))
     finally:
         db.dispose()
     out = outcome.output()

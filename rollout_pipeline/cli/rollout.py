@@ -39,7 +39,7 @@ def rollout_start(model: str, stable: str, candidate: str, policy_path: str | No
     finally:
         db.dispose()
     quiet_dagster()
-    from rollout_pipeline.runs import register_model
+    from rollout_pipeline.defs.runner import register_model
 
     register_model(model)
     click.echo(f"rollout {r.id} of {model} started: {candidate} shadows {stable} (policy {r.policy_version})")

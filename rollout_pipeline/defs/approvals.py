@@ -10,7 +10,8 @@ from typing import Literal
 
 import dagster as dg
 
-from rollout_pipeline.decisions import DecisionRequest, make_approval
+from rollout_pipeline.decision_requests import Approval
+from rollout_pipeline.decisions import make_approval
 from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
@@ -39,8 +40,8 @@ def give_verdict(context: dg.OpExecutionContext, config: ApprovalConfig, store: 
         raise refuse(str(exc)) from None
     day = config_day("date", config.date)
     operator = config.operator or context.run.tags.get(ACTOR_TAG) or getpass.getuser()
-    request = DecisionRequest(config.model, day, operator, run_id=context.run.run_id, reason=config.reason,
-                              source="approval", verdict=config.verdict, rollback=config.rollback)
+    request = Approval(config.model, day, operator, config.verdict, config.reason, rollback=config.rollback,
+                       run_id=context.run.run_id)
     with database_errors():
         try:
             outcome = make_approval(store.engine, request, notifier=notifier, logger=context.log)

@@ -15,7 +15,8 @@ all read the same stored evidence, and two runs of a day never share a pickle.
 
 import dagster as dg
 
-from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.decision_requests import day_request
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.night import each_partition, failed_blocking_checks, failed_partitions, failure_line, is_range
 from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition_of
@@ -159,7 +160,7 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
         try:
             # A day whose blocking check failed is held here, as the run-failure sensor holds a run of one partition.
             metadata, action = decide_day(context, config, store, notifier, day, model,
-                                          source="blocked" if str(key) in blocked else "analysis")
+                                          blocked=str(key) in blocked)
         except Exception as exc:  # one model's failure stays that model's
             failed[model] = failure_line(exc)
             context.log.error("%s %s not decided: %s", model, day, failed[model])
@@ -177,13 +178,13 @@ def decision(context: dg.AssetExecutionContext, config: DecisionConfig, store: S
 
 
 def decide_day(context: dg.AssetExecutionContext, config: DecisionConfig, store: StoreResource, notifier: Notifier,
-               day, model: str, source: str = "analysis") -> tuple[dict, str]:
+               day, model: str, blocked: bool = False) -> tuple[dict, str]:
     """One partition of ``decision``: decide, store, apply and notify; its metadata and the action."""
     actor = config.operator or context.run.tags.get(ACTOR_TAG) or "dagster-ui"
-    request = DecisionRequest(model, day, actor, run_id=context.run.run_id, force=config.force,
-                              reason=config.reason, source=source)
     with database_errors():
         try:
+            request = day_request(model, day, actor, run_id=context.run.run_id, force=config.force,
+                                  reason=config.reason, blocked=blocked)
             outcome = make_decision(store.engine, request)
         except repo.RolloutError as exc:
             raise refuse(str(exc)) from None

@@ -15,7 +15,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.decision_requests import Force
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.assets import decision, decision_metadata
 from rollout_pipeline.defs.failures import DATABASE_RETRY, config_day, database_errors, refuse
 from rollout_pipeline.defs.night import NO_RETRY_ON_STEP_FAILURE
@@ -57,8 +58,8 @@ def force_day(context: dg.OpExecutionContext, config: ForceConfig, store: StoreR
             if repo.latest_rollout(conn, config.model) is None:
                 raise refuse(f"{config.model} has no rollout: start one with `rollout-pipeline rollout start`")
         try:
-            outcome = make_decision(store.engine, DecisionRequest(config.model, day, actor, run_id=context.run.run_id,
-                                                                  force=config.action, reason=config.reason))
+            outcome = make_decision(store.engine, Force(config.model, day, actor, config.action, config.reason,
+                                                        run_id=context.run.run_id))
         except repo.RolloutError as exc:
             raise refuse(str(exc)) from None
     register_partitions(context.instance, [day.isoformat()], [config.model])

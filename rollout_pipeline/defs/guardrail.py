@@ -12,7 +12,8 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.decisions import GUARDRAIL_ACTOR, DecisionRequest, make_decision
+from rollout_pipeline.decision_requests import GUARDRAIL_ACTOR, Guardrail
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
@@ -66,8 +67,7 @@ def intraday_guardrail(context: dg.OpExecutionContext, config: GuardrailConfig, 
         row = {"model": model, "stage": f"{state.stage} {state.canary_percent}%", "alarms": list(result.alarms),
                "tests": [t.reason for t in result.tests], "action": "none"}
         if result.alarms:
-            request = DecisionRequest(model, today, GUARDRAIL_ACTOR, run_id=context.run.run_id, source="guardrail",
-                                      alarms=result.alarms)
+            request = Guardrail(model, today, tuple(result.alarms), run_id=context.run.run_id)
             with database_errors():
                 try:
                     outcome = make_decision(store.engine, request)

@@ -1,4 +1,10 @@
-"""Run a model's day in-process with the same definitions the schedule uses (the CLI's path)."""
+"""Run a model's day in-process with the same definitions the schedule uses (the CLI's and the demo's path).
+
+The decision itself (stored and applied in one transaction) is made by the job's
+``decision`` asset through ``rollout_pipeline.decisions``; this adds what a
+person at a terminal needs: the day checked before anything reaches Dagster, and
+the CLI's JSON object (``decide_day``).
+"""
 
 from __future__ import annotations
 
@@ -13,20 +19,24 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
+from rollout_pipeline.admin import open_engine
 from rollout_pipeline.config import load_settings
-from rollout_pipeline.decisions import DecisionRequest, hold_blocked_day, make_decision, refuse_an_older_day
-from rollout_pipeline.definitions import defs
+from rollout_pipeline.decision_requests import day_request
+from rollout_pipeline.decisions import hold_blocked_day, make_decision, refuse_an_older_day
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
+from rollout_pipeline.defs.location import build_definitions
 from rollout_pipeline.defs.partitions import partition_key, register_partitions
 from rollout_pipeline.defs.resources import resources_from_environment, store_engine
 from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
+from rollout_pipeline.domain.days import not_over
 from rollout_pipeline.domain.routing import InvalidName, validate_name
 from rollout_pipeline.sources import LogSource, SourceError
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
 from rollout_pipeline.store.rollouts import RolloutError
+from rollout_pipeline.store.teardown import teardown_records, verdicts
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +104,7 @@ def check_day(model: str, day: dt.date, engine, force: str | None = None) -> Non
             raise RunFailed(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} "
                             "...`", None)
         try:
-            refuse_an_older_day(conn, rollout, day, force)
+            refuse_an_older_day(conn, rollout, day, forced=bool(force))
         except RolloutError as exc:
             raise RunFailed(str(exc), None) from None
 
@@ -153,13 +163,32 @@ def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str |
         engine.dispose()
 
 
+def check_day_is_over(day: dt.date, today: dt.date | None = None) -> None:
+    """Refuse today and future days: a day is analysed once it is over (UTC)."""
+    problem = not_over(day, today)
+    if problem:
+        raise RunFailed(problem, None)
+
+
+def decide_day(model: str, day: dt.date, force: str | None, reason: str | None, dry_run: bool,
+               actor: str = "cli", log_level: str = "INFO") -> dict:
+    """Run the day's assets in-process; the decision is stored and applied by the run itself (unless dry-run)."""
+    check_day_is_over(day)
+    run = run_day(model, day, force=force, reason=reason, actor=actor, dry_run=dry_run, log_level=log_level)
+    out = dict(run.result)
+    out.update({"model": model, "date": day.isoformat(), "run_id": run.run_id,
+                "applied": bool(out.get("applied")) and not dry_run,
+                "failed_checks": list(run.failed_checks), "seconds": round(run.seconds, 2)})
+    return out
+
+
 def _dry_decision(engine, model: str, day: dt.date, actor: str, run_id: str | None, *, force: str | None = None,
                   reason: str | None = None) -> dict:
     """What the decision service would decide on the day's stored analysis (of run ``run_id``); nothing kept."""
     with database_errors_as_run_failed():
         try:
-            outcome = make_decision(engine, DecisionRequest(model, day, actor, run_id=run_id, force=force,
-                                                            reason=reason, dry_run=True))
+            outcome = make_decision(engine, day_request(model, day, actor, run_id=run_id, force=force,
+                                                        reason=reason, dry_run=True))
         except RolloutError as exc:
             raise RunFailed(str(exc), run_id) from None
     return outcome.output()
@@ -169,9 +198,7 @@ def job_now(name: str) -> dg.JobDefinition:
     """Job ``name`` of the code location bound to the resources of this invocation's environment (not the
     import's). Bound here rather than passed to ``execute_in_process``, which refuses resources that differ
     from the assets' own when a run selects a subset of them (a forced decision)."""
-    current = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                             sensors=defs.sensors, schedules=defs.schedules, resources=resources_from_environment())
-    return current.resolve_job_def(name)
+    return build_definitions(resources_from_environment()).resolve_job_def(name)
 
 
 @contextlib.contextmanager
@@ -259,3 +286,45 @@ def run_retention(day: dt.date, *, actor: str = "cli", instance: dg.DagsterInsta
         if result.success:
             return RetentionRun(result.run_id, True)
         return RetentionRun(result.run_id, False, *step_failure(result))
+
+
+def register_model(model: str) -> None:
+    """Add ``model`` to the Dagster instance's partitions, so the UI offers its days before its first night."""
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        register_partitions(instance, [], [model])
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """A retention run as ``teardown --json`` prints it; if it failed, why (one line) and whether the
+    infrastructure failed (the action's system, the database: exit 3) or it was refused (exit 1)."""
+
+    out: dict
+    success: bool
+    failure: str | None = None
+    infrastructure: bool = False
+
+
+def retention(day: dt.date, *, log_level: str = "INFO") -> RetentionReport:
+    """Run the retention job for ``day`` in-process; what it tore down, what failed and what it kept."""
+    load_settings()  # a bad setting is refused in one line before the run
+    started = time.perf_counter()
+    run = run_retention(day, log_level=log_level)
+    engine = open_engine()
+    try:
+        with engine.connect() as conn:
+            records = [t.as_dict() for t in teardown_records(conn, day=day) if t.run_id == run.run_id]
+            kept = [v.as_dict(m) for m, v in verdicts(conn, day) if not v.due]
+    finally:
+        engine.dispose()
+    out = {"date": day.isoformat(), "run_id": run.run_id, "success": run.success,
+           "torn_down": [r for r in records if r["status"] == "done"],
+           "failed": [r for r in records if r["status"] == "failed"],
+           "kept": kept, "seconds": round(time.perf_counter() - started, 2)}
+    if run.success:
+        return RetentionReport(out, True)
+    failure = (f"the retention run {run.run_id} failed: "
+               + ("; ".join(f"{r['model']}/{r['variant']}: {r['detail']}" for r in out["failed"])
+                  or run.failure or "see the Dagster run's logs"))
+    return RetentionReport(out, False, failure, run.kind == INFRASTRUCTURE)

@@ -1,6 +1,9 @@
 """The policy state machine: shadow -> canary steps -> production, hold, or rollback.
 
-Precedence, first match wins (docs/policy.md, "How a day is decided"):
+A day's outcome is one of ``Outcome``, ordered promote < hold < rollback, and
+``worst`` takes the worst of several (Argo Rollouts' ``analysisStatusOrder`` and
+``Worst``). The precedence below is the one place it is stated (docs/policy.md, "The
+decision", says the same); the first rule that matches decides:
 
 1. logs that cannot be judged (validation, integrity) hold the day;
 2. a critical gate confidently past its limit rolls back;
@@ -11,22 +14,57 @@ Precedence, first match wins (docs/policy.md, "How a day is decided"):
    the model, but the step is there to show it to users (is the router applying
    the rollout's routing?);
 5. a gate the step needs without a verdict yet holds, and the nights pool;
-6. otherwise the rollout is promoted one step.
+6. ``min_requests`` (an optional extra floor) not reached holds;
+7. fewer days in the step than ``min_shadow_days`` / ``min_days_per_step`` holds;
+   otherwise the rollout is promoted one step.
 
-The data-quality hold comes first on purpose: when the logs are broken, no gate's
-verdict can be trusted, a rollback's included. The candidate's own broken answers
-are not a logging problem: they are a gate (``broken_answers``), critical.
+Rules 2-7 are listed worst outcome first, so among them the first match is the
+worst outcome that applies. Rule 1 is the deliberate exception: the worst outcome
+does *not* win there. A data-quality hold comes ahead of a critical rollback,
+because when the logs are broken no gate's verdict can be trusted, a rollback's
+included. The candidate's own broken answers are not a logging problem: they are
+a gate (``broken_answers``), critical.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from rollout_pipeline.domain.policy import Policy
 
-ACTIONS = ("promote", "hold", "rollback")
+
+
+class Outcome(enum.IntEnum):
+    """A decision's action, ordered by how much it stops: promote < hold < rollback."""
+
+    PROMOTE = 0
+    HOLD = 1
+    ROLLBACK = 2
+
+    @property
+    def action(self) -> str:
+        """The action's name as decisions store it (``promote``, ``hold``, ``rollback``)."""
+        return self.name.lower()
+
+    @classmethod
+    def of(cls, action: str) -> Outcome:
+        """The outcome of a stored action name; ``ValueError`` for any other name."""
+        try:
+            return cls[action.upper()]
+        except KeyError:
+            raise ValueError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}") from None
+
+
+def worst(first: Outcome, *others: Outcome) -> Outcome:
+    """The worst of the outcomes (a rollback over a hold over a promotion)."""
+    return max((first, *others))
+
+
+ACTIONS = tuple(o.action for o in Outcome)  # ("promote", "hold", "rollback")
 STAGES = ("shadow", "canary", "production", "rolled_back")
 
 
@@ -50,6 +88,10 @@ class Decision:
     stage_after: str
     percent_after: int
 
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.of(self.action)
+
 
 class ForceError(ValueError):
     """A forced decision that cannot be made (missing reason, unknown action, nothing to promote to)."""
@@ -70,31 +112,37 @@ def _promote(state: RolloutState, policy: Policy, reasons: list[str], forced: bo
         raise ForceError(f"nothing to promote to from stage {state.stage!r}")
     stage, percent = target
     reasons.append(f"promote to {_step_label(stage, percent)}")
-    return Decision("promote", forced, tuple(reasons), state, stage, percent)
+    return Decision(Outcome.PROMOTE.action, forced, tuple(reasons), state, stage, percent)
 
 
 def _hold(state: RolloutState, reasons: list[str], forced: bool = False) -> Decision:
-    return Decision("hold", forced, tuple(reasons), state, state.stage, state.canary_percent)
+    return Decision(Outcome.HOLD.action, forced, tuple(reasons), state, state.stage, state.canary_percent)
 
 
 def _rollback(state: RolloutState, reasons: list[str], forced: bool = False) -> Decision:
-    return Decision("rollback", forced, tuple(reasons), state, "rolled_back", 0)
+    return Decision(Outcome.ROLLBACK.action, forced, tuple(reasons), state, "rolled_back", 0)
 
 
 def force_decision(state: RolloutState, action: str, reason: str | None, policy: Policy, actor: str) -> Decision:
     """An operator's decision: promote, hold or rollback, always with a reason."""
-    if action not in ACTIONS:
-        raise ForceError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
+    try:
+        outcome = Outcome.of(action)
+    except ValueError as exc:
+        raise ForceError(str(exc)) from None
     if not reason or not reason.strip():
         raise ForceError(f"forcing {action!r} needs a reason (it is kept in the audit trail)")
     reasons = [f"forced {action} by {actor}: {reason.strip()}"]
-    if action == "promote":
-        return _promote(state, policy, reasons, forced=True)
-    if action == "rollback":
-        if state.stage == "rolled_back":
-            raise ForceError("the rollout is already rolled back")
-        return _rollback(state, reasons, forced=True)
-    return _hold(state, reasons, forced=True)
+    match outcome:
+        case Outcome.PROMOTE:
+            return _promote(state, policy, reasons, forced=True)
+        case Outcome.ROLLBACK:
+            if state.stage == "rolled_back":
+                raise ForceError("the rollout is already rolled back")
+            return _rollback(state, reasons, forced=True)
+        case Outcome.HOLD:
+            return _hold(state, reasons, forced=True)
+        case _:
+            assert_never(outcome)
 
 
 @dataclass(frozen=True)
@@ -212,9 +260,6 @@ def guardrail_rollback(state: RolloutState, alarms: Sequence[str]) -> Decision:
 
 # --- approval gates: a nightly promotion into a step of ``require_approval_for`` waits for a person -------------
 
-APPROVAL_STATES = ("pending", "approved", "rejected", "expired")
-
-
 def needs_approval(decision: Decision, policy: Policy) -> bool:
     """True when ``decision`` is the policy's own promotion into a step whose entry waits for a person."""
     return (decision.action == "promote" and not decision.forced
@@ -238,7 +283,7 @@ def approval_expired(pending_day: dt.date, today: dt.date, policy: Policy) -> bo
 def waiting_hold(state: RolloutState, pending_day: dt.date, pending: Decision, today: Decision) -> Decision:
     """A later night's decision while a promotion waits for approval: a hold saying whether the evidence still holds."""
     head = f"waiting for approval of {pending_day}'s promotion to {_step_label(pending.stage_after, pending.percent_after)}"
-    if today.action == "promote":
+    if today.outcome is Outcome.PROMOTE:
         return _hold(state, [f"{head}; today's evidence still passes"])
     return _hold(state, [f"{head}; today's evidence no longer passes: {today.action}", *today.reasons])
 
@@ -254,7 +299,7 @@ def approve_promotion(pending: Decision, operator: str, reason: str | None) -> D
     """The pending promotion, approved by a person: the same step, with who and why first among its reasons."""
     if pending.action != "promote":
         raise ForceError(f"only a promotion waits for approval, not a {pending.action}")
-    return Decision("promote", False, (_approval_reason("approved", operator, reason), *pending.reasons),
+    return Decision(Outcome.PROMOTE.action, False, (_approval_reason("approved", operator, reason), *pending.reasons),
                     pending.before, pending.stage_after, pending.percent_after)
 
 

@@ -94,7 +94,6 @@ import numpy as np
 Classification = Literal["pass", "high", "low", "nodata"]
 Direction = Literal["either", "increase", "decrease"]
 Criticality = Literal["normal", "critical", "report-only"]
-ScoreClassification = Literal["pass", "marginal", "fail"]
 
 CLASSIFICATIONS: tuple[Classification, ...] = get_args(Classification)
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
@@ -309,17 +308,6 @@ def score_metrics(
         total = _round_half_up(weighted, 2)
         reasons.append(f"score {total:.2f}: weighted sum of the group scores")
     return ScoreResult(score=total, groups=tuple(groups), reasons=tuple(reasons))
-
-
-def classify_score(score: float, pass_threshold: float = 95.0, marginal_threshold: float = 75.0) -> ScoreClassification:
-    """Kayenta's threshold rule: pass at or above pass_threshold, marginal at or above marginal_threshold, else fail."""
-    if marginal_threshold > pass_threshold:
-        raise ValueError(f"marginal threshold {marginal_threshold:g} is above pass threshold {pass_threshold:g}")
-    if score >= pass_threshold:
-        return "pass"
-    if score >= marginal_threshold:
-        return "marginal"
-    return "fail"
 
 
 # --- internals ---------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from typing import NamedTuple
 # the row is missing evidence, never the candidate's error or timeout (latency 0, no output; served=false only).
 SHED = "shed"
 STATUSES = ("ok", "error", "timeout", SHED)
-FEEDBACK_KINDS = ("complaint", "actual")
 
 
 class PredictionRow(NamedTuple):

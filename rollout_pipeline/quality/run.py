@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import DecisionOutcome, DecisionRequest, make_decision
+from rollout_pipeline.decision_requests import Guardrail, Nightly
+from rollout_pipeline.decisions import DecisionOutcome, make_decision
 from rollout_pipeline.domain.decide import Decision, RolloutState, decide, evidence_from
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
 from rollout_pipeline.domain.guardrail import SideCounts
@@ -188,7 +189,7 @@ def _decide_night(engine: sa.Engine, model: str, day: dt.date, policy: Policy, r
         for suite in validate(summary, stage, policy):
             evidence_store.save_validation(conn, evidence_id, suite.name, suite)
         evidence_store.save_evaluation(conn, evidence_id, evaluate_day(conn, rollout, summary))
-    return make_decision(engine, DecisionRequest(model, day, "benchmark", run_id=run_id))
+    return make_decision(engine, Nightly(model, day, "benchmark", run_id=run_id))
 
 
 def _guardrail(engine: sa.Engine, model: str, day: dt.date, policy: Policy, stage: str) -> tuple[int, tuple] | None:
@@ -234,7 +235,7 @@ def run_rollout(engine: sa.Engine, spec: RolloutSpec, model: str, policy: Policy
         alarm = _guardrail(engine, model, day, policy, state.stage)
         if alarm is not None:
             hour, alarms = alarm
-            out = make_decision(engine, DecisionRequest(model, day, "guardrail", source="guardrail", alarms=alarms))
+            out = make_decision(engine, Guardrail(model, day, tuple(alarms)))
             nights.append(Night(day, state.stage, state.canary_percent, out.record.action, out.record.stage_after,
                                 "guardrail",
                                 tuple(out.record.reasons), fault_on, share * hour / 24 if fault_on else 0.0))

@@ -10,11 +10,9 @@ import html
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rollout_pipeline.domain.decide import Outcome
 from rollout_pipeline.review.render import CSS, share
 from rollout_pipeline.review.report import report_path
-
-# Pending approvals first (someone has to act), then what changed the most: rollbacks, holds, promotions.
-ACTION_ORDER = {"rollback": 1, "hold": 2, "promote": 3}
 
 
 @dataclass(frozen=True)
@@ -43,13 +41,22 @@ def approval_of(record) -> str | None:
     return getattr(record, "approval", None) or (record.metrics or {}).get("approval")
 
 
+def _severity(action: str) -> int:
+    """Pending approvals come first (someone has to act), then the worst outcomes: rollbacks, holds, promotions
+    (an action this version does not know, first of all)."""
+    try:
+        return Outcome.of(action)
+    except ValueError:
+        return len(Outcome)
+
+
 def digest_rows(records) -> tuple[DigestRow, ...]:
     """The night's decisions (``DecisionRecord``), pending approvals first, then rollbacks, holds, promotions."""
     rows = [DigestRow(r.model_name, r.day.isoformat(), r.id, r.action, approval_of(r), bool(r.forced), r.actor,
                       share(r.stage_before, r.percent_before), share(r.stage_after, r.percent_after),
                       tuple(r.reasons), report_path(r.model_name, r.day.isoformat()).name)
             for r in records]
-    return tuple(sorted(rows, key=lambda x: (not x.pending, ACTION_ORDER.get(x.action, 0), x.model)))
+    return tuple(sorted(rows, key=lambda x: (not x.pending, -_severity(x.action), x.model)))
 
 
 def digest_path(day: str) -> Path:

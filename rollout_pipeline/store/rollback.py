@@ -1,29 +1,21 @@
-"""Manual rollback: the previous stable variant back to 100% at once, decided like any decision.
+"""Manual rollback: whether there is something to roll back to (the decision itself is the service's).
 
-This module says when there is something to roll back to; the decision itself
-goes through the one decision service (``rollout_pipeline.decisions``), which
-stores it and applies it in the caller's transaction.
+From shadow or canary the candidate goes to 0%; from production the old stable
+variant, kept inactive during the retention window, serves 100% again. The
+decision goes through the one decision service (``decisions.manual_rollback``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import DecisionOutcome, DecisionRequest, decide_in
 from rollout_pipeline.domain.routing import validate_name
-from rollout_pipeline.store.rollouts import RolloutError, latest_rollout, old_stable_route
+from rollout_pipeline.store.rollouts import Rollout, RolloutError, latest_rollout, old_stable_route
 from rollout_pipeline.store.teardown import last_teardown
 
 
-def rollback(connection: sa.Connection, model: str, reason: str, *, actor: str, day: dt.date) -> DecisionOutcome:
-    """Roll ``model``'s latest rollout back and apply it in this transaction.
-
-    From shadow or canary the candidate goes to 0%; from production the old
-    stable variant, kept inactive during the retention window, serves 100% again.
-    Raises RolloutError saying why when there is nothing to roll back to.
-    """
+def rollback_target(connection: sa.Connection, model: str) -> Rollout:
+    """``model``'s latest rollout, when it can be rolled back now; else RolloutError saying why not."""
     validate_name("model", model)
     rollout = latest_rollout(connection, model)
     if rollout is None:
@@ -43,8 +35,4 @@ def rollback(connection: sa.Connection, model: str, reason: str, *, actor: str, 
             )
         if route.role != "inactive":
             raise RolloutError(f"cannot roll back {model}: {old} is {route.role}, not inactive")
-    outcome = decide_in(connection, DecisionRequest(model, day, actor, force="rollback", reason=reason,
-                                                     source="manual_rollback"))
-    if not outcome.applied:
-        raise RolloutError(f"cannot roll back {model} now: {outcome.unapplied_reason or 'the routing did not change'}")
-    return outcome
+    return rollout

@@ -9,7 +9,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import DecisionRequest, decide_in, make_decision
+from rollout_pipeline.decision_requests import Force
+from rollout_pipeline.decisions import decide_in, make_decision
 from rollout_pipeline.defs.partitions import DAY_MODEL, day_and_model, partition_from_tags
 from rollout_pipeline.defs.runner import job_now, run_day
 from rollout_pipeline.domain.policy import Policy
@@ -139,7 +140,7 @@ def test_stored_and_applied_in_one_transaction(store):
     """The service writes the decision and the routing in the caller's transaction: rolled back, both vanish."""
     with store.connect() as conn:
         version = read_routing(conn, "m").version
-    request = DecisionRequest("m", D1, "alice", force="promote", reason="by hand")
+    request = Force("m", D1, "alice", "promote", "by hand")
     with pytest.raises(RuntimeError, match="boom"):
         with store.begin() as conn:
             outcome = decide_in(conn, request)
@@ -159,14 +160,14 @@ def test_a_decision_whose_apply_races_stays_stored_for_the_routing_sensor(store,
         raise ConcurrentUpdate("the routing of m changed meanwhile")
 
     monkeypatch.setattr(repo, "apply_decision", raced)
-    outcome = make_decision(store, DecisionRequest("m", D1, "alice", force="promote", reason="by hand"))
+    outcome = make_decision(store, Force("m", D1, "alice", "promote", "by hand"))
     assert not outcome.applied and "changed meanwhile" in outcome.unapplied_reason
     with store.connect() as conn:
         assert [d.id for d in repo.pending_decisions(conn)] == [outcome.record.id]
 
 
 def test_a_dry_run_computes_and_rolls_back(store):
-    outcome = make_decision(store, DecisionRequest("m", D1, "alice", force="promote", reason="x", dry_run=True))
+    outcome = make_decision(store, Force("m", D1, "alice", "promote", "x", dry_run=True))
     assert outcome.record.action == "promote" and outcome.output()["decision_id"] is None
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(decisions)).scalar_one() == 0

@@ -11,7 +11,8 @@ import datetime as dt
 
 import dagster as dg
 
-from rollout_pipeline.decisions import DecisionRequest, make_decision
+from rollout_pipeline.decision_requests import Force, Nightly
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.guardrail import guardrail, hourly_guardrail
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.domain.policy import Policy
@@ -27,8 +28,7 @@ def _canary_at_20(engine, model: str, policy: Policy = Policy()) -> None:
     with engine.begin() as conn:
         repo.start_rollout(conn, model, "v1", "v2", policy, actor="test")
     for k in (2, 1):  # shadow -> 1% -> 20%, forced on the two days before
-        make_decision(engine, DecisionRequest(model, DAY - dt.timedelta(days=k), "test", force="promote",
-                                              reason="test setup"))
+        make_decision(engine, Force(model, DAY - dt.timedelta(days=k), "test", "promote", "test setup"))
 
 
 def _run_the_hour(monkeypatch, db_url, hour: int):
@@ -69,7 +69,7 @@ def test_an_error_burst_on_a_canary_is_rolled_back_by_the_next_hourly_run(engine
     assert any("errors: candidate" in r and "any-time-valid" in r for r in decision.reasons), decision.reasons
     assert routing.route("v2").traffic_percent == 0 and routing.route("v1").traffic_percent == 100
     # The night's analysis of the completed day keeps the guardrail's decision (it never supersedes it).
-    kept = make_decision(engine, DecisionRequest("burst", DAY, "schedule", run_id="nightly"))
+    kept = make_decision(engine, Nightly("burst", DAY, "schedule", run_id="nightly"))
     assert kept.record.id == decision.id and kept.record.actor == "guardrail"
 
 

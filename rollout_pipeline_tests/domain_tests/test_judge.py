@@ -28,7 +28,6 @@ from rollout_pipeline.domain.judge import (
     _order_statistics,
     _rank_z,
     classify_metric,
-    classify_score,
     score_metrics,
 )
 
@@ -501,16 +500,3 @@ def test_groups_carry_counts_and_weights():
 def test_score_metrics_refuses_bad_input(metrics, weights):
     with pytest.raises(ValueError):
         score_metrics(metrics, weights)
-
-
-@pytest.mark.parametrize(
-    ("score", "expected"),
-    [(100.0, "pass"), (95.0, "pass"), (94.99, "marginal"), (75.0, "marginal"), (74.99, "fail"), (0.0, "fail")],
-)
-def test_classify_score(score, expected):
-    assert classify_score(score) == expected
-
-
-def test_classify_score_refuses_crossed_thresholds():
-    with pytest.raises(ValueError):
-        classify_score(80.0, pass_threshold=70.0, marginal_threshold=90.0)

@@ -210,20 +210,18 @@ TONIGHT = D2 + dt.timedelta(days=1)  # the night of D2's analysis is on D3 (UTC)
 def _the_concurrent_action(engine, kind: str) -> None:
     """What a person (or the hourly guardrail) commits while the night's run of D2 is between its analysis
     (day_summary, the checks, the judge: evidence collected under shadow 0%) and its decision."""
-    from rollout_pipeline.decisions import DecisionRequest, make_approval, make_decision
-    from rollout_pipeline.store.rollback import rollback
+    from rollout_pipeline.decision_requests import Approval, Force, Guardrail
+    from rollout_pipeline.decisions import make_approval, make_decision, manual_rollback
 
     if kind in ("approve", "reject"):
-        make_approval(engine, DecisionRequest("m", D1, "ana (cli)", reason="reviewed", source="approval",
-                                              verdict=kind, today=D2))
+        make_approval(engine, Approval("m", D1, "ana (cli)", kind, "reviewed", today=D2))
     elif kind == "force":
-        make_decision(engine, DecisionRequest("m", D2, "bo (cli)", force="hold", reason="campaign week"))
+        make_decision(engine, Force("m", D2, "bo (cli)", "hold", "campaign week"))
     elif kind == "rollback":
         with engine.begin() as conn:
-            rollback(conn, "m", "alerts from the payments team", actor="cy (cli)", day=TONIGHT)
+            manual_rollback(conn, "m", "alerts from the payments team", actor="cy (cli)", day=TONIGHT)
     elif kind == "guardrail":
-        make_decision(engine, DecisionRequest("m", TONIGHT, "guardrail", source="guardrail",
-                                              alarms=("errors: e-value 1e6 >= 1000",)))
+        make_decision(engine, Guardrail("m", TONIGHT, ("errors: e-value 1e6 >= 1000",)))
 
 
 # kind -> (how the night's run of D2 ends, words of its refusal, the rollout's state afterwards)
@@ -262,8 +260,9 @@ def test_approve_reject_force_rollback_or_guardrail_racing_the_nightly_run(pg_ur
         first = run_day("m", D1, instance=instance)
     assert (first.result["action"], first.result["approval"]) == ("promote", "pending"), first.result
     if kind == "guardrail":  # the guardrail acts on a candidate serving traffic: a forced canary, applied
-        from rollout_pipeline.decisions import DecisionRequest, make_decision
-        make_decision(engine, DecisionRequest("m", D1, "ops", force="promote", reason="serve the canary now"))
+        from rollout_pipeline.decision_requests import Force
+        from rollout_pipeline.decisions import make_decision
+        make_decision(engine, Force("m", D1, "ops", "promote", "serve the canary now"))
 
     real = assets.make_decision
     raced = []
