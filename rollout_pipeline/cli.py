@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-import os
 import sys
 import time
 
@@ -19,7 +18,7 @@ import click
 
 from rollout_pipeline import __version__
 from rollout_pipeline.config import load_settings
-from rollout_pipeline.logs import ENV_LOG_LEVEL, configure_logging
+from rollout_pipeline.logs import configure_logging
 
 log = logging.getLogger("rollout_pipeline.cli")
 
@@ -145,7 +144,7 @@ def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     ctx.meta[VERBOSE] = verbose
     # A quiet terminal: what went wrong, the command's own lines and a progress bar; INFO lines and Python's
     # warnings (Dagster's Preview/Beta, pandas, ...) only with --verbose (or an explicit level).
-    configure_logging(log_level or os.environ.get(ENV_LOG_LEVEL) or ("INFO" if verbose else "WARNING"))
+    configure_logging(log_level, default="INFO" if verbose else "WARNING")
     if not verbose:
         import warnings
 

@@ -43,7 +43,6 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StringConstraints, ValidationError
@@ -53,6 +52,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from rollout_pipeline.config import ServeSettings
 from rollout_pipeline.domain.records import FeedbackRow
 from rollout_pipeline.domain.summary import ABSURD_VALUE
 from rollout_pipeline.serving.outputs import encode_items, json_safe
@@ -65,64 +65,6 @@ MAX_ID_LENGTH = 256
 MAX_JSON_DEPTH = 32
 DRAIN_BYTES = 64 << 20  # of a refused body, read and dropped (never kept) so the answer reaches the client...
 DRAIN_SECONDS = 10.0  # ...for at most this long; past either, the connection is closed (the client may see a reset)
-
-ENV_MAX_BODY = "ROLLOUT_SERVE_MAX_BODY_BYTES"
-ENV_TOKEN = "ROLLOUT_SERVE_TOKEN"
-ENV_FEEDBACK_MAX_AGE = "ROLLOUT_FEEDBACK_MAX_AGE_SECONDS"
-ENV_FEEDBACK_MAX_AHEAD = "ROLLOUT_FEEDBACK_MAX_AHEAD_SECONDS"
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """The HTTP server's limits; ``token`` None means no authentication."""
-
-    max_body_bytes: int = 1_048_576
-    token: str | None = None
-    feedback_max_age: dt.timedelta = dt.timedelta(days=3)
-    feedback_max_ahead: dt.timedelta = dt.timedelta(minutes=5)
-    recent_ids: int = 10_000
-
-    def __repr__(self) -> str:  # the token never shows
-        return (f"ServeSettings(max_body_bytes={self.max_body_bytes}, token={'***' if self.token else None}, "
-                f"feedback_max_age={self.feedback_max_age}, feedback_max_ahead={self.feedback_max_ahead}, "
-                f"recent_ids={self.recent_ids})")
-
-
-class SettingsError(ValueError):
-    """A serving setting in the environment is not usable; the message names it."""
-
-
-_TEN_YEARS = 10 * 366 * 86_400
-
-
-def _positive_number(environ: Mapping[str, str], name: str, default: float, *, integer: bool = False,
-                     most: float = _TEN_YEARS) -> float:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        raise SettingsError(f"{name} must be a {'whole ' if integer else ''}number, got {text[:40]!r}") from None
-    if not (0 < value <= most):
-        raise SettingsError(f"{name} must be > 0 and <= {most:g}, got {text[:40]!r}")
-    return value
-
-
-def serve_settings_from_env(environ: Mapping[str, str]) -> ServeSettings:
-    """ServeSettings from ``ROLLOUT_SERVE_*`` / ``ROLLOUT_FEEDBACK_*`` variables (defaults when unset)."""
-    default = ServeSettings()
-    token = environ.get(ENV_TOKEN) or None
-    return ServeSettings(
-        max_body_bytes=int(_positive_number(environ, ENV_MAX_BODY, default.max_body_bytes, integer=True,
-                                            most=1 << 30)),
-        token=token,
-        feedback_max_age=dt.timedelta(seconds=_positive_number(
-            environ, ENV_FEEDBACK_MAX_AGE, default.feedback_max_age.total_seconds())),
-        feedback_max_ahead=dt.timedelta(seconds=_positive_number(
-            environ, ENV_FEEDBACK_MAX_AHEAD, default.feedback_max_ahead.total_seconds())),
-    )
-
 
 # --- request bodies -------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-SPARK_MASTER_ENV = "ROLLOUT_SPARK_MASTER"
-DEFAULT_MASTER = "local[*]"
+from rollout_pipeline.config import DEFAULT_SPARK_MASTER as DEFAULT_MASTER
+from rollout_pipeline.config import ENV_SPARK_MASTER as SPARK_MASTER_ENV
+
 LOOPBACK = "127.0.0.1"
 
 # Small days are the common case: Spark's default of 200 shuffle partitions would make every
@@ -50,8 +51,9 @@ class SparkUnavailable(RuntimeError):
 
 
 def spark_master(master: str | None = None) -> str:
-    """The master URL to use: the argument, else ``ROLLOUT_SPARK_MASTER``, else ``local[*]``."""
-    chosen = (master or os.environ.get(SPARK_MASTER_ENV) or DEFAULT_MASTER).strip()
+    """The master URL to use: the argument (``Settings.spark_master``, from ``ROLLOUT_SPARK_MASTER``), else
+    ``local[*]``; refused in one line when it is not one Spark takes."""
+    chosen = (master or DEFAULT_MASTER).strip()
     if not (chosen.startswith(("local", "spark://", "sc://", "yarn", "k8s://"))):
         raise SparkUnavailable(f"unsupported Spark master {chosen!r} ({SPARK_MASTER_ENV}): use local[*], "
                                "spark://host:port, sc://host:port, yarn or k8s://...")

@@ -321,7 +321,7 @@ def test_health_is_degraded_while_a_writer_has_set_rows_aside(edge):
 
 
 def test_serving_settings_come_from_the_environment_and_refuse_nonsense():
-    from rollout_pipeline.serving.app import SettingsError, serve_settings_from_env
+    from rollout_pipeline.config import SettingsError, serve_settings_from_env
 
     assert serve_settings_from_env({}) == ServeSettings()
     got = serve_settings_from_env({"ROLLOUT_SERVE_MAX_BODY_BYTES": "2048", "ROLLOUT_SERVE_TOKEN": "hunter2",
