@@ -238,12 +238,12 @@ def test_malformed_bodies_are_refused_with_one_short_line_before_the_model(edge,
 
 
 def test_json_nested_100000_deep_is_400_without_a_recursion_error():
-    from rollout_pipeline.serving.app import _Refused, json_depth, parse_body
+    from rollout_pipeline.serving.bodies import Refused, json_depth, parse_body
 
     deep = b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert json_depth(deep) == 100_001
     assert json_depth(b'{"a": "[[[[{{{{", "b": ["\\"[[["]}') == 2  # brackets inside strings do not count
-    with pytest.raises(_Refused) as refused:
+    with pytest.raises(Refused) as refused:
         parse_body(deep)
     assert refused.value.status == 400
 
