@@ -21,11 +21,12 @@ import sqlalchemy as sa
 
 from rollout_pipeline.config import DEFAULT_SPARK_MASTER, Settings
 from rollout_pipeline.domain.summary import DaySummary
+# Through the module: a test (reliability_tests/test_faults.py) kills the connection inside collect_day.
+from rollout_pipeline.store import summary as summary_store
 from rollout_pipeline.store.lake import LakeUrlError, lake_root
 from rollout_pipeline.store.partitions import analyze_stale_day
 from rollout_pipeline.store.spark import SparkUnavailable, spark_master, spark_session
 from rollout_pipeline.store.spark_summary import collect_day_spark
-from rollout_pipeline.store.summary import collect_day
 
 SourceError = (LakeUrlError, SparkUnavailable)
 
@@ -73,7 +74,7 @@ class DatabaseLogs:
         # Statistics first: a day just loaded would otherwise be planned for a few dozen rows.
         analyzed = analyze_stale_day(engine, "prediction_log", day)
         with engine.connect() as conn:
-            summary = collect_day(conn, model, day, stable, candidate, accuracy_day=accuracy_day)
+            summary = summary_store.collect_day(conn, model, day, stable, candidate, accuracy_day=accuracy_day)
         return Collected(summary, self.kind, analyzed or "statistics were current")
 
 
