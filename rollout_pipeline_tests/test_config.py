@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from rollout_pipeline.config import SettingsError, load_settings
+from rollout_pipeline.config import (
+    DEFAULT_SPARK_MASTER,
+    ENV_LOGS_URL,
+    ENV_SPARK_MASTER,
+    SettingsError,
+    load_settings,
+)
 from rollout_pipeline.sources import DatabaseLogs, LakeLogs, configured_log_source, log_source
+from rollout_pipeline.store import lake, spark
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rollout_pipeline"
 # A read of the environment: os.getenv(...), os.environ.get(...), os.environ[...] not assigned to, environ.get(...)
@@ -54,3 +61,9 @@ def test_one_function_chooses_the_log_source():
     lake.check()  # a good URL and master: nothing to refuse, and Spark is not started
     with pytest.raises(Exception, match="unsupported Spark master"):
         log_source("parquet:///tmp/lake", "mesos://x").check()
+
+
+def test_the_store_names_the_same_variables_as_the_settings():
+    """The store does not import config.py (a lower layer); its messages name the same variables."""
+    assert (lake.LOGS_URL_ENV, spark.SPARK_MASTER_ENV, spark.DEFAULT_MASTER) == (
+        ENV_LOGS_URL, ENV_SPARK_MASTER, DEFAULT_SPARK_MASTER)

@@ -19,9 +19,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from rollout_pipeline.config import DEFAULT_SPARK_MASTER as DEFAULT_MASTER
-from rollout_pipeline.config import ENV_SPARK_MASTER as SPARK_MASTER_ENV
-
+SPARK_MASTER_ENV = "ROLLOUT_SPARK_MASTER"  # read by config.py, which hands the value to spark_session
+DEFAULT_MASTER = "local[*]"
 LOOPBACK = "127.0.0.1"
 
 # Small days are the common case: Spark's default of 200 shuffle partitions would make every
