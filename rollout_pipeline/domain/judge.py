@@ -72,7 +72,6 @@ from rollout_pipeline.domain.mannwhitney import rank_z, scipy_stats, shift_inter
 Classification = Literal["pass", "high", "low", "nodata"]
 Direction = Literal["either", "increase", "decrease"]
 Criticality = Literal["normal", "critical", "report-only"]
-ScoreClassification = Literal["pass", "marginal", "fail"]
 
 CLASSIFICATIONS: tuple[Classification, ...] = get_args(Classification)
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)

@@ -1,4 +1,4 @@
-"""Kayenta's weighted-sum scorer (``WeightedSumScorer.scala``) over classified metrics, and its threshold rule.
+"""Kayenta's weighted-sum scorer (``WeightedSumScorer.scala``) over classified metrics.
 
 Scoring (``score_metrics``)
     ``report-only`` metrics are ignored. Per group, score = pass / (pass + high + low)
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from rollout_pipeline.domain.judge import CLASSIFICATIONS, CRITICALITIES, Classification, Criticality, ScoreClassification
+from rollout_pipeline.domain.judge import CLASSIFICATIONS, CRITICALITIES, Classification, Criticality
 
 NODATA_LIMIT_PERCENT = 50.0
 
@@ -136,18 +136,6 @@ def _total(scored: list[_Scored], groups: list[GroupScore], reasons: list[str]) 
     total = _round_half_up(weighted, 2)
     reasons.append(f"score {total:.2f}: weighted sum of the group scores")
     return total
-
-
-def classify_score(score: float, pass_threshold: float = 95.0, marginal_threshold: float = 75.0) -> ScoreClassification:
-    """Kayenta's threshold rule: pass at or above pass_threshold, marginal at or above marginal_threshold, else fail."""
-    if marginal_threshold > pass_threshold:
-        raise ValueError(f"marginal threshold {marginal_threshold:g} is above pass threshold {pass_threshold:g}")
-    if score >= pass_threshold:
-        return "pass"
-    if score >= marginal_threshold:
-        return "marginal"
-    return "fail"
-
 
 
 @dataclass(frozen=True)

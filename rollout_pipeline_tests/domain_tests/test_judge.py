@@ -25,7 +25,7 @@ import pytest
 
 from rollout_pipeline.domain.judge import classify_metric
 from rollout_pipeline.domain.mannwhitney import EXACT_PAIRS, order_statistics, rank_z
-from rollout_pipeline.domain.scoring import classify_score, score_metrics
+from rollout_pipeline.domain.scoring import score_metrics
 
 # --- Kayenta ClassifierSuite data ---------------------------------------------------------------
 
@@ -497,15 +497,3 @@ def test_score_metrics_refuses_bad_input(metrics, weights):
     with pytest.raises(ValueError):
         score_metrics(metrics, weights)
 
-
-@pytest.mark.parametrize(
-    ("score", "expected"),
-    [(100.0, "pass"), (95.0, "pass"), (94.99, "marginal"), (75.0, "marginal"), (74.99, "fail"), (0.0, "fail")],
-)
-def test_classify_score(score, expected):
-    assert classify_score(score) == expected
-
-
-def test_classify_score_refuses_crossed_thresholds():
-    with pytest.raises(ValueError):
-        classify_score(80.0, pass_threshold=70.0, marginal_threshold=90.0)
