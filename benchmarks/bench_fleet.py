@@ -10,7 +10,7 @@ model, served + shadow pairs, a rollout started for every model):
 
 1. **without Dagster**: one fresh process calls the layers the assets and checks call,
    model by model, on its own copy of the database: ``collect_day`` + ``save_summary``,
-   the three Great Expectations suites the asset checks run (``validate_day`` +
+   the three checks the asset checks run (``day_checks.run_check``: two GX suites, the latency gates; +
    ``save_validation``), ``evaluate`` + ``save_evaluation``, ``make_decision``, and the
    review the decision asset attaches (plots and the HTML report). Per model: the
    process's wall time (interpreter, imports and all) divided by the models;
@@ -77,7 +77,7 @@ def child_direct(models: list[str]) -> dict:
     from rollout_pipeline.store.engine import make_engine
     from rollout_pipeline.store.partitions import analyze_stale_day
     from rollout_pipeline.store.summary import collect_day
-    from rollout_pipeline.validation.suites import SUITES, validate_day
+    from rollout_pipeline.day_checks import CHECKS, run_check
 
     imports = time.perf_counter() - t0
     engine = make_engine(os.environ["ROLLOUT_DATABASE_URL"])
@@ -97,8 +97,8 @@ def child_direct(models: list[str]) -> dict:
             evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage,
                                                       run_id=run_id)
         m1 = time.perf_counter()
-        for name in SUITES:  # one suite per asset check, each stored on its own as the checks do
-            (suite,) = validate_day(summary, stage, rollout.policy, suites=(name,))
+        for name in CHECKS:  # one result per asset check, each stored on its own as the checks do
+            suite = run_check(name, summary, stage, rollout.policy)
             with engine.begin() as conn:
                 evidence_store.save_validation(conn, evidence_id, name, suite)
         m2 = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from rollout_pipeline.config import ENV_DATABASE_URL, ENV_STATE_DIR, embedded_database_url, state_dir
+from rollout_pipeline.config import ENV_DAGSTER_HOME, ENV_DATABASE_URL, ENV_STATE_DIR, embedded_database_url, state_dir
 from rollout_pipeline.domain.policy import PRESETS, Policy, parse_policy
 
 @dataclass(frozen=True)
@@ -75,9 +75,11 @@ def run_demo(days: int = 6, requests: int = DEMO_REQUESTS, echo=click.echo, log_
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     os.environ[ENV_STATE_DIR] = str(folder)
-    os.environ[ENV_DATABASE_URL] = embedded_database_url(folder)
-    os.environ["DAGSTER_HOME"] = str(folder / "dagster")
-    engine = make_engine(os.environ[ENV_DATABASE_URL])
+    database_url = embedded_database_url(folder)
+    # The runs below read their settings from the environment (config.py), as the CLI's would.
+    os.environ[ENV_DATABASE_URL] = database_url
+    os.environ[ENV_DAGSTER_HOME] = str(folder / "dagster")
+    engine = make_engine(database_url)
     upgrade(engine)
     echo(f"demo state: {folder} (SQLite log store + Dagster storage; no server needed)")
 

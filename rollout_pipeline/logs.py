@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 
-ENV_LOG_LEVEL = "ROLLOUT_LOG_LEVEL"
+from rollout_pipeline.config import ENV_LOG_LEVEL, log_level
+
+__all__ = ["ENV_LOG_LEVEL", "configure_logging"]
 
 
-def configure_logging(level: str | None = None) -> None:
-    """Log to stderr as `time level logger: message`; level from ROLLOUT_LOG_LEVEL (default INFO)."""
-    chosen = (level or os.environ.get(ENV_LOG_LEVEL) or "INFO").upper()
+def configure_logging(level: str | None = None, *, default: str = "INFO") -> None:
+    """Log to stderr as `time level logger: message`; level: ``level``, else ROLLOUT_LOG_LEVEL, else ``default``."""
+    chosen = (level or log_level() or default).upper()
     logging.basicConfig(
         level=getattr(logging, chosen, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -18,7 +18,6 @@ are never printed: a webhook's path and query often *are* its secret (Slack's
 from __future__ import annotations
 
 import logging
-import os
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -26,14 +25,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rollout_pipeline.actions import ActionConfigError, TransientActionError, parse_webhook, post_json
+from rollout_pipeline.config import (ENV_NOTIFY_SLACK_WEBHOOK, ENV_NOTIFY_WEBHOOK, ENV_REPORT_BASE_URL,
+                                     ENV_UI_BASE_URL, notification_settings)
 from rollout_pipeline.review.links import partition_url, report_href
 
 log = logging.getLogger(__name__)
 
-ENV_NOTIFY_WEBHOOK = "ROLLOUT_NOTIFY_WEBHOOK"
-ENV_NOTIFY_SLACK_WEBHOOK = "ROLLOUT_NOTIFY_SLACK_WEBHOOK"
-ENV_UI_BASE_URL = "ROLLOUT_UI_BASE_URL"
-ENV_REPORT_BASE_URL = "ROLLOUT_REPORT_BASE_URL"
 
 DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"  # `dagster dev`'s default address
 NOTIFY_TIMEOUT_SECONDS = 10
@@ -256,8 +253,10 @@ def channels_from_environment() -> Channels:
     """The channels the code location's ``notifier`` resource would use now: ROLLOUT_NOTIFY_WEBHOOK,
     ROLLOUT_NOTIFY_SLACK_WEBHOOK, ROLLOUT_UI_BASE_URL, ROLLOUT_REPORT_BASE_URL (empty is unset, as there)."""
 
+    values = notification_settings()
+
     def env(name: str, default: str) -> str:
-        return (os.environ.get(name) or "").strip() or default
+        return values[name] or default
 
     return Channels(webhook_url=env(ENV_NOTIFY_WEBHOOK, ""), slack_webhook_url=env(ENV_NOTIFY_SLACK_WEBHOOK, ""),
                     ui_base_url=env(ENV_UI_BASE_URL, DEFAULT_UI_BASE_URL),

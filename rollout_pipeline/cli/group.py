@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import sys
 
 import click
@@ -11,7 +10,7 @@ import click
 from rollout_pipeline import __version__
 from rollout_pipeline.cli import admin, decide, lake, review, rollout
 from rollout_pipeline.cli.base import VERBOSE, OneLineGroup
-from rollout_pipeline.logs import ENV_LOG_LEVEL, configure_logging
+from rollout_pipeline.logs import configure_logging
 from rollout_pipeline.serving.commands import serve
 from rollout_pipeline.simulate.commands import simulate
 
@@ -34,7 +33,7 @@ def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
     ctx.meta[VERBOSE] = verbose
     # A quiet terminal: what went wrong, the command's own lines and a progress bar; INFO lines and Python's
     # warnings (Dagster's Preview/Beta, pandas, ...) only with --verbose (or an explicit level).
-    configure_logging(log_level or os.environ.get(ENV_LOG_LEVEL) or ("INFO" if verbose else "WARNING"))
+    configure_logging(log_level, default="INFO" if verbose else "WARNING")
     if not verbose:
         import warnings
 

@@ -1,13 +1,14 @@
-"""Validation as asset checks on the day summary; the log-quality suite blocks the decision.
+"""The day's checks (``day_checks``) as asset checks on the day summary; the log-quality suite blocks the decision.
 
-Each check validates the summary stored by ``day_summary`` and stores its suite's
-result with the day's evidence (structured, read by the decision and the review);
-the UI gets the same result as JSON and a table.
+Each check runs on the summary stored by ``day_summary`` (a validation suite, or the
+judge's latency gates) and stores its result with the day's evidence (structured,
+read by the decision and the review); the UI gets the same result as JSON and a table.
 """
 
 
 import dagster as dg
 
+from rollout_pipeline.day_checks import LATENCY, run_check
 from rollout_pipeline.defs.assets import day_summary, stored_evidence
 from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors
 from rollout_pipeline.defs.night import is_range, range_check_evaluations
@@ -17,11 +18,12 @@ from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.review.render import Table, md_table
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.validation.suites import LATENCY, LOG_QUALITY, PREDICTIONS, SuiteResult, validate_day
+from rollout_pipeline.validation.results import SuiteResult
+from rollout_pipeline.validation.suites import LOG_QUALITY, PREDICTIONS
 
 
 def run_suite(context, store: StoreResource, name: str):
-    """Validate the day's stored summary with suite ``name``, store the result, and report it to Dagster: one
+    """Run check ``name`` on the day's stored summary, store the result, and report it to Dagster: one
     result for a run of one partition, one evaluation per partition for a range (defs/night.py)."""
     if is_range(context):
         yield from range_check_evaluations(context, day_summary.key, name,
@@ -32,12 +34,12 @@ def run_suite(context, store: StoreResource, name: str):
 
 
 def suite_result(context, store: StoreResource, name: str, day, model: str) -> dg.AssetCheckResult:
-    """Suite ``name`` on ``model``'s ``day`` as this run stored it; the result is stored with the evidence."""
+    """Check ``name`` on ``model``'s ``day`` as this run stored it; the result is stored with the evidence."""
     with database_errors():
         with store.engine.connect() as conn:
             found = stored_evidence(conn, model, day, context.run.run_id)
             rollout = repo.get_rollout(conn, found.rollout_id)
-        (suite,) = validate_day(found.summary, found.stage, rollout.policy, suites=(name,))
+        suite = run_check(name, found.summary, found.stage, rollout.policy)
         with store.engine.begin() as conn:
             evidence_store.save_validation(conn, found.id, name, suite)
     # A gate with too little data to judge is no pass: the check fails as a warning saying "not judged"

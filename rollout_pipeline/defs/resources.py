@@ -21,18 +21,19 @@ from pydantic import Field, PrivateAttr
 from rollout_pipeline import actions, notify
 from rollout_pipeline.config import (
     DEFAULT_STATE_DIR,
+    DEFAULT_SPARK_MASTER,
     ENV_DATABASE_URL,
     ENV_LOG_RETENTION_DAYS,
+    ENV_LOGS_URL,
+    ENV_SPARK_MASTER,
     ENV_STATE_DIR,
     ENV_TEARDOWN_ATTEMPTS,
     ENV_TEARDOWN_COMMAND,
     ENV_TEARDOWN_WEBHOOK,
     embedded_database_url,
 )
-from rollout_pipeline.sources import LogSource
+from rollout_pipeline.sources import LogSource, log_source
 from rollout_pipeline.store.engine import make_engine
-from rollout_pipeline.store.lake import LOGS_URL_ENV
-from rollout_pipeline.store.spark import DEFAULT_MASTER, SPARK_MASTER_ENV
 
 DEFAULT_TEARDOWN_ATTEMPTS = 3
 
@@ -76,15 +77,15 @@ class LogsResource(dg.ConfigurableResource):
     Java a requirement of every deployment, database-only ones included.
     """
 
-    url: str = Field(default="", description=f"the lake's URL, parquet:///abs/path or s3a://... (from {LOGS_URL_ENV}); "
+    url: str = Field(default="", description=f"the lake's URL, parquet:///abs/path or s3a://... (from {ENV_LOGS_URL}); "
                                              "empty: the store's prediction_log and feedback tables")
-    spark_master: str = Field(default=DEFAULT_MASTER,
-                              description=f"Spark master for the lake (from {SPARK_MASTER_ENV}): local[*], "
+    spark_master: str = Field(default=DEFAULT_SPARK_MASTER,
+                              description=f"Spark master for the lake (from {ENV_SPARK_MASTER}): local[*], "
                                           "spark://host:port or sc://host:port")
 
     @property
     def source(self) -> LogSource:
-        return LogSource(url=self.url.strip(), master=self.spark_master.strip() or DEFAULT_MASTER)
+        return log_source(self.url, self.spark_master)
 
 
 class TeardownAction(dg.ConfigurableResource):
@@ -214,7 +215,7 @@ def store_resource() -> StoreResource:
 
 def logs_resource() -> LogsResource:
     """The logs at ROLLOUT_LOGS_URL read by Spark on ROLLOUT_SPARK_MASTER; unset: the store's own tables."""
-    return LogsResource(url=_env_or(LOGS_URL_ENV, ""), spark_master=_env_or(SPARK_MASTER_ENV, DEFAULT_MASTER))
+    return LogsResource(url=_env_or(ENV_LOGS_URL, ""), spark_master=_env_or(ENV_SPARK_MASTER, DEFAULT_SPARK_MASTER))
 
 
 def teardown_action_resource() -> TeardownAction:

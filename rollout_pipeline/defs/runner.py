@@ -20,7 +20,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from rollout_pipeline.admin import open_engine
-from rollout_pipeline.config import load_settings
+from rollout_pipeline.config import ENV_DAGSTER_HOME, load_settings, log_source_settings
 from rollout_pipeline.decision_requests import day_request
 from rollout_pipeline.decisions import hold_blocked_day, make_decision, refuse_an_older_day
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
@@ -32,7 +32,7 @@ from rollout_pipeline.defs.resources import resources_from_environment, store_en
 from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
 from rollout_pipeline.domain.days import not_over
 from rollout_pipeline.domain.routing import InvalidName, validate_name
-from rollout_pipeline.sources import LogSource, SourceError
+from rollout_pipeline.sources import SourceError, log_source
 from rollout_pipeline.store import rollouts as repo
 from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
 from rollout_pipeline.store.rollouts import RolloutError
@@ -53,10 +53,11 @@ run_retries:
 
 def ensure_dagster_home() -> str:
     """DAGSTER_HOME, defaulting to <state>/dagster (Dagster's own SQLite storage lives there)."""
-    home = os.environ.get("DAGSTER_HOME")
+    settings = load_settings()
+    home = settings.dagster_home
     if not home:
-        home = str(load_settings().state_dir / "dagster")
-        os.environ["DAGSTER_HOME"] = home
+        home = str(settings.state_dir / "dagster")
+        os.environ[ENV_DAGSTER_HOME] = home  # for Dagster itself, which reads it
     os.makedirs(home, exist_ok=True)
     config = os.path.join(home, "dagster.yaml")
     if not os.path.exists(config):
@@ -91,7 +92,7 @@ def check_day(model: str, day: dt.date, engine, force: str | None = None) -> Non
     rollout, or (unless forced) a day older than the latest decided one."""
     try:
         validate_name("model", model)
-        LogSource.from_environment().check()
+        log_source(*log_source_settings()).check()
     except (InvalidName, *SourceError) as exc:
         raise RunFailed(str(exc), None) from None
     with engine.connect() as conn:

@@ -22,7 +22,7 @@ from rollout_pipeline.domain.gates import (
     context_for,
     sample_values,
 )
-from rollout_pipeline.domain.judge import score_metrics
+from rollout_pipeline.domain.scoring import score_metrics
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.pool import pool, pool_info
 from rollout_pipeline.domain.summary import DaySummary

@@ -133,13 +133,46 @@ def _with_slow_factor(pop: Population, spec: RolloutSpec, policy: Policy) -> Pop
                       pop.cand_speed, hi)
 
 
+@dataclass
+class _Night:
+    """One night's draws, request by request (arrays of ``n``), before they become rows."""
+
+    entity: np.ndarray
+    anonymous: np.ndarray
+    cand_serves: np.ndarray
+    seconds: np.ndarray
+    truth: np.ndarray
+    stable_pred: np.ndarray
+    cand_pred: np.ndarray
+    stable_lat: np.ndarray
+    cand_lat: np.ndarray
+    stable_err: np.ndarray
+    cand_err: np.ndarray
+    cand_empty: np.ndarray
+    absurd: np.ndarray
+
+
 def night(spec: RolloutSpec, pop: Population, model: str, day: dt.date, index: int, stage: str, percent: int,
           policy: Policy = Policy()) -> tuple[list[PredictionRow], list[FeedbackRow], bool]:
     """One night's prediction and feedback rows at (stage, percent); whether the fault was on."""
+    # One generator, drawn in a fixed order (requests, then feedback): the night is the seed's.
     rng = np.random.default_rng([spec.seed, 3, index])
     n = spec.requests
     fault_on = spec.fault_on(stage, percent)
     fault = spec.fault if fault_on else None
+    d = _draw_night(spec, pop, rng, n, stage, percent, fault, policy)
+    ts0 = dt.datetime.combine(day, dt.time(), dt.UTC)
+    times = [ts0 + dt.timedelta(seconds=float(s)) for s in d.seconds]
+    cids = [f"{model}-{index}-{k}" for k in range(n)]
+    ents = [None if a else pop.ids[e] for a, e in zip(d.anonymous.tolist(), d.entity.tolist())]
+    rows = _night_rows(spec, model, d, stage, times, cids, ents)
+    feedback = _night_feedback(spec, pop, model, d, rng, n, fault, policy, times, cids)
+    return rows, feedback, fault_on
+
+
+def _draw_night(spec: RolloutSpec, pop: Population, rng: np.random.Generator, n: int, stage: str, percent: int,
+                fault: str | None, policy: Policy) -> _Night:
+    """Who asks, who serves, the true outcomes, both models' answers and latencies, with the fault if it is on."""
     entity = rng.choice(len(pop.weight), size=n, p=pop.weight)
     anonymous = rng.random(n) < 0.1
     bucket = np.where(anonymous, rng.integers(0, 10_000, n), pop.bucket[entity])
@@ -169,22 +202,24 @@ def night(spec: RolloutSpec, pop: Population, model: str, day: dt.date, index: i
         cand_pred = np.where(absurd, rng.choice([-1e6, 1e6], n), cand_pred)
     else:
         absurd = np.zeros(n, bool)
+    return _Night(entity, anonymous, cand_serves, seconds, truth, stable_pred, cand_pred, stable_lat, cand_lat,
+                  stable_err, cand_err, cand_empty, absurd)
 
-    ts0 = dt.datetime.combine(day, dt.time(), dt.UTC)
-    times = [ts0 + dt.timedelta(seconds=float(s)) for s in seconds]
-    cids = [f"{model}-{index}-{k}" for k in range(n)]
-    ents = [None if a else pop.ids[e] for a, e in zip(anonymous.tolist(), entity.tolist())]
 
-    def label(pred: float, odd: bool = False) -> str:
-        return "\u00bf?" if odd else ("high" if pred > 150.0 else "low")
+def _label(pred: float, odd: bool = False) -> str:
+    return "\u00bf?" if odd else ("high" if pred > 150.0 else "low")
 
+
+def _night_rows(spec: RolloutSpec, model: str, d: _Night, stage: str, times: list, cids: list[str],
+                ents: list) -> list[PredictionRow]:
+    """Each request's served row and, where the stage mirrors, the other model's shadow answer."""
     def row(i: int, variant: str, served: bool, lat: float, err: bool, pred: float, empty: bool = False,
             odd: bool = False) -> PredictionRow:
         status = "error" if err else ("timeout" if not served and lat > 300 else "ok")
         if status != "ok" or empty:
             p, lab = None, None
         elif spec.labels:
-            p, lab = None, label(pred, odd)
+            p, lab = None, _label(pred, odd)
         else:
             p, lab = float(pred), None
         return PredictionRow(cids[i], times[i], model, variant, served, ents[i],
@@ -193,18 +228,24 @@ def night(spec: RolloutSpec, pop: Population, model: str, day: dt.date, index: i
     mirror = stage != "canary" or spec.mirrored
     rows: list[PredictionRow] = []
     c, s = spec.candidate, spec.stable
-    for i in range(n):
-        if cand_serves[i]:
-            rows.append(row(i, c, True, cand_lat[i], cand_err[i], cand_pred[i], cand_empty[i], absurd[i]))
+    for i in range(len(cids)):
+        if d.cand_serves[i]:
+            rows.append(row(i, c, True, d.cand_lat[i], d.cand_err[i], d.cand_pred[i], d.cand_empty[i], d.absurd[i]))
             if mirror:  # the old stable in production, the stable in canary
-                rows.append(row(i, s, False, stable_lat[i], stable_err[i], stable_pred[i]))
+                rows.append(row(i, s, False, d.stable_lat[i], d.stable_err[i], d.stable_pred[i]))
         else:
-            rows.append(row(i, s, True, stable_lat[i], stable_err[i], stable_pred[i]))
+            rows.append(row(i, s, True, d.stable_lat[i], d.stable_err[i], d.stable_pred[i]))
             if stage == "shadow" or (stage == "canary" and spec.mirrored):
-                rows.append(row(i, c, False, cand_lat[i], cand_err[i], cand_pred[i], cand_empty[i], absurd[i]))
-    # Feedback: complaints on served answers; actual outcomes for 60% of requests within a day.
+                rows.append(row(i, c, False, d.cand_lat[i], d.cand_err[i], d.cand_pred[i], d.cand_empty[i],
+                                d.absurd[i]))
+    return rows
+
+
+def _night_feedback(spec: RolloutSpec, pop: Population, model: str, d: _Night, rng: np.random.Generator, n: int,
+                    fault: str | None, policy: Policy, times: list, cids: list[str]) -> list[FeedbackRow]:
+    """Complaints on served answers; actual outcomes for 60% of requests within a day."""
     extra = spec.size * policy.complaint_detectable if fault == "complaints" else 0.0
-    p_complaint = pop.complaint_p[entity] + np.where(cand_serves, extra, 0.0)
+    p_complaint = pop.complaint_p[d.entity] + np.where(d.cand_serves, extra, 0.0)
     complained = rng.random(n) < np.minimum(p_complaint, 1.0)
     feedback = [FeedbackRow(cids[i], times[i] + dt.timedelta(minutes=5), model, "complaint", 1.0, None)
                 for i in np.flatnonzero(complained)]
@@ -213,7 +254,7 @@ def night(spec: RolloutSpec, pop: Population, model: str, day: dt.date, index: i
         for i in np.flatnonzero(rng.random(n) < 0.6):
             when = times[i] + dt.timedelta(seconds=float(delay[i]))
             if spec.labels:
-                feedback.append(FeedbackRow(cids[i], when, model, "actual", None, label(truth[i])))
+                feedback.append(FeedbackRow(cids[i], when, model, "actual", None, _label(d.truth[i])))
             else:
-                feedback.append(FeedbackRow(cids[i], when, model, "actual", float(truth[i]), None))
-    return rows, feedback, fault_on
+                feedback.append(FeedbackRow(cids[i], when, model, "actual", float(d.truth[i]), None))
+    return feedback

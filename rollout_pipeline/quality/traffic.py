@@ -71,11 +71,46 @@ class DaySpec:
         return percent / 100 if stage == "canary" else 0.0
 
 
+@dataclass
+class _Draws:
+    """The day's draws, request by request (arrays of ``n``), before they become rows."""
+
+    entity: np.ndarray
+    anonymous: np.ndarray
+    complaint_p: np.ndarray  # per entity
+    seconds: np.ndarray
+    truth: np.ndarray
+    stable_pred: np.ndarray
+    cand_pred: np.ndarray
+    cand_serves: np.ndarray
+    stable_lat: np.ndarray
+    cand_lat: np.ndarray
+    stable_err: np.ndarray
+    cand_err: np.ndarray
+    cand_null: np.ndarray
+    complaint_mult: float = 1.0
+
+
+STABLE_SIGMA = 35.0
+
+
 def generate(spec: DaySpec, model: str) -> tuple[list[PredictionRow], list[FeedbackRow], dict]:
     """The day's prediction and feedback rows for ``model``, and what was drawn (sizes of the fault)."""
+    # One generator, drawn in a fixed order (the steps below, in turn): the day is the seed's.
     rng = np.random.default_rng(spec.seed)
     n = spec.requests
-    drawn: dict = {}
+    draws = _draw_requests(spec, rng, n)
+    drawn = _apply_fault(draws, spec.fault, rng, n)
+    ts0 = dt.datetime.combine(spec.day, dt.time(), dt.UTC)
+    times = [ts0 + dt.timedelta(seconds=float(s)) for s in draws.seconds]
+    ids = [uuid.UUID(int=int(x)).hex for x in rng.integers(0, 2**63, n)]
+    ents = [None if a else f"u{e}" for a, e in zip(draws.anonymous.tolist(), draws.entity.tolist())]
+    rows = _prediction_rows(spec, model, draws, rng, n, drawn, times, ids, ents)
+    return rows, _feedback_rows(spec, model, draws, rng, n, times, ids), drawn
+
+
+def _draw_requests(spec: DaySpec, rng: np.random.Generator, n: int) -> _Draws:
+    """Entities, request times, true outcomes, both models' predictions and latencies, who serves, errors."""
     # Entities: a heavy-tailed number of requests each (mean ~8), 10% anonymous requests.
     population = max(30, n // 8)
     weight = rng.lognormal(0.0, 1.2, population)
@@ -88,9 +123,8 @@ def generate(spec: DaySpec, model: str) -> tuple[list[PredictionRow], list[Feedb
     # Requests: when, the true outcome, each model's prediction.
     seconds = np.sort(rng.uniform(0, 86_400, n))
     truth = 150.0 + 40.0 * level[entity] + rng.normal(0, 30.0, n)
-    stable_sigma = 35.0
-    cand_sigma = stable_sigma * rng.uniform(0.9, 1.05)
-    stable_pred = truth + rng.normal(0, stable_sigma, n)
+    cand_sigma = STABLE_SIGMA * rng.uniform(0.9, 1.05)
+    stable_pred = truth + rng.normal(0, STABLE_SIGMA, n)
     cand_pred = truth + rng.normal(0, cand_sigma, n)
     # Who serves: sticky by entity bucket in canary; anonymous requests get a random bucket.
     bucket = np.where(anonymous, rng.integers(0, 10_000, n), (entity * 2_654_435_761) % 10_000)
@@ -106,51 +140,56 @@ def generate(spec: DaySpec, model: str) -> tuple[list[PredictionRow], list[Feedb
     cand_lat = base * rng.uniform(0.95, 1.1) * rng.lognormal(0, 0.1, n)
     stable_err = rng.random(n) < 0.002
     cand_err = rng.random(n) < 0.002
-    cand_null = np.zeros(n, bool)
-    complaint_mult = 1.0
-    fault = spec.fault
+    return _Draws(entity, anonymous, complaint_p, seconds, truth, stable_pred, cand_pred, cand_serves, stable_lat,
+                  cand_lat, stable_err, cand_err, cand_null=np.zeros(n, bool))
+
+
+def _apply_fault(d: _Draws, fault: str | None, rng: np.random.Generator, n: int) -> dict:
+    """The candidate's fault drawn into ``d`` (the faults that change answers); what was drawn, by name."""
+    drawn: dict = {}
     if fault == "latency":
         drawn["factor"] = f = rng.uniform(2.0, 4.0)
-        cand_lat = cand_lat * f
+        d.cand_lat = d.cand_lat * f
     elif fault == "errors":
         drawn["rate"] = r = rng.uniform(0.05, 0.30)
-        cand_err |= rng.random(n) < r
+        d.cand_err |= rng.random(n) < r
     elif fault == "error_burst":
         start = rng.uniform(6, 16) * 3600
         drawn["start_hour"] = start / 3600
         drawn["hours"] = hours = rng.uniform(2, 4)
-        cand_err |= (seconds >= start) & (seconds < start + hours * 3600) & (rng.random(n) < 0.5)
+        d.cand_err |= (d.seconds >= start) & (d.seconds < start + hours * 3600) & (rng.random(n) < 0.5)
     elif fault == "shifted":
         drawn["sd"] = k = rng.uniform(1.0, 2.0) * rng.choice([-1, 1])
-        cand_pred = cand_pred + k * np.std(stable_pred)
+        d.cand_pred = d.cand_pred + k * np.std(d.stable_pred)
     elif fault == "extreme":
         drawn["share"] = s = rng.uniform(0.01, 0.05)
         hit = rng.random(n) < s
-        cand_pred = np.where(hit, rng.choice([-1e6, 1e6], n), cand_pred)
+        d.cand_pred = np.where(hit, rng.choice([-1e6, 1e6], n), d.cand_pred)
     elif fault == "null":
         drawn["share"] = s = rng.uniform(0.10, 0.20)
-        cand_null = rng.random(n) < s
+        d.cand_null = rng.random(n) < s
     elif fault == "inaccurate":
         drawn["factor"] = f = rng.uniform(3.0, 6.0)
-        cand_pred = truth + rng.normal(0, stable_sigma * f, n)
+        d.cand_pred = d.truth + rng.normal(0, STABLE_SIGMA * f, n)
     elif fault == "complaints":
-        drawn["factor"] = complaint_mult = rng.uniform(4.0, 8.0)
+        drawn["factor"] = d.complaint_mult = rng.uniform(4.0, 8.0)
+    return drawn
 
-    def label_of(pred):
-        return np.where(pred > 150.0, "high", "low")
 
-    ts0 = dt.datetime.combine(spec.day, dt.time(), dt.UTC)
-    times = [ts0 + dt.timedelta(seconds=float(s)) for s in seconds]
-    ids = [uuid.UUID(int=int(x)).hex for x in rng.integers(0, 2**63, n)]
-    ents = [None if a else f"u{e}" for a, e in zip(anonymous.tolist(), entity.tolist())]
-    rows: list[PredictionRow] = []
+def _label_of(pred):
+    return np.where(pred > 150.0, "high", "low")
+
+
+def _prediction_rows(spec: DaySpec, model: str, d: _Draws, rng: np.random.Generator, n: int, drawn: dict,
+                     times: list, ids: list[str], ents: list) -> list[PredictionRow]:
+    """Each request's served row and its shadow twin, then the logging faults (missing, orphan, duplicates)."""
     keep_shadow = np.ones(n, bool)
-    if fault == "missing":
+    if spec.fault == "missing":
         drawn["answered"] = a = rng.uniform(0.10, 0.50)
         keep_shadow = rng.random(n) < a
-    s_lab, c_lab = label_of(stable_pred), label_of(cand_pred)
-    if fault == "extreme":  # a classifier's absurd answer: a label it was never trained to give
-        c_lab = np.where(np.abs(cand_pred) >= 1e6, "\u00bf?", c_lab)
+    s_lab, c_lab = _label_of(d.stable_pred), _label_of(d.cand_pred)
+    if spec.fault == "extreme":  # a classifier's absurd answer: a label it was never trained to give
+        c_lab = np.where(np.abs(d.cand_pred) >= 1e6, "\u00bf?", c_lab)
 
     def row(i, variant, served, lat, err, pred, lab, null=False):
         status = "error" if err else ("timeout" if not served and lat > 300 else "ok")
@@ -163,29 +202,34 @@ def generate(spec: DaySpec, model: str) -> tuple[list[PredictionRow], list[Feedb
         return PredictionRow(ids[i], times[i], model, variant, served, ents[i], float(min(lat, 300.0) if not served
                                                                                      else lat), status, p, label)
 
+    rows: list[PredictionRow] = []
     for i in range(n):
-        cs = bool(cand_serves[i])
-        if spec.stage == "production" or cs:
-            rows.append(row(i, spec.candidate, True, cand_lat[i], cand_err[i], cand_pred[i], c_lab[i], cand_null[i]))
-            rows.append(row(i, spec.stable, False, stable_lat[i], stable_err[i], stable_pred[i], s_lab[i]))
+        cand = (d.cand_lat[i], d.cand_err[i], d.cand_pred[i], c_lab[i], d.cand_null[i])
+        if spec.stage == "production" or bool(d.cand_serves[i]):
+            rows.append(row(i, spec.candidate, True, *cand))
+            rows.append(row(i, spec.stable, False, d.stable_lat[i], d.stable_err[i], d.stable_pred[i], s_lab[i]))
         else:
-            rows.append(row(i, spec.stable, True, stable_lat[i], stable_err[i], stable_pred[i], s_lab[i]))
+            rows.append(row(i, spec.stable, True, d.stable_lat[i], d.stable_err[i], d.stable_pred[i], s_lab[i]))
             if spec.stage == "shadow" and keep_shadow[i]:
-                rows.append(row(i, spec.candidate, False, cand_lat[i], cand_err[i], cand_pred[i], c_lab[i],
-                                cand_null[i]))
-    if fault == "orphan":
-        for k in range(100):
+                rows.append(row(i, spec.candidate, False, *cand))
+    if spec.fault == "orphan":
+        for _ in range(100):
             i = int(rng.integers(0, n))
             rows.append(PredictionRow(uuid.uuid4().hex, times[i], model, spec.candidate, True, ents[i], 9.0, "ok",
-                                      None if spec.labels else float(cand_pred[i]), "high" if spec.labels else None))
-    if fault == "duplicates":
+                                      None if spec.labels else float(d.cand_pred[i]), "high" if spec.labels else None))
+    if spec.fault == "duplicates":
         cand_rows = [r for r in rows if r.variant == spec.candidate]
         for k in rng.choice(len(cand_rows), size=min(30, len(cand_rows)), replace=False):
             rows.append(cand_rows[int(k)])
-    # Feedback: complaints on served answers, outcomes for 60% of served requests within a day.
+    return rows
+
+
+def _feedback_rows(spec: DaySpec, model: str, d: _Draws, rng: np.random.Generator, n: int, times: list,
+                   ids: list[str]) -> list[FeedbackRow]:
+    """Complaints on served answers, outcomes for 60% of served requests within a day."""
     feedback: list[FeedbackRow] = []
-    served_by_cand = (cand_serves | (spec.stage == "production"))
-    p_complaint = complaint_p[entity] * np.where(served_by_cand, complaint_mult, 1.0)
+    served_by_cand = (d.cand_serves | (spec.stage == "production"))
+    p_complaint = d.complaint_p[d.entity] * np.where(served_by_cand, d.complaint_mult, 1.0)
     complained = rng.random(n) < np.minimum(p_complaint, 1.0)
     with_actual = rng.random(n) < 0.6
     delay = rng.exponential(6 * 3600, n)
@@ -194,10 +238,10 @@ def generate(spec: DaySpec, model: str) -> tuple[list[PredictionRow], list[Feedb
     for i in np.flatnonzero(with_actual):
         when = times[i] + dt.timedelta(seconds=float(min(delay[i], 86_400)))
         if spec.labels:
-            feedback.append(FeedbackRow(ids[i], when, model, "actual", None, str(label_of(truth[i:i + 1])[0])))
+            feedback.append(FeedbackRow(ids[i], when, model, "actual", None, str(_label_of(d.truth[i:i + 1])[0])))
         else:
-            feedback.append(FeedbackRow(ids[i], when, model, "actual", float(truth[i]), None))
-    return rows, feedback, drawn
+            feedback.append(FeedbackRow(ids[i], when, model, "actual", float(d.truth[i]), None))
+    return feedback
 
 
 def stage_state(stage: str) -> tuple[str, int]:

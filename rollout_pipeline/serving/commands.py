@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import logging
-import os
 
 import click
 
@@ -73,25 +72,37 @@ def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_
     """
     import uvicorn
 
-    from rollout_pipeline.config import load_settings
-    from rollout_pipeline.serving.app import SettingsError, create_app, serve_settings_from_env
-    from rollout_pipeline.serving.router import NoRouting, Router, StoreUnavailable
-    from rollout_pipeline.serving.split import UnusableRouting
-    from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
-    from rollout_pipeline.store.engine import DatabaseUrlError, make_engine, redact
-    from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
+    from rollout_pipeline.config import SettingsError, load_serve_settings, load_settings
+    from rollout_pipeline.serving.app import create_app
 
     settings = load_settings()
     try:
-        serve_settings = serve_settings_from_env(os.environ)
+        serve_settings = load_serve_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     if not serve_settings.token and not is_loopback(host) and not insecure:
         raise click.ClickException(
             f"refusing to serve on {host} without authentication: set ROLLOUT_SERVE_TOKEN (clients send "
             "'Authorization: Bearer <token>'), or pass --insecure on a network you trust")
+    engine = _migrated_engine(settings.database_url)
+    available = load_registry(registry)
+    unknown = sorted(set(models) - set(available))
+    if unknown:
+        raise click.ClickException(f"not in the registry: {', '.join(unknown)} (it has: {', '.join(sorted(available))})")
+    routers, feedback_writer = _start_routers(engine, available, models, settings.state_dir,
+                                              refresh_seconds=refresh_seconds, shadow_timeout_ms=shadow_timeout_ms)
+    _announce(routers, host, port, authenticated=bool(serve_settings.token))
+    app = create_app(routers, feedback_writer=feedback_writer, settings=serve_settings)
+    uvicorn.run(app, host=host, port=port, log_level=logging.getLevelName(logging.getLogger().level).lower())
+
+
+def _migrated_engine(database_url: str):
+    """The store's engine, refused in one line when the URL is unusable or the schema is not current."""
+    from rollout_pipeline.store.engine import DatabaseUrlError, make_engine
+    from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
+
     try:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(database_url)
     except DatabaseUrlError as exc:
         raise click.ClickException(f"ROLLOUT_DATABASE_URL: {exc}") from exc
     try:
@@ -100,17 +111,24 @@ def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_
     except (SchemaNotCurrent, SchemaRevisionError) as exc:
         engine.dispose()
         raise click.ClickException(str(exc)) from exc
-    available = load_registry(registry)
-    unknown = sorted(set(models) - set(available))
-    if unknown:
-        raise click.ClickException(f"not in the registry: {', '.join(unknown)} (it has: {', '.join(sorted(available))})")
+    return engine
+
+
+def _start_routers(engine, available, models: tuple[str, ...], state_dir, *, refresh_seconds: float,
+                   shadow_timeout_ms: float):
+    """A Router per model served (those named, else every registry model with a routing config) and the
+    feedback writer; on any failure the routers already started are closed."""
+    from rollout_pipeline.serving.router import NoRouting, Router, StoreUnavailable
+    from rollout_pipeline.serving.split import UnusableRouting
+    from rollout_pipeline.serving.writer import LogWriter, SpillFolderInUse
+    from rollout_pipeline.store.engine import redact
+
     routers: dict[str, Router] = {}
     try:
         for name in models or sorted(available):
             try:
                 routers[name] = Router(engine, name, available[name], refresh_seconds=refresh_seconds,
-                                       shadow_timeout_ms=shadow_timeout_ms,
-                                       spill_dir=settings.state_dir / "spill" / name)
+                                       shadow_timeout_ms=shadow_timeout_ms, spill_dir=state_dir / "spill" / name)
             except NoRouting as exc:
                 if models:
                     raise click.ClickException(str(exc)) from exc
@@ -121,18 +139,20 @@ def serve(host: str, port: int, registry: str, models: tuple[str, ...], refresh_
             raise click.ClickException(
                 f"no model of the registry has a routing config in {redact(engine.url)}: start a rollout first "
                 "(or `rollout-pipeline simulate --start-shadow ...` for a demo)")
-        feedback_writer = LogWriter(engine, settings.state_dir / "spill" / "_feedback", kind="feedback",
-                                    name="log-feedback")
+        feedback_writer = LogWriter(engine, state_dir / "spill" / "_feedback", kind="feedback", name="log-feedback")
     except BaseException:
         for router in routers.values():
             router.close()
         raise
+    return routers, feedback_writer
+
+
+def _announce(routers, host: str, port: int, *, authenticated: bool) -> None:
+    """One line per model served (its routing) and one on authentication."""
     for name, router in sorted(routers.items()):
         click.echo(f"serving {name} (routing v{router.config.version}: "
                    + ", ".join(f"{r.variant} {r.role} {r.traffic_percent:g}%{' shadow' if r.shadow else ''}"
                                for r in router.config.routes) + ")")
-    click.echo("authentication: bearer token required on /predict and /feedback" if serve_settings.token else
+    click.echo("authentication: bearer token required on /predict and /feedback" if authenticated else
                "authentication: none (set ROLLOUT_SERVE_TOKEN to require a bearer token)"
                + ("" if is_loopback(host) else f"; --insecure: anyone reaching {host}:{port} may call it"))
-    app = create_app(routers, feedback_writer=feedback_writer, settings=serve_settings)
-    uvicorn.run(app, host=host, port=port, log_level=logging.getLevelName(logging.getLogger().level).lower())

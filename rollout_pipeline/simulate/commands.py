@@ -48,9 +48,9 @@ def simulate(model: str, day, requests: int, scenario: str, seed: int, day_index
     from rollout_pipeline.config import load_settings
     from rollout_pipeline.progress import progress_bar
     from rollout_pipeline.serving.router import NoRouting
-    from rollout_pipeline.simulate.day import parse_knobs, simulate_day, start_shadow_routing
+    from rollout_pipeline.simulate.day import simulate_day, start_shadow_routing
     from rollout_pipeline.simulate.models import UnknownKind
-    from rollout_pipeline.simulate.scenarios import UnknownScenario
+    from rollout_pipeline.simulate.scenarios import UnknownScenario, parse_knobs
     from rollout_pipeline.store.engine import DatabaseUrlError, make_engine
     from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
     from rollout_pipeline.store.lake import LakeWriter

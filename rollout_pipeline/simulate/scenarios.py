@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -111,3 +112,17 @@ def effective_shift(knobs: Knobs, task: str) -> float:
     if task == "regression" or knobs.shift == 0:
         return knobs.shift
     return knobs.shift * _SHIFT_DEFAULTS[task]
+
+
+def parse_knobs(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``["name=value", ...]`` -> {name: float}; raises ValueError on a malformed pair."""
+    out: dict[str, Any] = {}
+    for text in pairs:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"knob {text!r}: expected name=value")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"knob {text!r}: value must be a number") from None
+    return out

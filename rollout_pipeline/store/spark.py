@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-SPARK_MASTER_ENV = "ROLLOUT_SPARK_MASTER"
+SPARK_MASTER_ENV = "ROLLOUT_SPARK_MASTER"  # read by config.py, which hands the value to spark_session
 DEFAULT_MASTER = "local[*]"
 LOOPBACK = "127.0.0.1"
 
@@ -50,8 +50,9 @@ class SparkUnavailable(RuntimeError):
 
 
 def spark_master(master: str | None = None) -> str:
-    """The master URL to use: the argument, else ``ROLLOUT_SPARK_MASTER``, else ``local[*]``."""
-    chosen = (master or os.environ.get(SPARK_MASTER_ENV) or DEFAULT_MASTER).strip()
+    """The master URL to use: the argument (``Settings.spark_master``, from ``ROLLOUT_SPARK_MASTER``), else
+    ``local[*]``; refused in one line when it is not one Spark takes."""
+    chosen = (master or DEFAULT_MASTER).strip()
     if not (chosen.startswith(("local", "spark://", "sc://", "yarn", "k8s://"))):
         raise SparkUnavailable(f"unsupported Spark master {chosen!r} ({SPARK_MASTER_ENV}): use local[*], "
                                "spark://host:port, sc://host:port, yarn or k8s://...")

@@ -1,9 +1,12 @@
 """Great Expectations suites over a day summary and its sample, returned as plain records.
 
-GX 1.x is called directly (dagster-ge supports only GX 0.x). It runs on small
-frames built from the day summary — one row per variant and kind, plus the
-bounded sample — never on the whole day, so its cost does not grow with the
-day's row count. GX is imported lazily: it takes seconds to import.
+Validation checks the day's logs against the log contract and the policy's bounds on
+the candidate's answers; it does not judge (the latency check, which shows the
+judge's gates, is ``day_checks``). GX 1.x is called directly (dagster-ge supports
+only GX 0.x). It runs on small frames built from the day summary (one row per
+variant and kind) and on the bounded sample (one row per logged answer), never on
+the whole day, so its cost does not grow with the day's row count. GX is imported
+lazily: it takes seconds to import.
 """
 
 from __future__ import annotations
@@ -13,86 +16,18 @@ import logging
 import math
 import sys
 import threading
-from dataclasses import dataclass
 
 from rollout_pipeline.domain.formatting import num
-from rollout_pipeline.domain.gates import context_for, latency_distribution
-from rollout_pipeline.domain.gates import latency as latency_gate
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.records import STATUSES
 from rollout_pipeline.domain.summary import ABSURD_VALUE, DaySummary
+from rollout_pipeline.validation.results import ExpectationOutcome, SuiteResult
 
-LOG_QUALITY, LATENCY, PREDICTIONS = "log_quality", "latency_slo", "prediction_distribution"
+__all__ = ["BROKEN_FEEDBACK", "LOG_QUALITY", "PREDICTIONS", "SUITES", "ExpectationOutcome", "SuiteResult",
+           "gx_context", "run_suite", "validate_day"]
+
+LOG_QUALITY, PREDICTIONS = "log_quality", "prediction_distribution"
 BROKEN_FEEDBACK = "every feedback value is a finite number, |x| < {absurd:.0e} (NaN, infinite, absurd: broken)"
-# A latency gate's verdicts that do not find the candidate slower. Too little data ("nodata") is neither a pass
-# nor a latency failure: the check says "not judged" (a failed WARN check, never a green pass).
-LATENCY_NOT_WORSE = ("pass", "low", "n/a")
-NOT_JUDGED = "nodata"
-
-
-@dataclass(frozen=True)
-class ExpectationOutcome:
-    """One expectation's result: passed, failed (data) or errored (the check itself broke)."""
-
-    expectation: str
-    description: str
-    success: bool
-    errored: bool
-    observed: str
-    not_judged: bool = False  # too little data to tell: not a pass, not a failure
-
-    @property
-    def status(self) -> str:
-        if self.errored:
-            return "error"
-        return "pass" if self.success else ("not judged" if self.not_judged else "fail")
-
-
-@dataclass(frozen=True)
-class SuiteResult:
-    """A suite's outcomes; ``blocking`` suites stop the decision when they do not pass."""
-
-    name: str
-    blocking: bool
-    outcomes: tuple[ExpectationOutcome, ...]
-
-    @property
-    def passed(self) -> bool:
-        """Every expectation passed; an expectation not judged (too little data) is no pass."""
-        return all(o.success and not o.errored for o in self.outcomes)
-
-    @property
-    def errored(self) -> bool:
-        return any(o.errored for o in self.outcomes)
-
-    @property
-    def failures(self) -> list[str]:
-        """What failed or errored, in words (an expectation not judged is listed by :attr:`not_judged`)."""
-        return [f"{self.name}: {o.description} ({'ERROR: ' if o.errored else ''}{o.observed})"
-                for o in self.outcomes if o.status in ("fail", "error")]
-
-    @property
-    def not_judged(self) -> list[str]:
-        """Expectations with too little data to tell, and why."""
-        return [f"{self.name}: {o.description} ({o.observed})" for o in self.outcomes if o.status == "not judged"]
-
-    @property
-    def outcome(self) -> str:
-        """passed | failed | not judged (a failure or an error wins over too little data)."""
-        if self.failures:
-            return "failed"
-        return "not judged" if self.not_judged else "passed"
-
-    def summary(self) -> str:
-        """One line naming the counts, e.g. "1 of 2 not judged: ..." or "all 6 passed"."""
-        n = len(self.outcomes)
-        if not n:
-            return "nothing to check on this day"
-        if self.failures:
-            return f"{len(self.failures)} of {n} failed: " + "; ".join(self.failures)
-        if self.not_judged:
-            return f"{len(self.not_judged)} of {n} not judged: " + "; ".join(self.not_judged)
-        return f"all {n} passed"
 
 
 _lock = threading.Lock()
@@ -236,12 +171,11 @@ def _frames(summary: DaySummary):
                 # anyone else's make the comparison unusable.
                 "nonfinite_predictions": 0 if v.variant == summary.candidate_variant else v.nonfinite_predictions,
                 "broken_feedback": v.broken_feedback,
-                "latency_p99": v.latency_p99 if v.latency_p99 is not None else math.nan,
             }
             for v in summary.variants
         ],
         columns=["variant", "served", "requests", "missing_correlation_id", "unknown_status", "invalid_latency",
-                 "nonfinite_predictions", "broken_feedback", "latency_p99"],
+                 "nonfinite_predictions", "broken_feedback"],
     )
     sample = pd.DataFrame(
         [(r.correlation_id, r.variant, r.served, r.latency_ms, r.status, r.prediction) for r in summary.sample],
@@ -299,40 +233,6 @@ def _log_quality(E, summary: DaySummary, stage: str, policy: Policy, groups) -> 
     return SuiteResult(LOG_QUALITY, True, outcomes)
 
 
-def _latency(E, summary: DaySummary, stage: str, policy: Policy, groups) -> SuiteResult:
-    """The decision's own latency gates (``domain.gates``), so the check and the decision never contradict.
-
-    A raw p99 against the SLO would pass a day the decision rolls back for a regression against the
-    stable's p99 (+ the policy's allowance), and fail a day whose p99 bound does not exceed the SLO.
-    """
-    import pandas as pd
-
-    ctx = context_for(summary, stage, policy)
-    gates = [c for c in (latency_gate(ctx), latency_distribution(ctx)) if c is not None]
-    frame = pd.DataFrame([{"gate": c.name, "verdict": c.classification} for c in gates], columns=["gate", "verdict"])
-    if frame.empty:
-        return SuiteResult(LATENCY, False, ())
-    outcomes = []
-    for check in gates:
-        (outcome,) = run_suite(LATENCY, False, frame[frame["gate"] == check.name], [
-            (f"decision's {check.name} gate does not find the candidate slower (p99 bound vs SLO "
-             f"{num(policy.latency_slo_p99_ms, ' ms')} and stable p99 + {num(_pct(policy.latency_regression_allowed), '%')})"
-             if check.name == "latency" else
-             f"decision's {check.name} gate does not find the candidate slower (Mann-Whitney, "
-             f"+{num(_pct(policy.latency_regression_allowed), '%')} allowed)",
-             E.ExpectColumnValuesToBeInSet(column="verdict", value_set=list(LATENCY_NOT_WORSE))),
-        ]).outcomes
-        # What the gate said, not GX's "1 unexpected": the same words as the decision's reasons.
-        observed = outcome.observed if outcome.errored else f"{check.classification}: {check.reason}"
-        outcomes.append(dataclasses.replace(outcome, observed=observed,
-                                            not_judged=check.classification == NOT_JUDGED and not outcome.errored))
-    return SuiteResult(LATENCY, False, tuple(outcomes))
-
-
-def _pct(share: float | None) -> float | None:
-    return None if share is None else 100 * share
-
-
 def _predictions(E, summary: DaySummary, stage: str, policy: Policy, sample) -> SuiteResult:
     cand_sample = sample[(sample["variant"] == summary.candidate_variant) & (sample["served"] == (stage != "shadow"))
                          & sample["prediction"].notna()]
@@ -354,16 +254,15 @@ def _predictions(E, summary: DaySummary, stage: str, policy: Policy, sample) -> 
     return run_suite(PREDICTIONS, False, cand_sample, expectations)
 
 
-SUITES = (LOG_QUALITY, LATENCY, PREDICTIONS)
+SUITES = (LOG_QUALITY, PREDICTIONS)
 
 
 def validate_day(summary: DaySummary, stage: str, policy: Policy, suites: tuple[str, ...] = SUITES) -> list[SuiteResult]:
-    """Run the named suites (default all three: log quality, which blocks; latency SLO; prediction distribution)."""
+    """Run the named suites (default both: log quality, which blocks; prediction distribution)."""
     gx, _ = gx_context()
     groups, sample = _frames(summary)
     runners = {
         LOG_QUALITY: lambda: _log_quality(gx.expectations, summary, stage, policy, groups),
-        LATENCY: lambda: _latency(gx.expectations, summary, stage, policy, groups),
         PREDICTIONS: lambda: _predictions(gx.expectations, summary, stage, policy, sample),
     }
     return [runners[name]() for name in suites]

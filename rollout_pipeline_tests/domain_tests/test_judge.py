@@ -23,13 +23,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rollout_pipeline.domain.judge import (
-    EXACT_PAIRS,
-    _order_statistics,
-    _rank_z,
-    classify_metric,
-    score_metrics,
-)
+from rollout_pipeline.domain.judge import classify_metric
+from rollout_pipeline.domain.mannwhitney import EXACT_PAIRS, order_statistics, rank_z
+from rollout_pipeline.domain.scoring import score_metrics
 
 # --- Kayenta ClassifierSuite data ---------------------------------------------------------------
 
@@ -259,7 +255,7 @@ def test_interval_and_estimate_tie_out_with_r(control, experiment, confidence, r
 def test_rank_statistic_ties_out_with_r(mu, r_z):
     experiment, control = np.sort(ZERO_INFLATED_EXPERIMENT), np.sort(ZERO_INFLATED_CONTROL)
     assert min(experiment) - max(control) == pytest.approx(-3.124999999999986, abs=1e-12)
-    assert _rank_z(experiment, control, mu) == pytest.approx(r_z, abs=1e-6)
+    assert rank_z(experiment, control, mu) == pytest.approx(r_z, abs=1e-6)
 
 
 # --- our own classifier cases --------------------------------------------------------------------
@@ -360,7 +356,7 @@ def test_large_sample_order_statistics_are_exact(kind):
     pairs = differences.size
     ks = sorted({0, 1, pairs // 3, pairs // 2 - 1, pairs // 2, pairs // 2 + 7, pairs - 2, pairs - 1})
     # A budget of 3000 pairs forces the sampled-pivot search (about 1.6e6 pairs here).
-    assert _order_statistics(xs, ys, ks, exact_pairs=3000) == [differences[k] for k in ks]
+    assert order_statistics(xs, ys, ks, exact_pairs=3000) == [differences[k] for k in ks]
 
 
 def test_estimate_above_the_exact_pairs_limit_is_the_median_of_all_differences():
@@ -500,3 +496,4 @@ def test_groups_carry_counts_and_weights():
 def test_score_metrics_refuses_bad_input(metrics, weights):
     with pytest.raises(ValueError):
         score_metrics(metrics, weights)
+

@@ -1,5 +1,8 @@
 """The latency_slo check and the decision's latency gate agree: same summary, same rule, same verdict.
 
+The check shows the judge's latency gates (``day_checks``) without Great Expectations; validation (the GX suites)
+checks the logs against their contract.
+
 A day whose candidate p99 is well under the SLO but far above the stable's p99 (+20%) is rolled back by
 the gate; the check used to compare only the raw p99 with the SLO and said "passed".
 """
@@ -13,7 +16,8 @@ import pytest
 from rollout_pipeline.domain.evaluate import evaluate
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.summary import LATENCY_BINS_PER_E, DaySummary, SampleRow, VariantDay
-from rollout_pipeline.validation.suites import LATENCY, validate_day
+from rollout_pipeline.day_checks import CHECKS, LATENCY, latency_check, run_check
+from rollout_pipeline.validation.suites import SUITES, validate_day
 
 DAY = dt.date(2026, 6, 1)
 N = 2000
@@ -48,7 +52,8 @@ def _summary(stable_ms: float, candidate_ms: float) -> DaySummary:
 def test_the_latency_check_says_what_the_decision_s_latency_gate_says(stable_ms, candidate_ms, passed):
     summary, policy = _summary(stable_ms, candidate_ms), Policy()
     gate = {c.name: c for c in evaluate(summary, "shadow", policy).checks}["latency"]
-    (suite,) = validate_day(summary, "shadow", policy, suites=(LATENCY,))
+    suite = run_check(LATENCY, summary, "shadow", policy)
+    assert suite == latency_check(summary, "shadow", policy) and suite.name == LATENCY and not suite.blocking
     assert suite.passed is passed and not suite.errored
     assert (gate.classification == "pass") is passed
     latency = next(o for o in suite.outcomes if "latency gate" in o.description)
@@ -67,7 +72,7 @@ def test_a_latency_gate_not_judged_is_never_a_pass():
     policy = Policy()
     gate = {c.name: c for c in evaluate(few, "shadow", policy).checks}["latency"]
     assert gate.classification == "nodata"
-    (suite,) = validate_day(few, "shadow", policy, suites=(LATENCY,))
+    suite = latency_check(few, "shadow", policy)
     assert suite.passed is False and suite.outcome == "not judged" and suite.failures == []
     assert any(gate.reason in x for x in suite.not_judged)
     assert suite.summary().startswith("2 of 2 not judged: ") and "20 candidate answers" in suite.summary()
@@ -85,3 +90,11 @@ def test_a_log_quality_failure_names_the_column_the_rule_the_count_and_an_exampl
     (failure,) = [f for f in suite.failures if "variant" in f]
     assert "column variant: 1 of 3 rows not one of v1, v2, e.g. v3" in failure, failure
     assert "unexpected" not in failure
+
+
+def test_validation_does_not_judge_and_every_check_runs_by_name():
+    """The GX suites are log quality and the predictions' bounds; the latency check is the judge's, apart."""
+    assert LATENCY not in SUITES and set(CHECKS) == {*SUITES, LATENCY}
+    summary = _summary(10.0, 10.0)
+    assert [s.name for s in validate_day(summary, "shadow", Policy())] == list(SUITES)
+    assert [run_check(name, summary, "shadow", Policy()).name for name in CHECKS] == list(CHECKS)

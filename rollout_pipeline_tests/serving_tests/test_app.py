@@ -238,12 +238,12 @@ def test_malformed_bodies_are_refused_with_one_short_line_before_the_model(edge,
 
 
 def test_json_nested_100000_deep_is_400_without_a_recursion_error():
-    from rollout_pipeline.serving.app import _Refused, json_depth, parse_body
+    from rollout_pipeline.serving.bodies import Refused, json_depth, parse_body
 
     deep = b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert json_depth(deep) == 100_001
     assert json_depth(b'{"a": "[[[[{{{{", "b": ["\\"[[["]}') == 2  # brackets inside strings do not count
-    with pytest.raises(_Refused) as refused:
+    with pytest.raises(Refused) as refused:
         parse_body(deep)
     assert refused.value.status == 400
 
@@ -321,7 +321,7 @@ def test_health_is_degraded_while_a_writer_has_set_rows_aside(edge):
 
 
 def test_serving_settings_come_from_the_environment_and_refuse_nonsense():
-    from rollout_pipeline.serving.app import SettingsError, serve_settings_from_env
+    from rollout_pipeline.config import SettingsError, serve_settings_from_env
 
     assert serve_settings_from_env({}) == ServeSettings()
     got = serve_settings_from_env({"ROLLOUT_SERVE_MAX_BODY_BYTES": "2048", "ROLLOUT_SERVE_TOKEN": "hunter2",
