@@ -29,6 +29,17 @@ def test_the_first_step_asks_only_the_gross_questions():
     assert "prediction_shift" in {g.gate for g in _plan(10_000, False)[2].gates}
 
 
+def test_a_first_step_of_a_handful_of_users_is_warned_even_when_its_average_decides_in_a_week():
+    # 2,000 requests a day from 250 users, no mirrored rows: the 1% step's average (20 answers a night) decides
+    # in days, but it holds about 2.5 users, routed whole: what it serves depends on which ones.
+    steps = _plan(2_000, False)
+    first = steps[1]
+    assert first.nights is not None and first.nights <= 7
+    assert "serves about 2.5 of the model's 250 users" in first.warning and "a larger first step" in first.warning
+    assert not steps[2].warning  # 20%: about 50 users
+    assert not _plan(2_000, True)[1].warning  # mirrored: the model's answers are the whole day's
+
+
 def test_a_small_service_without_mirroring_is_warned_and_told_what_would_help():
     steps = _plan(300, False)
     first = steps[1]
