@@ -94,6 +94,7 @@ class SparkScans:
         self.root = root
         self._days: dict[tuple[str, dt.date], object] = {}
         self._unbucketed: dict[tuple[str, dt.date], int] = {}  # rows without a stored sample bucket, per day read
+        self._present: dict[tuple[str, dt.date], set[Key]] = {}  # the (variant, served) populations with rows
 
     # --- reading the layout ----------------------------------------------------------------------
 
@@ -175,6 +176,7 @@ class SparkScans:
             FROM {{day}} GROUP BY variant, served, {bucket}""",
             day=self._day(model_name, day), absurd=ABSURD_VALUE, bins_per_e=float(LATENCY_BINS_PER_E)).collect()
         self._unbucketed[(model_name, day)] = sum(int(r.unbucketed) for r in rows)
+        self._present[(model_name, day)] = {(r.variant, bool(r.served)) for r in rows}
         return [GroupRow(r.variant, bool(r.served), None if r.b is None else int(r.b), *r[3:-1]) for r in rows]
 
     def finite_moments(self, model_name: str, day: dt.date) -> list[Moments]:
@@ -188,6 +190,7 @@ class SparkScans:
         rows = self._sql("SELECT variant, served, count(*) AS n, count(*) - count(sample_bucket) AS unbucketed "
                          "FROM {day} GROUP BY variant, served", day=self._day(model_name, day)).collect()
         self._unbucketed[(model_name, day)] = sum(int(r.unbucketed) for r in rows)
+        self._present[(model_name, day)] = {(r.variant, bool(r.served)) for r in rows}
         return {(r.variant, bool(r.served)): int(r.n) for r in rows}
 
     def prediction_bins(self, model_name: str, day: dt.date, edges: tuple[float, ...]) -> list[CountRow]:
@@ -213,6 +216,9 @@ class SparkScans:
         sample's rows, which the other parts return).
         """
         params: dict[str, object] = {"absurd": ABSURD_VALUE, "candidate": candidate}
+        present = self._present.get((model_name, day))
+        if present is not None:  # the other populations' thresholds (whole) would make every row group match
+            thresholds = {key: t for key, t in thresholds.items() if key in present}
         stored, hashed = [], []
         for i, ((variant, served), threshold) in enumerate(sorted(thresholds.items())):
             params[f"v{i}"], params[f"s{i}"], params[f"t{i}"] = variant, bool(served), int(threshold)

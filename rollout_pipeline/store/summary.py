@@ -49,6 +49,9 @@ from rollout_pipeline.store.tables import feedback, prediction_log
 log = logging.getLogger(__name__)
 
 STABLE_ANSWER_WINDOW = dt.timedelta(minutes=1)  # an extreme's stable answer is searched this close in time
+# The (model_name, sample_bucket, ts) index holds the rows of buckets below this (migration 0008): the samples of
+# days of more than 100,000 requests per population. A query uses it only when its WHERE says so with this literal.
+INDEXED_BUCKETS = 1_000
 
 
 class hash_bucket(FunctionElement):
@@ -159,9 +162,11 @@ class SqlScans:
         self.connection = connection
         self.nulls_last = connection.dialect.name == "postgresql"
         self._unbucketed: dict[tuple[str, dt.date], int] = {}  # rows without a stored sample bucket, per day read
+        self._present: dict[tuple[str, dt.date], set[Key]] = {}  # the (variant, served) populations with rows
 
     def grouped_rows(self, model_name, day):
         rows, self._unbucketed[(model_name, day)] = grouped_scan(self.connection, model_name, day)
+        self._present[(model_name, day)] = {(r.variant, r.served) for r in rows}
         return rows
 
     def finite_moments(self, model_name, day):
@@ -169,6 +174,7 @@ class SqlScans:
 
     def variant_counts(self, model_name, day):
         counts, self._unbucketed[(model_name, day)] = variant_scan(self.connection, model_name, day)
+        self._present[(model_name, day)] = set(counts)
         return counts
 
     def prediction_bins(self, model_name, day, edges):
@@ -176,7 +182,8 @@ class SqlScans:
 
     def sample_and_extreme_rows(self, model_name, day, thresholds, candidate, t_hi, t_lo, sample_rows):
         return sample_and_extreme_rows(self.connection, model_name, day, thresholds, candidate, t_hi, t_lo,
-                                       sample_rows, unbucketed=self._unbucketed.get((model_name, day), 1) > 0)
+                                       sample_rows, unbucketed=self._unbucketed.get((model_name, day), 1) > 0,
+                                       present=self._present.get((model_name, day)))
 
     def extreme_side(self, model_name, day, candidate, side, k):
         return extreme_side(self.connection, model_name, day, candidate, side, k)
@@ -315,7 +322,8 @@ def prediction_bins(connection: sa.Connection, model_name: str, day: dt.date,
 
 def sample_and_extreme_rows(connection: sa.Connection, model_name: str, day: dt.date, thresholds: dict[Key, int],
                             candidate: str, t_hi: float | None, t_lo: float | None,
-                            sample_rows: int, *, unbucketed: bool = True) -> tuple[list[LogRow], bool]:
+                            sample_rows: int, *, unbucketed: bool = True,
+                            present: set[Key] | None = None) -> tuple[list[LogRow], bool]:
     """The hash sample's rows and the candidate's rows at or beyond the extreme thresholds, together.
 
     The sample: every row whose correlation id's bucket is below its side's threshold (a
@@ -326,12 +334,16 @@ def sample_and_extreme_rows(connection: sa.Connection, model_name: str, day: dt.
     candidate's outputs) and the rows written without a bucket (``unbucketed``: older rows,
     other writers), whose ids are hashed as before — the same bucket the writer stores, so
     the result is the same whichever way a row got its bucket.
+    ``present``: the populations the day has rows of (the others' thresholds, whole, would widen the
+    index range to every bucket).
     The fetch is capped (LIMIT); if the cap is reached (a degenerate day, e.g. one prediction value repeated
     millions of times) the sample is fetched alone and False says the extremes must be queried.
     """
     p = prediction_log.c
     hb = hash_bucket(p.correlation_id)
     sb = p.sample_bucket
+    if present is not None:
+        thresholds = {key: t for key, t in thresholds.items() if key in present}
     stored = [sa.and_(p.variant == v, p.served == s, sb < t) for (v, s), t in thresholds.items()]
     hashed = [sa.and_(p.variant == v, p.served == s, hb < t) for (v, s), t in thresholds.items()]
     beyond = [c for c in ((p.prediction >= t_hi) if t_hi is not None else None,
@@ -348,8 +360,12 @@ def sample_and_extreme_rows(connection: sa.Connection, model_name: str, day: dt.
     def fetch(with_extremes: bool, limit: int | None) -> list[LogRow]:
         parts = []
         if stored:
+            top = max(thresholds.values())
+            below = sb < top
+            if top <= INDEXED_BUCKETS:  # a literal, so that the planner sees the partial index applies
+                below = sa.and_(below, sb < sa.literal_column(str(INDEXED_BUCKETS)))
             parts.append(sa.select(*columns, sb.label("hb"))
-                         .where(_in_day(model_name, day), sb < max(thresholds.values()), sa.or_(*stored)))
+                         .where(_in_day(model_name, day), below, sa.or_(*stored)))
         scanned = ([sa.and_(sb.is_(None), sa.or_(*hashed))] if unbucketed and hashed else []) + (
             extremes if with_extremes else [])
         if scanned:
