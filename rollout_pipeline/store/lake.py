@@ -26,7 +26,6 @@ root's path is taken literally (no percent-decoding): ``parquet:///data/my logs`
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import urllib.parse
 import uuid
@@ -152,7 +151,7 @@ class LakeWriter:
         self._batch_rows = batch_rows
         self._buffers: dict[tuple[str, dt.date], list[tuple]] = {}
         # prediction_log rows with their bucket, per (day, band), until a band has a row group's worth
-        self._bands: dict[tuple[dt.date, int], list[tuple]] = {}
+        self._bands: dict[tuple[dt.date, int], list[Any]] = {}  # pyarrow tables
         self._writers: dict[tuple[str, dt.date], tuple[Any, str, str]] = {}
         self._replaced: dict[str, None] = {}  # old files to delete at close (ordered set)
         self.rows_written: dict[str, int] = dict.fromkeys(TABLES, 0)
@@ -227,32 +226,50 @@ class LakeWriter:
     def _flush(self, key: tuple[str, dt.date], *, final: bool = False) -> None:
         rows = self._buffers.pop(key, [])
         table, day = key
-        if table == "prediction_log":
-            # Each row's bucket, then each row into its band; a band is written when it has a row group's worth.
-            bands = self._bands
-            for row, bucket in zip(rows, xxhash64_buckets([r[0] for r in rows])):
-                band = 0 if bucket is None else bisect.bisect_right(BUCKET_BANDS, bucket) - 1
-                bands.setdefault((day, band), []).append((*row, bucket))
-            for band in range(len(BUCKET_BANDS)):
-                held = bands.get((day, band), [])
-                while len(held) >= self._batch_rows or (final and held):
-                    group, held = held[:self._batch_rows], held[self._batch_rows:]
-                    self._write_group(key, group, COLUMNS[table] + ("sample_bucket",))
+        if table != "prediction_log":
+            if rows:
+                self._write_group(key, self._table(table, rows))
+            return
+        # Each row's bucket, then the rows of each band apart; a band is written when it has a row group's worth.
+        import numpy as np
+
+        bands = self._bands
+        if rows:
+            buckets = xxhash64_buckets([r[0] for r in rows])
+            batch = self._table(table, rows, buckets)
+            band_of = np.searchsorted(BUCKET_BANDS, [0 if b is None else b for b in buckets], side="right") - 1
+            for band in np.unique(band_of).tolist():
+                bands.setdefault((day, band), []).append(batch.take(np.flatnonzero(band_of == band)))
+        for band in range(len(BUCKET_BANDS)):
+            held = bands.pop((day, band), [])
+            count = sum(t.num_rows for t in held)
+            if not held or (count < self._batch_rows and not final):
                 if held:
                     bands[(day, band)] = held
-                else:
-                    bands.pop((day, band), None)
-            return
-        if rows:
-            self._write_group(key, rows, COLUMNS[table])
+                continue
+            whole = self._pa.concat_tables(held)
+            start = 0
+            while count - start >= self._batch_rows or (final and start < count):
+                self._write_group(key, whole.slice(start, self._batch_rows))
+                start += self._batch_rows
+            if start < count:
+                bands[(day, band)] = [whole.slice(start)]
 
-    def _write_group(self, key: tuple[str, dt.date], rows: list[tuple], columns: tuple[str, ...]) -> None:
-        table, day = key
+    def _table(self, table: str, rows: list[tuple], buckets: list[int | None] | None = None):
+        """Rows (tuples in the contract's order) as a pyarrow table of the lake's schema."""
         pa = self._pa
         schema = arrow_schema(table)
-        rows.sort(key=_model_then_ts)
-        batch = pa.table({name: pa.array([r[i] for r in rows], type=schema.field(name).type)
-                          for i, name in enumerate(columns)}, schema=schema)
+        columns = dict(zip(COLUMNS[table], zip(*rows)))
+        if buckets is not None:
+            columns["sample_bucket"] = buckets
+        return pa.table({name: pa.array(columns[name], type=schema.field(name).type) for name in schema.names},
+                        schema=schema)
+
+    def _write_group(self, key: tuple[str, dt.date], batch) -> None:
+        """Write one row group, sorted by model then ts (a stable sort: equal keys keep their order)."""
+        table, day = key
+        batch = batch.sort_by([("model_name", "ascending"), ("ts", "ascending")])
+        schema = batch.schema
         if key not in self._writers:
             folder = self._dir(table, day)
             self._fs.create_dir(folder, recursive=True)
@@ -293,10 +310,6 @@ class LakeWriter:
         for hidden, final in parts:
             self._fs.move(hidden, final)
             self.files.append(final)
-
-
-def _model_then_ts(row: tuple) -> tuple:
-    return row[2], row[1]  # model_name, ts: the same positions in both tables
 
 
 def _visible(path: str) -> bool:
