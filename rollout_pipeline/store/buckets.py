@@ -14,8 +14,10 @@ database they write to, Spark's for the lake), so a row's sample membership is t
 whether its bucket was stored or is hashed when read, and a day mixing both kinds of rows is
 sampled exactly as before. ``hashtext`` is PostgreSQL's ``hash_bytes`` (Bob Jenkins' lookup3,
 little-endian byte order) and ``xxhash64`` Spark's XXH64; both are computed here with numpy on
-a whole column at once (ids grouped by byte length), and checked against the engines by
-``store_tests/test_buckets.py``.
+a whole column at once (ids grouped by byte length). Checked against the engines:
+``store_tests/test_logs.py`` (the stored bucket is the database's own hash, PostgreSQL and
+SQLite) and ``test_spark_equivalence.py`` (a lake day written with buckets and without is
+sampled alike).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-HASH_BUCKETS = 10_000  # domain.collect.HASH_BUCKETS (store.logs must not import the domain's collect for this)
+HASH_BUCKETS = 10_000  # domain.collect.HASH_BUCKETS (kept here: store.engine imports this module early)
 
 _U32 = np.uint32
 _U64 = np.uint64

@@ -158,3 +158,10 @@ def test_unstorable_rows_names_each_row_the_database_refuses_and_writes_nothing(
     assert "value must be a finite number" in bad[11] and "surrogate" in bad[17]
     assert _read(engine, tables.feedback) == []
     assert write_feedback(engine, [r for i, r in enumerate(rows) if i not in expected]) == 20 - len(expected)
+
+
+def test_the_writers_bucket_count_is_the_samples():
+    from rollout_pipeline.domain.collect import HASH_BUCKETS
+    from rollout_pipeline.store import buckets
+
+    assert buckets.HASH_BUCKETS == HASH_BUCKETS
