@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
+
+from rollout_pipeline.store.buckets import blake2b_bucket
 
 _POSTGRES_ALIASES = {"postgres", "postgresql", "postgresql+psycopg2"}
 
@@ -46,19 +47,13 @@ def redact(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _sqlite_hash_bucket(value: str | None) -> int | None:
-    if value is None:
-        return None
-    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=4).digest(), "big") % 10_000
-
-
 def _sqlite_ln1p(value: float | None) -> float | None:
     return None if value is None or value <= -1 else math.log1p(value)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # The SQL functions store.summary needs that SQLite lacks (PostgreSQL has its own).
-    dbapi_connection.create_function("rp_hash_bucket", 1, _sqlite_hash_bucket, deterministic=True)
+    dbapi_connection.create_function("rp_hash_bucket", 1, blake2b_bucket, deterministic=True)
     dbapi_connection.create_function("rp_ln1p", 1, _sqlite_ln1p, deterministic=True)
     cursor = dbapi_connection.cursor()
     # WAL lets the pipeline read while a writer appends; NORMAL is durable enough with WAL.

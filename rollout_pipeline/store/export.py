@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from rollout_pipeline.store.lake import DEFAULT_BATCH_ROWS, TABLES, LakeWriter
+from rollout_pipeline.store.lake import COLUMNS, DEFAULT_BATCH_ROWS, TABLES, LakeWriter
 from rollout_pipeline.store.tables import feedback, prediction_log
 
 _TABLES = {"prediction_log": prediction_log, "feedback": feedback}
@@ -70,7 +70,8 @@ def _copy_day(connection: sa.Connection, writer: LakeWriter, table: str, day: dt
               models: Sequence[str] | None, batch_rows: int, progress: Progress | None) -> None:
     t = _TABLES[table]
     lo = dt.datetime.combine(day, dt.time(), UTC)
-    query = sa.select(*t.columns).where(t.c.ts >= lo, t.c.ts < lo + dt.timedelta(days=1))
+    # The contract's columns (the database's sample bucket is its own hash: the lake writer computes Spark's).
+    query = sa.select(*(t.c[name] for name in COLUMNS[table])).where(t.c.ts >= lo, t.c.ts < lo + dt.timedelta(days=1))
     if models:
         query = query.where(t.c.model_name.in_(models))
     result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(query)

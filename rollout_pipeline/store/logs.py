@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from rollout_pipeline.domain.records import FEEDBACK_COLUMNS, PREDICTION_COLUMNS
 from rollout_pipeline.domain.summary import ABSURD_VALUE
+from rollout_pipeline.store.buckets import blake2b_buckets, hashtext_buckets
 from rollout_pipeline.store.engine import is_postgres
 from rollout_pipeline.store.partitions import ensure_day_partitions
 
@@ -265,8 +266,12 @@ def _well_formed(chunk: Sequence[Any], kinds: tuple[str, ...]) -> _Columns | Non
     return _Columns(values, types, escape, days)
 
 
-def _fast_copy_text(cols: _Columns, kinds: tuple[str, ...]) -> str:
-    """COPY text of checked columns: the same text ``_copy_text`` makes row by row."""
+def _bucket_text(buckets: list[int | None]) -> list[str]:
+    return ["\\N" if b is None else str(b) for b in buckets]
+
+
+def _fast_copy_text(cols: _Columns, kinds: tuple[str, ...], buckets: list[int | None] | None = None) -> str:
+    """COPY text of checked columns: the same text ``_copy_text`` makes row by row (and the buckets last)."""
     out: list[Iterable[str]] = []
     for column, kind, found, escape in zip(cols.values, kinds, cols.types, cols.escape):
         if kind == _TS:
@@ -292,6 +297,8 @@ def _fast_copy_text(cols: _Columns, kinds: tuple[str, ...]) -> str:
             out.append(["\\N" if v is None else v for v in column])
         else:
             out.append(column)
+    if buckets is not None:
+        out.append(_bucket_text(buckets))
     return "\n".join(map("\t".join, zip(*out))) + "\n"
 
 
@@ -313,7 +320,13 @@ def _fast_sqlite_rows(cols: _Columns, kinds: tuple[str, ...]) -> list[tuple] | N
     return list(zip(*out))
 
 
-def _chunk_for_copy(chunk: list, start: int, kinds: Mapping[str, str], days: set[dt.date]) -> str:
+# The sample bucket of each row's correlation id (the first column), computed as the database would hash it when
+# reading the sample (store.buckets); None for tables without one.
+BucketFunction = Callable[[Sequence[str | None]], list[int | None]]
+
+
+def _chunk_for_copy(chunk: list, start: int, kinds: Mapping[str, str], days: set[dt.date],
+                    bucket_of: BucketFunction | None = None) -> str:
     kind_list = tuple(kinds.values())
     cols = _well_formed(chunk, kind_list)
     if cols is None:
@@ -323,18 +336,25 @@ def _chunk_for_copy(chunk: list, start: int, kinds: Mapping[str, str], days: set
         cols = _well_formed(normalized, kind_list)
         if cols is None:  # valid, but with values of unusual types: the generic row-by-row text
             days.update(ts.date() for _, _, ts in checked)
-            return "".join(_copy_text(row, kind_list, ts) + "\n" for _, row, ts in checked)
+            lines = [_copy_text(row, kind_list, ts) for _, row, ts in checked]
+            if bucket_of is not None:
+                buckets = _bucket_text(bucket_of([row[0] for _, row, _ in checked]))
+                lines = [f"{line}\t{b}" for line, b in zip(lines, buckets)]
+            return "".join(line + "\n" for line in lines)
     days.update(cols.days)
-    return _fast_copy_text(cols, kind_list)
+    return _fast_copy_text(cols, kind_list, None if bucket_of is None else bucket_of(cols.values[0]))
 
 
-def _chunk_for_sqlite(chunk: list, start: int, kinds: Mapping[str, str]) -> list[tuple]:
+def _chunk_for_sqlite(chunk: list, start: int, kinds: Mapping[str, str],
+                      bucket_of: BucketFunction | None = None) -> list[tuple]:
     kind_list = tuple(kinds.values())
     cols = _well_formed(chunk, kind_list)
     rows = _fast_sqlite_rows(cols, kind_list) if cols is not None else None
     if rows is None:
         rows = [tuple(_sqlite_value(v, k, ts) for v, k in zip(row, kind_list))
                 for _, row, ts in _validated(chunk, kinds, start)]
+    if bucket_of is not None:
+        rows = [(*row, b) for row, b in zip(rows, bucket_of([row[0] for row in rows]))]
     return rows
 
 
@@ -374,8 +394,12 @@ class _DryRun(Exception):
 def _write(engine: sa.Engine, table: str, kinds: Mapping[str, str], rows: Iterable[Any], chunk_rows: int,
            *, dry_run: bool = False) -> int:
     started = time.perf_counter()
-    columns = tuple(kinds)
     postgres = is_postgres(engine)
+    bucket_of: BucketFunction | None = None
+    columns = tuple(kinds)
+    if table == "prediction_log":  # the sample bucket, hashed here once instead of at every read of the day
+        bucket_of = hashtext_buckets if postgres else blake2b_buckets
+        columns += ("sample_bucket",)
     insert_sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     copy_sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     source = iter(rows)
@@ -390,8 +414,8 @@ def _write(engine: sa.Engine, table: str, kinds: Mapping[str, str], rows: Iterab
             return "" if postgres else []
         start, total = total, total + len(chunk)
         if postgres:
-            return _chunk_for_copy(chunk, start, kinds, days)
-        return _chunk_for_sqlite(chunk, start, kinds)  # SQLite has no partitions: no days to note
+            return _chunk_for_copy(chunk, start, kinds, days, bucket_of)
+        return _chunk_for_sqlite(chunk, start, kinds, bucket_of)  # SQLite has no partitions: no days to note
 
     first = next_chunk()
     if postgres and days:

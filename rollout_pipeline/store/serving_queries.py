@@ -86,9 +86,11 @@ def read_rows(
     end: dt.datetime | None = None,
     limit: int | None = None,
 ) -> list[sa.Row]:
-    """The model's rows of ``table`` in ``[start, end)``, oldest first (for tests and small demo days only)."""
+    """The model's rows of ``table`` in ``[start, end)``, oldest first (for tests and small demo days only).
+
+    The log contract's columns only (not the sample bucket the writer adds to ``prediction_log``)."""
     t = _TABLES[table]
-    query = sa.select(t).where(t.c.model_name == model_name)
+    query = sa.select(*(c for c in t.columns if c.name != "sample_bucket")).where(t.c.model_name == model_name)
     if start is not None:
         query = query.where(t.c.ts >= _ts_param(connection, start))
     if end is not None:

@@ -49,6 +49,9 @@ from rollout_pipeline.store.tables import feedback, prediction_log
 log = logging.getLogger(__name__)
 
 STABLE_ANSWER_WINDOW = dt.timedelta(minutes=1)  # an extreme's stable answer is searched this close in time
+# The (model_name, sample_bucket, ts) index holds the rows of buckets below this (migration 0008): the samples of
+# days of more than 100,000 requests per population. A query uses it only when its WHERE says so with this literal.
+INDEXED_BUCKETS = 1_000
 
 
 class hash_bucket(FunctionElement):
@@ -143,8 +146,9 @@ def collect_day(
 ) -> DaySummary:
     """Summarize ``model_name``'s logs of ``day`` (UTC) in the database (``domain.collect.collect_with``).
 
-    Two scans of the day (grouped aggregates; hash sample + extremes) plus small
-    queries; the day's partition should have statistics first (the caller runs
+    One grouped scan of the day, the sample read by its stored buckets (an index range),
+    one filter pass for the extremes (hashing only rows written without a bucket) and
+    small queries; the day's partition should have statistics first (the caller runs
     ``store.partitions.analyze_stale_day``).
     """
     return collect_with(SqlScans(connection), model_name, day, stable_variant, candidate_variant,
@@ -157,22 +161,29 @@ class SqlScans:
     def __init__(self, connection: sa.Connection):
         self.connection = connection
         self.nulls_last = connection.dialect.name == "postgresql"
+        self._unbucketed: dict[tuple[str, dt.date], int] = {}  # rows without a stored sample bucket, per day read
+        self._present: dict[tuple[str, dt.date], set[Key]] = {}  # the (variant, served) populations with rows
 
     def grouped_rows(self, model_name, day):
-        return grouped_rows(self.connection, model_name, day)
+        rows, self._unbucketed[(model_name, day)] = grouped_scan(self.connection, model_name, day)
+        self._present[(model_name, day)] = {(r.variant, r.served) for r in rows}
+        return rows
 
     def finite_moments(self, model_name, day):
         return finite_moments(self.connection, model_name, day)
 
     def variant_counts(self, model_name, day):
-        return variant_counts(self.connection, model_name, day)
+        counts, self._unbucketed[(model_name, day)] = variant_scan(self.connection, model_name, day)
+        self._present[(model_name, day)] = set(counts)
+        return counts
 
     def prediction_bins(self, model_name, day, edges):
         return prediction_bins(self.connection, model_name, day, edges)
 
     def sample_and_extreme_rows(self, model_name, day, thresholds, candidate, t_hi, t_lo, sample_rows):
         return sample_and_extreme_rows(self.connection, model_name, day, thresholds, candidate, t_hi, t_lo,
-                                       sample_rows)
+                                       sample_rows, unbucketed=self._unbucketed.get((model_name, day), 1) > 0,
+                                       present=self._present.get((model_name, day)))
 
     def extreme_side(self, model_name, day, candidate, side, k):
         return extreme_side(self.connection, model_name, day, candidate, side, k)
@@ -204,7 +215,13 @@ def _finite_prediction():
 
 
 def grouped_rows(connection: sa.Connection, model_name: str, day: dt.date) -> list[GroupRow]:
-    """Scan 1: the day-wide aggregates AND the latency histogram, grouped by variant, served and latency bucket.
+    """Scan 1 (``grouped_scan``'s groups)."""
+    return grouped_scan(connection, model_name, day)[0]
+
+
+def grouped_scan(connection: sa.Connection, model_name: str, day: dt.date) -> tuple[list[GroupRow], int]:
+    """Scan 1: the day-wide aggregates AND the latency histogram, grouped by variant, served and latency bucket;
+    and how many of the day's rows have no stored sample bucket (``sample_and_extreme_rows`` hashes those).
 
     Only decomposable aggregates (counts, sums, min, max), rolled up by
     ``domain.collect.accumulate``. The latency bucket is the only computed grouping
@@ -239,13 +256,15 @@ def grouped_rows(connection: sa.Connection, model_name: str, day: dt.date) -> li
             sa.func.min(p.prediction).label("pred_min"),
             sa.func.max(p.prediction).label("pred_max"),
             sa.func.count().filter(p.status == "shed").label("shed"),
+            (sa.func.count() - sa.func.count(p.sample_bucket)).label("unbucketed"),
         )
         .where(_in_day(model_name, day))
         .group_by(p.variant, p.served, bucket)
     )
     with _settings(connection, **GROUPED_SCAN_SETTINGS):
-        return [GroupRow(r.variant, bool(r.served), None if r.b is None else int(r.b), *r[3:])
-                for r in connection.execute(query)]
+        rows = connection.execute(query).all()
+    return ([GroupRow(r.variant, bool(r.served), None if r.b is None else int(r.b), *r[3:-1]) for r in rows],
+            sum(int(r.unbucketed) for r in rows))
 
 
 def finite_moments(connection: sa.Connection, model_name: str, day: dt.date) -> list[Moments]:
@@ -264,11 +283,18 @@ def finite_moments(connection: sa.Connection, model_name: str, day: dt.date) -> 
 
 def variant_counts(connection: sa.Connection, model_name: str, day: dt.date) -> dict[tuple[str, bool], int]:
     """Rows per (variant, served) of a day (for the sample thresholds of a day read for its late labels)."""
+    return variant_scan(connection, model_name, day)[0]
+
+
+def variant_scan(connection: sa.Connection, model_name: str, day: dt.date) -> tuple[dict[Key, int], int]:
+    """``variant_counts``, and how many of the day's rows have no stored sample bucket."""
     p = prediction_log.c
     with _settings(connection, **GROUPED_SCAN_SETTINGS):
-        return {(r.variant, bool(r.served)): int(r.n) for r in connection.execute(
-            sa.select(p.variant, p.served, sa.func.count().label("n"))
-            .where(_in_day(model_name, day)).group_by(p.variant, p.served))}
+        rows = connection.execute(
+            sa.select(p.variant, p.served, sa.func.count().label("n"),
+                      (sa.func.count() - sa.func.count(p.sample_bucket)).label("unbucketed"))
+            .where(_in_day(model_name, day)).group_by(p.variant, p.served)).all()
+    return {(r.variant, bool(r.served)): int(r.n) for r in rows}, sum(int(r.unbucketed) for r in rows)
 
 
 def prediction_bins(connection: sa.Connection, model_name: str, day: dt.date,
@@ -296,33 +322,66 @@ def prediction_bins(connection: sa.Connection, model_name: str, day: dt.date,
 
 def sample_and_extreme_rows(connection: sa.Connection, model_name: str, day: dt.date, thresholds: dict[Key, int],
                             candidate: str, t_hi: float | None, t_lo: float | None,
-                            sample_rows: int) -> tuple[list[LogRow], bool]:
-    """Scan 2: the hash sample's rows and the candidate's rows at or beyond the extreme thresholds, together.
+                            sample_rows: int, *, unbucketed: bool = True,
+                            present: set[Key] | None = None) -> tuple[list[LogRow], bool]:
+    """The hash sample's rows and the candidate's rows at or beyond the extreme thresholds, together.
 
-    The sample: every row whose correlation id hashes below its side's threshold (a
-    side is a variant's served or shadow answers; both halves of a pair share one).
-    The scan is capped (LIMIT); if the cap is reached (a degenerate day, e.g. one prediction value repeated millions of
-    times) the sample is fetched alone and False says the extremes must be queried.
+    The sample: every row whose correlation id's bucket is below its side's threshold (a
+    side is a variant's served or shadow answers; both halves of a pair share one). Rows
+    carry the bucket the writer stored (``sample_bucket``), read by the (model_name,
+    sample_bucket, ts) index: a day's sample costs its own rows, not a scan. Only what
+    needs the day's rows is scanned, in one pass: the extremes (a cheap filter on the
+    candidate's outputs) and the rows written without a bucket (``unbucketed``: older rows,
+    other writers), whose ids are hashed as before — the same bucket the writer stores, so
+    the result is the same whichever way a row got its bucket.
+    ``present``: the populations the day has rows of (the others' thresholds, whole, would widen the
+    index range to every bucket).
+    The fetch is capped (LIMIT); if the cap is reached (a degenerate day, e.g. one prediction value repeated
+    millions of times) the sample is fetched alone and False says the extremes must be queried.
     """
     p = prediction_log.c
     hb = hash_bucket(p.correlation_id)
-    wanted = [sa.and_(p.variant == v, p.served == s, hb < t) for (v, s), t in thresholds.items()]
+    sb = p.sample_bucket
+    if present is not None:
+        thresholds = {key: t for key, t in thresholds.items() if key in present}
+    stored = [sa.and_(p.variant == v, p.served == s, sb < t) for (v, s), t in thresholds.items()]
+    hashed = [sa.and_(p.variant == v, p.served == s, hb < t) for (v, s), t in thresholds.items()]
     beyond = [c for c in ((p.prediction >= t_hi) if t_hi is not None else None,
                           (p.prediction <= t_lo) if t_lo is not None else None) if c is not None]
-    extremes = [sa.and_(p.variant == candidate, _finite_prediction(), sa.or_(*beyond))] if beyond else []
+    # An extreme row the stored sample already returns is left out of the scan's part (no row twice).
+    extremes = ([sa.and_(p.variant == candidate, _finite_prediction(), sa.or_(*beyond),
+                         sa.not_(sa.func.coalesce(sa.or_(*stored), False)))]
+                if beyond and stored else
+                [sa.and_(p.variant == candidate, _finite_prediction(), sa.or_(*beyond))] if beyond else [])
     cap = 3 * POPULATIONS * sample_rows + 2 * EXTREME_FETCH_MAX
+    columns = (p.correlation_id, p.variant, p.served, p.entity_id, p.latency_ms, p.status, p.prediction, p.label,
+               p.ts)
 
-    def fetch(conditions, limit):
-        query = (sa.select(p.correlation_id, p.variant, p.served, p.entity_id, p.latency_ms, p.status,
-                           p.prediction, p.label, p.ts, hb.label("hb"))
-                 .where(_in_day(model_name, day), sa.or_(*conditions))
-                 .order_by(p.correlation_id, p.served.desc(), p.variant, p.ts))
+    def fetch(with_extremes: bool, limit: int | None) -> list[LogRow]:
+        parts = []
+        if stored:
+            top = max(thresholds.values())
+            below = sb < top
+            if top <= INDEXED_BUCKETS:  # a literal, so that the planner sees the partial index applies
+                below = sa.and_(below, sb < sa.literal_column(str(INDEXED_BUCKETS)))
+            parts.append(sa.select(*columns, sb.label("hb"))
+                         .where(_in_day(model_name, day), below, sa.or_(*stored)))
+        scanned = ([sa.and_(sb.is_(None), sa.or_(*hashed))] if unbucketed and hashed else []) + (
+            extremes if with_extremes else [])
+        if scanned:
+            parts.append(sa.select(*columns, sa.func.coalesce(sb, hb).label("hb"))
+                         .where(_in_day(model_name, day), sa.or_(*scanned)))
+        if not parts:
+            return []
+        union = (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery()
+        u = union.c
+        query = sa.select(union).order_by(u.correlation_id, u.served.desc(), u.variant, u.ts)
         return [LogRow(*r) for r in connection.execute(query.limit(limit) if limit else query)]
 
-    rows = fetch(wanted + extremes, cap)
+    rows = fetch(True, cap)
     if len(rows) >= cap:
         log.info("sample and extremes hit the cap of %d rows: fetching them apart", cap)
-        return fetch(wanted, None), False
+        return fetch(False, None), False
     return rows, True
 
 

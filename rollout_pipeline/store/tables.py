@@ -26,6 +26,9 @@ prediction_log = sa.Table(
     sa.Column("status", sa.Text, nullable=True),
     sa.Column("prediction", sa.Float(precision=53), nullable=True),
     sa.Column("label", sa.Text, nullable=True),
+    # Not part of the contract: the hash sample's bucket of the correlation id (0..9999, store.buckets), written by
+    # store.logs; NULL in rows written before migration 0008 or by other writers, which are hashed when read.
+    sa.Column("sample_bucket", sa.SmallInteger, nullable=True),
 )
 
 feedback = sa.Table(

@@ -133,29 +133,62 @@ def test_batches_become_row_groups_sorted_by_model(tmp_path):
             writer.append("prediction_log", [row])
     (path,) = writer.files
     meta = pq.ParquetFile(path).metadata
-    assert meta.num_row_groups == 5 and meta.num_rows == 50
+    assert meta.num_rows == 50
     table = pq.read_table(path)
     for k in range(meta.num_row_groups):
         group = pq.ParquetFile(path).read_row_group(k).to_pylist()
+        assert 0 < len(group) <= 10
         keys = [(r["model_name"], r["ts"]) for r in group]
         assert keys == sorted(keys)
     assert table.num_rows == 50
 
 
+def test_each_row_group_holds_one_band_of_sample_buckets_so_a_sample_skips_the_others(tmp_path):
+    """The bucket is Spark's xxhash64 of the id (store.buckets); a row group's statistics bound it to one band."""
+    import bisect
+
+    import pyarrow.parquet as pq
+
+    from rollout_pipeline.store.buckets import xxhash64_buckets
+    from rollout_pipeline.store.lake import BUCKET_BANDS
+
+    rows = prediction_rows(n=3000) + [PredictionRow(None, T0, "m", "v1", True, None, 1.0, "ok", 0.5, None)]
+    with LakeWriter(f"parquet://{tmp_path}", batch_rows=500) as writer:
+        writer.append("prediction_log", rows)
+    (path,) = writer.files
+    file = pq.ParquetFile(path)
+    got = file.read().to_pylist()
+    assert sorted((r["correlation_id"] or "", r["sample_bucket"] if r["sample_bucket"] is not None else -1)
+                  for r in got) == sorted((cid or "", -1 if b is None else b)
+                                          for cid, b in zip((r[0] for r in rows), xxhash64_buckets([r[0] for r in rows])))
+    bands = []
+    for k in range(file.metadata.num_row_groups):
+        buckets = [b for b in file.read_row_group(k, columns=["sample_bucket"]).column(0).to_pylist() if b is not None]
+        if buckets:
+            assert len({bisect.bisect_right(BUCKET_BANDS, b) for b in buckets}) == 1
+            stats = file.metadata.row_group(k).column(10).statistics
+            assert (stats.min, stats.max) == (min(buckets), max(buckets))
+            bands.append(bisect.bisect_right(BUCKET_BANDS, buckets[0]))
+    assert sorted(set(bands)) == list(range(1, len(BUCKET_BANDS) + 1))
+    # A sample below bucket 64 is in a few row groups holding about 0.64% of the rows.
+    low = [k for k in range(file.metadata.num_row_groups) if file.metadata.row_group(k).column(10).statistics.min < 64]
+    assert sum(file.metadata.row_group(k).num_rows for k in low) < 100
+
+
 def test_a_writer_that_is_not_closed_leaves_only_hidden_files_and_a_failed_one_leaves_nothing(tmp_path):
     writer = LakeWriter(f"parquet://{tmp_path}", batch_rows=5)
-    writer.append("prediction_log", prediction_rows(n=12))  # two row groups written, two rows buffered
+    writer.append("prediction_log", prediction_rows(n=40))  # the largest band's row groups written, the rest held
     on_disk = files(tmp_path)
     assert on_disk and all(os.path.basename(f).startswith(".") for f in on_disk)
     assert read(tmp_path, "prediction_log") == []  # readers skip hidden files
     writer.close()
-    assert len(read(tmp_path, "prediction_log")) == 12
+    assert len(read(tmp_path, "prediction_log")) == 40
 
     with pytest.raises(RuntimeError, match="boom"):
         with LakeWriter(f"parquet://{tmp_path}", batch_rows=5) as failing:
             failing.append("prediction_log", prediction_rows(n=12, offset=100))
             raise RuntimeError("boom")
-    assert len(read(tmp_path, "prediction_log")) == 12
+    assert len(read(tmp_path, "prediction_log")) == 40
     assert not [f for f in files(tmp_path) if os.path.basename(f).startswith(".")]
 
 

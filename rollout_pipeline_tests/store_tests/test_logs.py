@@ -2,6 +2,7 @@
 
 import datetime as dt
 import math
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -32,7 +33,26 @@ def test_rows_round_trip_exactly(engine):
     ]
     assert write_predictions(engine, rows) == 3
     got = _read(engine, tables.prediction_log)
-    assert [tuple(r[:1]) + (_as_utc(r.ts),) + tuple(r[2:]) for r in got] == [tuple(r) for r in rows]
+    assert [tuple(r[:1]) + (_as_utc(r.ts),) + tuple(r[2:10]) for r in got] == [tuple(r) for r in rows]
+
+
+def test_the_writer_stores_the_bucket_the_database_hashes_the_id_into(engine):
+    """The sample bucket is written with the row, and is what the database's own hash of the id gives (so a day
+    mixing rows written with and without it is sampled as if all were hashed when read)."""
+    from rollout_pipeline.store.summary import hash_bucket
+
+    ids = [f"req-{i}" for i in range(300)] + ["tab\there ünï 🚀", "", str(uuid.UUID(int=7)), None]
+    rows = [PredictionRow(cid, T0, "churn", "v1", True, None, 1.0, "ok", 0.5, None) for cid in ids]
+    # A row with an unusual value type takes the row-by-row path: it gets its bucket too.
+    rows.append(PredictionRow("slow", T0, "churn", "v1", True, None, 1, "ok", 0.5, None))
+    assert write_predictions(engine, rows) == len(rows)
+    p = tables.prediction_log.c
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(p.correlation_id, p.sample_bucket, hash_bucket(p.correlation_id))).all()
+    assert len(got) == len(rows)
+    assert all(stored == hashed for _, stored, hashed in got), [r for r in got if r[1] != r[2]][:5]
+    assert {cid for cid, stored, _ in got if stored is None} == {None}
+    assert len({stored for _, stored, _ in got}) > 250  # spread over the buckets
 
 
 def test_mappings_and_aware_non_utc_timestamps_are_accepted(engine):
@@ -138,3 +158,10 @@ def test_unstorable_rows_names_each_row_the_database_refuses_and_writes_nothing(
     assert "value must be a finite number" in bad[11] and "surrogate" in bad[17]
     assert _read(engine, tables.feedback) == []
     assert write_feedback(engine, [r for i, r in enumerate(rows) if i not in expected]) == 20 - len(expected)
+
+
+def test_the_writers_bucket_count_is_the_samples():
+    from rollout_pipeline.domain.collect import HASH_BUCKETS
+    from rollout_pipeline.store import buckets
+
+    assert buckets.HASH_BUCKETS == HASH_BUCKETS

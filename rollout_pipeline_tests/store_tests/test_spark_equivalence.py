@@ -157,3 +157,48 @@ def test_a_day_without_feedback_folders_or_without_any_folder_reads_as_the_datab
     empty = collect_day_spark(spark, root, MODEL, DAY + dt.timedelta(days=1), stable, candidate)
     assert empty.total_rows == 0
     assert differences(empty_pg, empty, skip=frozenset({"collect_seconds"})) == []
+
+
+def test_a_lake_day_mixing_files_without_a_bucket_and_files_with_one_is_summarized_as_if_all_were_hashed(spark,
+                                                                                                         tmp_path):
+    """Files written before the lake had ``sample_bucket`` read it as NULL and their rows are hashed; the writer
+    stores Spark's own hash, so old files, new files or both give the same summary (a sampled day: 3,000 pairs,
+    500 per population)."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rollout_pipeline.domain.records import PredictionRow
+    from rollout_pipeline.store.lake import COLUMNS, arrow_schema
+
+    rng = random.Random(3)
+    start = dt.datetime.combine(DAY, dt.time(12), dt.UTC)
+    rows = []
+    for i in range(3000):
+        ts = start + dt.timedelta(seconds=i)
+        rows.append(PredictionRow(f"req-{i}", ts, MODEL, "v1", True, f"e{i % 40}", rng.lognormvariate(3, 0.3), "ok",
+                                  rng.gauss(0, 1), None))
+        rows.append(PredictionRow(f"req-{i}", ts, MODEL, "v2", False, f"e{i % 40}", rng.lognormvariate(3.2, 0.3),
+                                  "ok", rng.gauss(0.1, 1), None))
+    old_schema = pa.schema([f for f in arrow_schema("prediction_log") if f.name != "sample_bucket"])
+
+    def old_file(root, part, chosen):
+        folder = root / "prediction_log" / f"day={DAY}"
+        folder.mkdir(parents=True, exist_ok=True)
+        columns = COLUMNS["prediction_log"]
+        pq.write_table(pa.table({c: [r[i] for r in chosen] for i, c in enumerate(columns)}, schema=old_schema),
+                       folder / f"part-{part}.parquet")
+
+    with LakeWriter(f"parquet://{tmp_path / 'new'}", batch_rows=1000) as writer:
+        writer.append("prediction_log", rows)
+    old_file(tmp_path / "old", "old", rows)
+    old_file(tmp_path / "mixed", "old", rows[:3000])
+    with LakeWriter(f"parquet://{tmp_path / 'mixed'}", batch_rows=1000) as writer:
+        writer.append("prediction_log", rows[3000:])
+
+    new, old, mixed = (collect_day_spark(spark, f"file://{tmp_path / name}", MODEL, DAY, "v1", "v2", sample_rows=500)
+                       for name in ("new", "old", "mixed"))
+    assert 0 < old.sample_fraction < 0.5 and len(old.sample) > 100 and old.extremes
+    assert differences(new, old, skip=frozenset({"collect_seconds"})) == []
+    assert differences(mixed, old, skip=frozenset({"collect_seconds"})) == []

@@ -266,3 +266,40 @@ def test_absurd_feedback_stored_by_another_writer_holds_the_day_instead_of_crash
     assert decision.action == "hold"
     assert "data quality failed" in decision.reasons[0]
     assert "sampled actual outcomes are not finite numbers" in decision.reasons[1]
+
+
+def test_a_day_mixing_rows_without_a_bucket_and_rows_with_one_is_summarized_as_if_all_were_hashed(engine):
+    """Rows written before the sample bucket existed (NULL) are hashed when read; the writer stores the same
+    bucket, so a day of old rows, of new rows or of both gives the same summary, sample and extremes."""
+    from rollout_pipeline.store.tables import prediction_log
+    from rollout_pipeline_tests.summaries import differences
+
+    rows, _, _ = _shadow_day(3000, seed=5)
+    write_predictions(engine, rows)
+    p = prediction_log.c
+
+    def collect():
+        with engine.connect() as conn:
+            return collect_day(conn, "m", DAY, "v1", "v2", sample_rows=500)
+
+    def forget_buckets(before):
+        with engine.begin() as conn:
+            conn.execute(prediction_log.update().where(p.ts < before).values(sample_bucket=None))
+
+    new = collect()
+    forget_buckets(T + dt.timedelta(seconds=1500))  # the first half of the day, as if written before 0008
+    mixed = collect()
+    forget_buckets(T + dt.timedelta(days=1))
+    old = collect()
+    assert 0 < old.sample_fraction < 0.5 and len(old.sample) > 100 and old.extremes
+    skip = frozenset({"collect_seconds"})
+    assert differences(new, old, skip=skip) == []
+    assert differences(mixed, old, skip=skip) == []
+
+    # The stored bucket is what is read (not the id's hash again): a pair moved to bucket 0 joins the sample.
+    outside = next(r.correlation_id for r in rows if r.correlation_id not in {s.correlation_id for s in old.sample})
+    with engine.begin() as conn:
+        conn.execute(prediction_log.update().where(p.correlation_id == outside).values(sample_bucket=0))
+    moved = collect()
+    assert [s.served for s in moved.sample if s.correlation_id == outside] == [True, False]
+    assert len(moved.sample) == len(old.sample) + 2
