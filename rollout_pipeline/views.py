@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import pending_approval
+from rollout_pipeline.decision_approvals import pending_approval
 from rollout_pipeline.planning import remaining_plan
 from rollout_pipeline.review import digest as digests
 from rollout_pipeline.review.content import review_from_record
