@@ -10,9 +10,10 @@ arrived for the rollout comes from the rollout's evidence too, whichever log
 source it was read from. No Dagster here: the ``judgement`` asset, the decision
 service and the backtest call it.
 
-The day's two stored steps are here too, each one call for its asset: :func:`collect_day` (the ``day_summary``
-asset: collect the day's logs and store them as the run's evidence) and :func:`judge_stored_day` (the
-``judgement`` asset: judge the stored day and store the evaluation with it).
+The day's stored steps are here too, each one call for its asset or check: :func:`collect_day` (the
+``day_summary`` asset: collect the day's logs and store them as the run's evidence), :func:`check_stored_day`
+(a check of ``day_checks`` on the stored day, its result stored with the evidence) and :func:`judge_stored_day`
+(the ``judgement`` asset: judge the stored day and store the evaluation with it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from rollout_pipeline.day_checks import run_check
 from rollout_pipeline.domain.codec import CodecError, decode
 from rollout_pipeline.domain.decide import RolloutState
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
@@ -125,3 +127,14 @@ def judge_stored_day(engine: sa.Engine, found: evidence_store.DayEvidence) -> Ev
     with engine.begin() as conn:
         evidence_store.save_evaluation(conn, found.id, evaluation)
     return evaluation
+
+
+def check_stored_day(engine: sa.Engine, found: evidence_store.DayEvidence, name: str) -> SuiteResult:
+    """Check ``name`` (``day_checks``) on the stored day ``found``, under its rollout's policy; the result is stored
+    with the evidence."""
+    with engine.connect() as conn:
+        rollout = repo.get_rollout(conn, found.rollout_id)
+    suite = run_check(name, found.summary, found.stage, rollout.policy)
+    with engine.begin() as conn:
+        evidence_store.save_validation(conn, found.id, name, suite)
+    return suite
