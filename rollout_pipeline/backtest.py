@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import data_quality_failures, suite_results
+from rollout_pipeline.decision_outcome import data_quality_failures, suite_results
 from rollout_pipeline.domain.days import not_over
 from rollout_pipeline.domain.decide import Decision, RolloutState, decide, evidence_from
 from rollout_pipeline.domain.evaluate import evaluate

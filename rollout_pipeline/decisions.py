@@ -15,6 +15,10 @@ and the routing sensor applies it later. No Dagster here: pure domain + store.
 A decision recorded outside a Dagster run's ``decision`` asset (a person's verdict,
 a blocked day's hold, a manual rollback) is announced here once its transaction has
 committed (:func:`announce`): no caller posts it itself.
+
+This module holds the dispatch and the day's path (read, decide, store, apply); a person's verdict on a pending
+promotion and its expiry are in ``decision_approvals``, the outcome and the stored metrics and review in
+``decision_outcome``.
 """
 
 from __future__ import annotations
@@ -28,78 +32,26 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rollout_pipeline.decision_requests import (VERDICTS, Approval, BlockedDay, DecisionRefused, DecisionRequest,
-                                                Force, Guardrail, ManualRollback, Nightly, unknown_request)
-from rollout_pipeline.domain.codec import CodecError, decode
+from rollout_pipeline.decision_approvals import (as_decision, decide_approval, record_expiry, recorded_on,
+                                                 today_of)
+from rollout_pipeline.decision_outcome import (DecisionOutcome, data_quality_failures, day_evaluation,
+                                               decision_metrics, outcome_of, plan_after, review_validations,
+                                               suite_results)
+from rollout_pipeline.decision_requests import (Approval, BlockedDay, DecisionRefused, DecisionRequest, Force,
+                                                Guardrail, ManualRollback, Nightly, unknown_request)
 from rollout_pipeline.domain.decide import (Decision, ForceError, Outcome, RolloutState, approval_expired,
-                                            approval_expires_on, approve_promotion, decide, evidence_from,
-                                            expire_promotion, force_decision, guardrail_rollback, needs_approval,
-                                            reject_promotion, waiting_hold, worst)
+                                            approval_expires_on, decide, evidence_from, force_decision,
+                                            guardrail_rollback, needs_approval, waiting_hold, worst)
 from rollout_pipeline.domain.evaluate import Evaluation
-from rollout_pipeline.domain.plan import plan_line, plan_rollout, profile_of_day
 from rollout_pipeline.notify import Announcer, channels_from_environment
-from rollout_pipeline.review.content import (HistoryPoint, Review, Validation, build_review, history_points,
-                                             review_from_record)
+from rollout_pipeline.review.content import build_review
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.store.evidence import DayEvidence, load_evidence, outcome_count
+from rollout_pipeline.store.evidence import DayEvidence, load_evidence
 from rollout_pipeline.store.rollback import rollback_target
 from rollout_pipeline.store.routing import ConcurrentUpdate, read_routing
-from rollout_pipeline.steps import evaluate_day
-from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
+from rollout_pipeline.validation.suites import SuiteResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DecisionOutcome:
-    """The stored (or, in a dry run, computed) decision, whether it was applied, and its review."""
-
-    record: repo.DecisionRecord
-    applied: bool
-    dry_run: bool
-    review: Review
-    history: tuple[HistoryPoint, ...]
-    unapplied_reason: str | None = None
-    notifications: str | None = None  # how its announcement went (:func:`announce`); None: not announced here
-
-    def output(self) -> dict:
-        """The decision as the asset's metadata holds it and the CLI prints it (``decide --json``)."""
-        return {**decision_output(self.record, self.dry_run), "applied": self.applied}
-
-
-def decision_output(record: repo.DecisionRecord, dry_run: bool = False) -> dict:
-    """A stored decision as the CLI prints it (``approval``: None when none was needed)."""
-    return {"decision_id": None if dry_run else record.id, "action": record.action,
-            "forced": record.forced, "reasons": list(record.reasons), "dry_run": dry_run,
-            "from": {"stage": record.stage_before, "canary_percent": record.percent_before},
-            "to": {"stage": record.stage_after, "canary_percent": record.percent_after},
-            "approval": record.approval}
-
-
-def suite_results(evidence: DayEvidence | None) -> dict[str, SuiteResult]:
-    """The validation results stored with the evidence, by suite name."""
-    if evidence is None:
-        return {}
-    out = {}
-    for name, data in evidence.validations.items():
-        try:
-            out[name] = decode(SuiteResult, data)
-        except CodecError as exc:
-            raise DecisionRefused(f"the stored result of {name} cannot be read: {exc}") from None
-    return out
-
-
-def data_quality_failures(suites: dict[str, SuiteResult]) -> list[str]:
-    """What the blocking suites found wrong; a day never validated for log quality counts as a failure."""
-    if LOG_QUALITY not in suites:
-        return [f"{LOG_QUALITY}: the day's logs were not validated (run the log_quality check with day_summary)"]
-    return [f for s in suites.values() if s.blocking for f in s.failures]
-
-
-def review_validations(suites: dict[str, SuiteResult]) -> tuple[Validation, ...]:
-    return tuple(Validation(name, s.passed, "ERROR" if s.blocking else "WARN", tuple(s.failures),
-                            tuple(s.not_judged))
-                 for name, s in sorted(suites.items()))
 
 
 def make_decision(engine: sa.Engine, request: DecisionRequest) -> DecisionOutcome:
@@ -125,7 +77,7 @@ def decide_in(connection: sa.Connection, request: DecisionRequest) -> DecisionOu
         case Guardrail():
             return _decide_day(connection, request, _guardrail)
         case Approval():
-            return _decide_approval(connection, request)
+            return decide_approval(connection, request)
         case _:
             unknown_request(request)
 
@@ -164,7 +116,7 @@ def _judged(connection: sa.Connection, request: Nightly | BlockedDay,
                     day.rollout.policy)
     if day.waiting is not None and worst(result.outcome, Outcome.HOLD) is Outcome.HOLD:
         # A promotion waits for a person: tonight holds, saying whether today's evidence still passes.
-        return waiting_hold(day.state, day.waiting.day, _as_decision(day.waiting), result), day.waiting
+        return waiting_hold(day.state, day.waiting.day, as_decision(day.waiting), result), day.waiting
     return result, None  # a rollback does not wait: it is applied, and the promotion can no longer be approved
 
 
@@ -198,13 +150,13 @@ def _decide_day(connection: sa.Connection, request: Nightly | BlockedDay | Force
     refuse_an_older_day(connection, rollout, day, forced)
     seen = repo.live_decision(connection, model, day)  # a run deciding this day meanwhile makes ours fail, not double
     if seen is not None and _stands(seen, request):
-        return _outcome(connection, seen, applied=seen.applied_at is not None, dry_run=dry_run)
+        return outcome_of(connection, seen, applied=seen.applied_at is not None, dry_run=dry_run)
     waiting = repo.open_approval(connection, rollout.id)
     if waiting is not None and waiting.day >= day:
         waiting = None  # this day's own pending promotion (a re-run supersedes it), or a later one
     if waiting is not None and isinstance(request, Nightly) and not dry_run \
-            and approval_expired(recorded_on(waiting), _today(request), rollout.policy):
-        _expire(connection, waiting, rollout, request.run_id)  # the night that sees it expires it
+            and approval_expired(recorded_on(waiting), today_of(request), rollout.policy):
+        record_expiry(connection, waiting, rollout, request.run_id)  # the night that sees it expires it
         waiting = None
     state = repo.state_before(connection, rollout, day)
     run_id = getattr(request, "run_id", None)
@@ -214,19 +166,19 @@ def _decide_day(connection: sa.Connection, request: Nightly | BlockedDay | Force
         evidence = None  # an analysis under an earlier rollout is no evidence for this one
     suites = suite_results(evidence)
     failures = data_quality_failures(suites) if evidence is not None else []
-    evaluation = _evaluation(connection, evidence, rollout)
+    evaluation = day_evaluation(connection, evidence, rollout)
     result, waiting = handler(connection, request, _Day(rollout, seen, waiting, state, evidence, suites, failures,
                                                         evaluation))
     approval = "pending" if isinstance(request, Nightly) and needs_approval(result, rollout.policy) else None
     review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
                           summary=evidence.summary if evidence else None, validations=review_validations(suites),
-                          data_quality_failures=failures, plan=_plan(evidence, result, rollout.policy))
+                          data_quality_failures=failures, plan=plan_after(evidence, result, rollout.policy))
     metrics = decision_metrics(request.source, run_id, evidence, evaluation, failures, review)
     if waiting is not None and result.action == "hold" and not result.forced:
         metrics["waiting_for"] = waiting.day.isoformat()  # the promotion of that day may still be approved
     if approval == "pending":  # the window counts from today, when it is recorded, not from the logs' day
-        expires = approval_expires_on(_today(request), rollout.policy)
-        metrics["approval"] = {"state": "pending", "recorded_on": _today(request).isoformat(),
+        expires = approval_expires_on(today_of(request), rollout.policy)
+        metrics["approval"] = {"state": "pending", "recorded_on": today_of(request).isoformat(),
                                "expires_after": expires.isoformat()}
     now = dt.datetime.now(dt.UTC)  # one time for the decision and its routing change: one transaction
     record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
@@ -242,19 +194,19 @@ def _decide_day(connection: sa.Connection, request: Nightly | BlockedDay | Force
                 applied = repo.apply_decision(connection, record.id, actor=request.actor, now=now)
         except (ConcurrentUpdate, repo.RolloutError) as exc:
             why = str(exc)  # stored, not applied: the routing sensor applies it (or fails naming why)
-    return _outcome(connection, record, applied=applied, dry_run=dry_run, why=why)
+    return outcome_of(connection, record, applied=applied, dry_run=dry_run, why=why)
 
 
-def manual_rollback(connection: sa.Connection, model: str, reason: str, *, actor: str,
-                    day: dt.date) -> DecisionOutcome:
-    """Roll ``model``'s latest rollout back and apply it in this transaction (``store.rollback`` says when there
-    is something to roll back to). Raises RolloutError saying why when it cannot be rolled back now."""
-    rollback_target(connection, model)
-    outcome = decide_in(connection, ManualRollback(model, day, actor, reason))
-    if not outcome.applied:
-        raise repo.RolloutError(f"cannot roll back {model} now: "
-                                f"{outcome.unapplied_reason or 'the routing did not change'}")
-    return outcome
+def _stands(seen: repo.DecisionRecord, request: Nightly | BlockedDay | Force | ManualRollback | Guardrail) -> bool:
+    """Whether the day's live decision stays as it is instead of being decided again."""
+    if isinstance(request, BlockedDay) and seen.metrics.get("blocked_run") == request.run_id:
+        return True  # the hold of this very blocked run is recorded already
+    if isinstance(request, Force | ManualRollback):
+        return False  # a force with a reason overrides what follows
+    # The guardrail rolled the day back while it was under way: the night's analysis of the completed day keeps
+    # that decision. A person approved the day's promotion: a re-run must not make it pending again.
+    return ((seen.metrics.get("source") == Guardrail.source and not isinstance(request, Guardrail))
+            or seen.approval == "approved")
 
 
 def refuse_an_older_day(connection: sa.Connection, rollout: repo.Rollout, day: dt.date, forced: bool) -> None:
@@ -291,129 +243,16 @@ def refuse_stale_evidence(evidence: DayEvidence, state: RolloutState, seen: repo
         "this decision is not recorded. Re-run the day to decide it on the new state.")
 
 
-def _plan(evidence: DayEvidence | None, result: Decision, policy) -> str:
-    """The nights left to production from where the decision leaves the rollout, at this day's traffic."""
-    if evidence is None or result.stage_after not in ("shadow", "canary"):
-        return ""
-    profile = profile_of_day(evidence.summary, outcomes=outcome_count(evidence.summary) > 0)
-    return plan_line(profile, plan_rollout(profile, policy), result.stage_after, result.percent_after)
-
-
-def _stands(seen: repo.DecisionRecord, request: Nightly | BlockedDay | Force | ManualRollback | Guardrail) -> bool:
-    """Whether the day's live decision stays as it is instead of being decided again."""
-    if isinstance(request, BlockedDay) and seen.metrics.get("blocked_run") == request.run_id:
-        return True  # the hold of this very blocked run is recorded already
-    if isinstance(request, Force | ManualRollback):
-        return False  # a force with a reason overrides what follows
-    # The guardrail rolled the day back while it was under way: the night's analysis of the completed day keeps
-    # that decision. A person approved the day's promotion: a re-run must not make it pending again.
-    return ((seen.metrics.get("source") == Guardrail.source and not isinstance(request, Guardrail))
-            or seen.approval == "approved")
-
-
-def _as_decision(record: repo.DecisionRecord) -> Decision:
-    """A stored decision as the state machine's record."""
-    return Decision(record.action, record.forced, tuple(record.reasons),
-                    RolloutState(record.stage_before, record.percent_before), record.stage_after, record.percent_after)
-
-
-def _today(request: Nightly | Approval) -> dt.date:
-    return request.today or dt.datetime.now(dt.UTC).date()
-
-
-def recorded_on(pending: repo.DecisionRecord) -> dt.date:
-    """The UTC day a promotion was recorded as pending: its approval window counts from there (a day analysed
-    late is not expired at birth). Rows stored before this was kept: the day their row was written."""
-    day = (pending.metrics.get("approval") or {}).get("recorded_on")
-    if day:
-        return dt.date.fromisoformat(day)
-    created = pending.created_at
-    return (created.astimezone(dt.UTC) if created.tzinfo else created).date()
-
-
-def expiry_actor(rollout: repo.Rollout) -> str:
-    """Who an expiry is recorded under: the rollout's policy (its version), never whoever happened to look."""
-    return f"policy {rollout.policy_version}"
-
-
-def _expire(connection: sa.Connection, pending: repo.DecisionRecord, rollout: repo.Rollout,
-            run_id: str | None) -> repo.DecisionRecord:
-    """Record that nobody approved ``pending`` in time: a hold of its day, superseding it (applied: no move),
-    recorded under the policy's name."""
-    recorded = recorded_on(pending)
-    expires = approval_expires_on(recorded, rollout.policy)
-    result = expire_promotion(_as_decision(pending), pending.day, rollout.policy)
-    # The window counted from the day the promotion was recorded as pending, not from its logs' day.
-    result = dataclasses.replace(result, reasons=(
-        result.reasons[0].replace(f"not approved by {approval_expires_on(pending.day, rollout.policy)}",
-                                  f"not approved by {expires}", 1)
-        .replace("); hold", f", counted from {recorded} when it was recorded as pending); hold", 1),))
-    metrics = {**pending.metrics, "source": "expiry",
-               "approval": {"state": "expired", "of": pending.id, "recorded_on": recorded.isoformat(),
-                            "expires_after": expires.isoformat()}}
-    actor = expiry_actor(rollout)
-    now = dt.datetime.now(dt.UTC)
-    record = repo.record_decision(connection, rollout, pending.day, result, actor=actor, metrics=metrics,
-                                  run_id=run_id, now=now, expected_previous=pending.id, approval="expired")
-    repo.apply_decision(connection, record.id, actor=actor, now=now)
-    return record
-
-
-def _decide_approval(connection: sa.Connection, request: Approval) -> DecisionOutcome:
-    """A person's verdict on a promotion waiting for approval: apply it, or hold (or roll back) instead.
-
-    Refused in one line when nothing waits on that day, when it was decided already, without a reason, or when
-    a later decision moved the rollout. An approval past its expiry records the expiry (a hold) and returns it:
-    the caller commits that and tells the person (``record.approval == "expired"``).
-    """
-    model, day = request.model, request.day
-    rollout = repo.rollout_for_day(connection, model, day)
-    if request.verdict not in VERDICTS:
-        raise DecisionRefused(f"unknown verdict {request.verdict!r}: use approve or reject")
-    verb = "approve" if request.verdict == "approve" else "reject"
-    seen = repo.live_decision(connection, model, day)
-    if seen is None:
-        raise DecisionRefused(f"nothing to {verb}: {model} {day} has no decision")
-    if seen.approval is None:
-        raise DecisionRefused(f"nothing to {verb}: {model} {day}'s decision #{seen.id} ({seen.action}) "
-                              "does not wait for approval")
-    if seen.approval != "pending":
-        raise DecisionRefused(f"nothing to {verb}: {model} {day}'s promotion is already {seen.approval} "
-                              f"(decision #{seen.id} by {seen.actor} at {seen.created_at:%Y-%m-%d %H:%M} UTC)")
-    if not (request.reason and request.reason.strip()):
-        raise DecisionRefused(f"to {verb} needs a reason (it is kept in the audit trail)")
-    moved = [d for d in repo.decisions_after(connection, rollout.id, day)
-             if d.metrics.get("waiting_for") != day.isoformat()]
-    if moved:
-        d = moved[0]
-        raise DecisionRefused(f"cannot {verb} {model} {day}: decision #{d.id} of {d.day} ({d.action}) was taken "
-                              "since; decide a new day instead")
-    if approval_expired(recorded_on(seen), _today(request), rollout.policy):
-        expired = _expire(connection, seen, rollout, request.run_id)
-        return _outcome(connection, expired, applied=True, dry_run=False)
-    pending = _as_decision(seen)
-    try:
-        if request.verdict == "approve":
-            result = approve_promotion(pending, request.actor, request.reason)
-        else:
-            result = reject_promotion(pending, request.actor, request.reason, rollback=request.rollback)
-    except ForceError as exc:
-        raise DecisionRefused(str(exc)) from None
-    state = "approved" if request.verdict == "approve" else "rejected"
-    now = dt.datetime.now(dt.UTC)
-    evidence = load_evidence(connection, model, day)
-    evaluation = (_evaluation(connection, evidence, rollout)
-                  if evidence is not None and evidence.rollout_id == rollout.id else None)
-    review = build_review(model, day.isoformat(), result, request.actor, evaluation=evaluation,
-                          summary=evidence.summary if evaluation else None)
-    stored = review.to_json()
-    metrics = {**seen.metrics, "source": request.source, "review": stored, "score": seen.metrics.get("score"),
-               "approval": {"state": state, "of": seen.id, "operator": request.actor, "reason": request.reason.strip(),
-                            "at": now.isoformat(), "rollback": bool(request.rollback)}}
-    record = repo.record_decision(connection, rollout, day, result, actor=request.actor, metrics=metrics,
-                                  run_id=request.run_id, now=now, expected_previous=seen.id, approval=state)
-    applied = repo.apply_decision(connection, record.id, actor=request.actor, now=now)
-    return _outcome(connection, record, applied=applied, dry_run=False)
+def manual_rollback(connection: sa.Connection, model: str, reason: str, *, actor: str,
+                    day: dt.date) -> DecisionOutcome:
+    """Roll ``model``'s latest rollout back and apply it in this transaction (``store.rollback`` says when there
+    is something to roll back to). Raises RolloutError saying why when it cannot be rolled back now."""
+    rollback_target(connection, model)
+    outcome = decide_in(connection, ManualRollback(model, day, actor, reason))
+    if not outcome.applied:
+        raise repo.RolloutError(f"cannot roll back {model} now: "
+                                f"{outcome.unapplied_reason or 'the routing did not change'}")
+    return outcome
 
 
 def make_approval(engine: sa.Engine, request: Approval, *, notifier: Announcer | None = None,
@@ -456,54 +295,3 @@ def announce(outcome: DecisionOutcome, notifier: Announcer | None = None, logger
         line = f"not sent: {exc}"
     return dataclasses.replace(outcome, notifications=line)
 
-
-def pending_approval(connection: sa.Connection, model: str) -> dict | None:
-    """The model's promotion waiting for approval, as ``status --json`` shows it (None: nothing waits)."""
-    rollout = repo.latest_rollout(connection, model)
-    record = repo.open_approval(connection, rollout.id) if rollout else None
-    if record is None:
-        return None
-    return {"state": "pending", "decision_id": record.id, "date": record.day.isoformat(),
-            "to": {"stage": record.stage_after, "canary_percent": record.percent_after},
-            "expires_after": approval_expires_on(recorded_on(record), rollout.policy).isoformat(),
-            "reasons": list(record.reasons)}
-
-
-def _evaluation(connection: sa.Connection, evidence: DayEvidence | None, rollout: repo.Rollout) -> Evaluation | None:
-    """The day's evaluation: the judged one, else (a run stopped before the judge) computed from the step's nights."""
-    if evidence is None:
-        return None
-    if evidence.evaluation is not None:
-        return evidence.evaluation
-    return evaluate_day(connection, rollout, evidence.summary)
-
-
-def decision_metrics(source: str, run_id: str | None, evidence: DayEvidence | None, evaluation: Evaluation | None,
-                     failures: list[str], review: Review) -> dict:
-    """The ``decisions.metrics`` JSON, one shape for every path: what evidence existed, the judge, the review."""
-    stored_review = review.to_json()  # JSON-safe: non-finite numbers are None
-    return {
-        "source": source,
-        "evidence": None if evidence is None else {
-            "id": evidence.id, "run_id": evidence.run_id, "stage": evidence.stage,
-            "canary_percent": evidence.canary_percent, "routing_version": evidence.routing_version,
-            "analysed_at": evidence.created_at.isoformat() if evidence.created_at else None,
-            "validated": sorted(evidence.validations), "judged": evidence.evaluation is not None,
-        },
-        "score": stored_review["score"],
-        "candidate_requests": evaluation.candidate_requests if evaluation else None,
-        "stable_requests": evaluation.stable_requests if evaluation else None,
-        "compared": review.compared,
-        "checks": stored_review["checks"],
-        "data_quality_failures": list(failures),
-        "blocked_run": run_id if source == BlockedDay.source else None,
-        # The review's numbers go with the decision, so `rollout-pipeline report` needs no Dagster run.
-        "review": stored_review,
-    }
-
-
-def _outcome(connection, record, *, applied: bool, dry_run: bool, why: str | None = None) -> DecisionOutcome:
-    from_row = repo.get_decision(connection, record.id) or record
-    history = history_points([r for r in repo.decision_history(connection, record.model_name)
-                              if r.rollout_id == record.rollout_id], until=record.day.isoformat())
-    return DecisionOutcome(from_row, applied, dry_run, review_from_record(from_row), history, why)

@@ -9,6 +9,11 @@ so are nights analysed under another rollout. Whether any actual outcome ever
 arrived for the rollout comes from the rollout's evidence too, whichever log
 source it was read from. No Dagster here: the ``judgement`` asset, the decision
 service and the backtest call it.
+
+The day's stored steps are here too, each one call for its asset or check: :func:`collect_day` (the
+``day_summary`` asset: collect the day's logs and store them as the run's evidence), :func:`check_stored_day`
+(a check of ``day_checks`` on the stored day, its result stored with the evidence) and :func:`judge_stored_day`
+(the ``judgement`` asset: judge the stored day and store the evaluation with it).
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from rollout_pipeline.day_checks import run_check
 from rollout_pipeline.domain.codec import CodecError, decode
 from rollout_pipeline.domain.decide import RolloutState
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.summary import DaySummary
+from rollout_pipeline.sources import Collected, LogSource
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.store.routing import read_routing
 from rollout_pipeline.validation.suites import LOG_QUALITY, SuiteResult
 
 
@@ -82,3 +90,51 @@ def step_nights(connection: sa.Connection, rollout: repo.Rollout, summary: DaySu
 def evaluate_day(connection: sa.Connection, rollout: repo.Rollout, summary: DaySummary) -> Evaluation:
     """The day's evaluation on its step's pooled nights, under the rollout's policy."""
     return step_nights(connection, rollout, summary).evaluate(rollout.policy)
+
+
+@dataclass(frozen=True)
+class CollectedDay:
+    """A day's logs collected and stored as a run's evidence, and the state and routing it was collected under."""
+
+    state: RolloutState
+    routing_version: int | None
+    collected: Collected
+    evidence_id: int
+
+
+def collect_day(engine: sa.Engine, source: LogSource, rollout: repo.Rollout, day: dt.date,
+                run_id: str) -> CollectedDay:
+    """Collect ``rollout``'s ``day`` from ``source`` and store it as run ``run_id``'s evidence, under the state and
+    routing the rollout is in; the source's ``SourceError`` when it cannot read the logs (nothing stored)."""
+    with engine.connect() as conn:
+        state = repo.state_before(conn, rollout, day)
+        routing = read_routing(conn, rollout.model_name)
+    collected = source.collect(engine, rollout.model_name, day, rollout.stable_variant, rollout.candidate_variant,
+                               accuracy_day=rollout.policy.accuracy_day(day))
+    routing_version = routing.version if routing else None
+    with engine.begin() as conn:
+        evidence_id = evidence_store.save_summary(conn, collected.summary, rollout_id=rollout.id, stage=state.stage,
+                                                  run_id=run_id, canary_percent=state.canary_percent,
+                                                  routing_version=routing_version)
+    return CollectedDay(state, routing_version, collected, evidence_id)
+
+
+def judge_stored_day(engine: sa.Engine, found: evidence_store.DayEvidence) -> Evaluation:
+    """Judge the stored day ``found`` on its step's pooled nights and store the evaluation with it."""
+    with engine.connect() as conn:
+        rollout = repo.get_rollout(conn, found.rollout_id)
+        evaluation = evaluate_day(conn, rollout, found.summary)
+    with engine.begin() as conn:
+        evidence_store.save_evaluation(conn, found.id, evaluation)
+    return evaluation
+
+
+def check_stored_day(engine: sa.Engine, found: evidence_store.DayEvidence, name: str) -> SuiteResult:
+    """Check ``name`` (``day_checks``) on the stored day ``found``, under its rollout's policy; the result is stored
+    with the evidence."""
+    with engine.connect() as conn:
+        rollout = repo.get_rollout(conn, found.rollout_id)
+    suite = run_check(name, found.summary, found.stage, rollout.policy)
+    with engine.begin() as conn:
+        evidence_store.save_validation(conn, found.id, name, suite)
+    return suite

@@ -1,4 +1,5 @@
-"""What the operator reads, each in one call: every model's status, a model's audit timeline, the morning digest.
+"""What the operator reads, each in one call: every model's status, a model's audit timeline, the morning digest,
+what a retention run did.
 
 Read-only over the store (the digest writes the report files a link needs); no Dagster here.
 """
@@ -6,11 +7,12 @@ Read-only over the store (the digest writes the report files a link needs); no D
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import pending_approval
+from rollout_pipeline.decision_approvals import pending_approval
 from rollout_pipeline.planning import remaining_plan
 from rollout_pipeline.review import digest as digests
 from rollout_pipeline.review.content import review_from_record
@@ -20,7 +22,7 @@ from rollout_pipeline.store.rollouts import (RolloutError, active_models, decisi
                                              latest_rollout)
 from rollout_pipeline.store.routing import read_routing, routing_history_rows
 from rollout_pipeline.store.tables import rollouts
-from rollout_pipeline.store.teardown import teardown_records
+from rollout_pipeline.store.teardown import teardown_records, verdicts
 
 
 def model_status(engine: sa.Engine, model: str | None = None, *, today: dt.date | None = None) -> list[dict]:
@@ -84,3 +86,22 @@ def morning_digest(engine: sa.Engine, day: dt.date) -> tuple[tuple[digests.Diges
                              rollout_history(decision_history(conn, record.model_name), record))
     rows = digests.digest_rows(records)
     return rows, undecided, digests.write_digest(day.isoformat(), rows, undecided)
+
+
+def retention_report(engine: sa.Engine, day: dt.date, run_id: str, success: bool, started: float) -> dict:
+    """A retention run of ``day`` as ``teardown --json`` prints it: what run ``run_id`` tore down, what failed,
+    what it kept (variants not yet due); ``seconds`` since ``started`` (a ``time.perf_counter()``)."""
+    with engine.connect() as conn:
+        records = [t.as_dict() for t in teardown_records(conn, day=day) if t.run_id == run_id]
+        kept = [v.as_dict(m) for m, v in verdicts(conn, day) if not v.due]
+    return {"date": day.isoformat(), "run_id": run_id, "success": success,
+            "torn_down": [r for r in records if r["status"] == "done"],
+            "failed": [r for r in records if r["status"] == "failed"],
+            "kept": kept, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def retention_failure(out: dict, run_failure: str | None) -> str:
+    """The one line saying why the retention run of ``out`` (:func:`retention_report`) failed."""
+    return (f"the retention run {out['run_id']} failed: "
+            + ("; ".join(f"{r['model']}/{r['variant']}: {r['detail']}" for r in out["failed"])
+               or run_failure or "see the Dagster run's logs"))

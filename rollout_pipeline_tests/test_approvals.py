@@ -169,7 +169,7 @@ def test_a_day_analysed_late_is_not_expired_at_birth_and_an_expiry_is_the_policy
     assert pending.record.metrics["approval"] == {"state": "pending", "recorded_on": late.isoformat(),
                                                   "expires_after": (late + dt.timedelta(days=3)).isoformat()}
     with engine.connect() as conn:
-        from rollout_pipeline.decisions import pending_approval
+        from rollout_pipeline.decision_approvals import pending_approval
         assert pending_approval(conn, "m")["expires_after"] == (late + dt.timedelta(days=3)).isoformat()
     with pytest.raises(DecisionRefused, match=r"^too late: .* not approved by 2026-06-14 .*counted from 2026-06-11"):
         _verdict(engine, "approve", today=late + dt.timedelta(days=4))  # past the window: recorded, refused

@@ -29,10 +29,9 @@ from rollout_pipeline.review.links import report_href
 from rollout_pipeline.review.render import Table, markdown_sections, md_table, num, why_lines
 from rollout_pipeline.review.report import write_plots, write_report
 from rollout_pipeline.sources import SourceError
-from rollout_pipeline.steps import evaluate_day
+from rollout_pipeline.steps import collect_day, judge_stored_day
 from rollout_pipeline.store import evidence as evidence_store
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.store.routing import read_routing
 
 GROUP = "daily_analysis"
 RETRY = DATABASE_RETRY  # the one retry policy of every step (defs/failures.py)
@@ -70,28 +69,20 @@ def summarize_day(context: dg.AssetExecutionContext, store: StoreResource, logs:
     with database_errors():
         with store.engine.connect() as conn:
             rollout = lookup_rollout(conn, model, day)
-            state = repo.state_before(conn, rollout, day)
-            routing = read_routing(conn, model)
-        stage = state.stage
         try:
-            collected = source.collect(store.engine, model, day, rollout.stable_variant, rollout.candidate_variant,
-                                       accuracy_day=rollout.policy.accuracy_day(day))
+            done = collect_day(store.engine, source, rollout, day, context.run.run_id)
         except SourceError as exc:
             raise refuse(str(exc)) from None
-        summary = collected.summary
-        with store.engine.begin() as conn:
-            evidence_id = evidence_store.save_summary(conn, summary, rollout_id=rollout.id, stage=stage,
-                                                      run_id=context.run.run_id, canary_percent=state.canary_percent,
-                                                      routing_version=routing.version if routing else None)
+    state, collected, summary = done.state, done.collected, done.collected.summary
     return {
         "rows": summary.total_rows,
         "sample_rows": len(summary.sample),
         "stable": rollout.stable_variant,
         "candidate": rollout.candidate_variant,
-        "stage": stage,
+        "stage": state.stage,
         "canary_percent": state.canary_percent,
-        "routing_version": routing.version if routing else "none",
-        "evidence_id": evidence_id,
+        "routing_version": done.routing_version if done.routing_version is not None else "none",
+        "evidence_id": done.evidence_id,
         "log_source": collected.source,
         "analyzed": collected.note,
         "collect_seconds": round(summary.collect_seconds, 3),
@@ -110,10 +101,7 @@ def judge_day(context: dg.AssetExecutionContext, store: StoreResource, day, mode
     with database_errors():
         with store.engine.connect() as conn:
             found = stored_evidence(conn, model, day, context.run.run_id)
-            rollout = repo.get_rollout(conn, found.rollout_id)
-            evaluation = evaluate_day(conn, rollout, found.summary)  # the step's nights pooled with this one
-        with store.engine.begin() as conn:
-            evidence_store.save_evaluation(conn, found.id, evaluation)
+        evaluation = judge_stored_day(store.engine, found)  # the step's nights pooled with this one
     return {
         "score": evaluation.score if evaluation.score is not None else "n/a",
         "compared": evaluation.compared,

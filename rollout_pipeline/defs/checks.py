@@ -8,7 +8,7 @@ read by the decision and the review); the UI gets the same result as JSON and a 
 
 import dagster as dg
 
-from rollout_pipeline.day_checks import LATENCY, run_check
+from rollout_pipeline.day_checks import LATENCY
 from rollout_pipeline.defs.assets import day_summary, stored_evidence
 from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors
 from rollout_pipeline.defs.night import is_range, range_check_evaluations
@@ -16,8 +16,7 @@ from rollout_pipeline.defs.partitions import DAY_MODEL, partition_of
 from rollout_pipeline.defs.resources import StoreResource
 from rollout_pipeline.domain.codec import encode
 from rollout_pipeline.review.render import Table, md_table
-from rollout_pipeline.store import evidence as evidence_store
-from rollout_pipeline.store import rollouts as repo
+from rollout_pipeline.steps import check_stored_day
 from rollout_pipeline.validation.results import SuiteResult
 from rollout_pipeline.validation.suites import LOG_QUALITY, PREDICTIONS
 
@@ -38,10 +37,7 @@ def suite_result(context, store: StoreResource, name: str, day, model: str) -> d
     with database_errors():
         with store.engine.connect() as conn:
             found = stored_evidence(conn, model, day, context.run.run_id)
-            rollout = repo.get_rollout(conn, found.rollout_id)
-        suite = run_check(name, found.summary, found.stage, rollout.policy)
-        with store.engine.begin() as conn:
-            evidence_store.save_validation(conn, found.id, name, suite)
+        suite = check_stored_day(store.engine, found, name)
     # A gate with too little data to judge is no pass: the check fails as a warning saying "not judged"
     # (Dagster shows a passed check green whatever its severity).
     return dg.AssetCheckResult(

@@ -1,6 +1,7 @@
 """The intraday guardrail: every hour, the critical counts of the day so far; a clear regression rolls back at once.
 
-Thin wiring around ``domain.guardrail`` (anytime-valid sequential tests, so looking
+Thin wiring around the service's reading of the day so far (``rollout_pipeline.guardrail``, over
+``domain.guardrail``'s anytime-valid sequential tests, so looking
 every hour keeps its false-alarm guarantee) and the one decision service (actor
 ``guardrail``, source ``guardrail``). It acts only on candidates that serve traffic
 (canary, and the watch after promotion), only for today (the day under way), and
@@ -17,11 +18,8 @@ from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.defs.failures import DATABASE_RETRY, database_errors, refuse
 from rollout_pipeline.defs.resources import Notifier, StoreResource
 from rollout_pipeline.defs.tags import ACTOR_TAG
-from rollout_pipeline.domain.guardrail import SideCounts, check
+from rollout_pipeline.guardrail import watched_days
 from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.store.intraday import counts_so_far
-
-NO_COUNTS = SideCounts(0, 0, 0, 0)
 
 
 class GuardrailConfig(dg.Config):
@@ -50,20 +48,10 @@ def intraday_guardrail(context: dg.OpExecutionContext, config: GuardrailConfig, 
     out = []
     with database_errors():
         with store.engine.connect() as conn:
-            watched = []
-            for model in sorted(set(repo.active_models(conn)) | set(repo.watched_models(conn))):
-                rollout = repo.latest_rollout(conn, model)
-                state = repo.state_before(conn, rollout, today)
-                if rollout.policy.guardrail and state.stage in ("canary", "production"):
-                    watched.append((rollout, state))
-            counts = {r.model_name: counts_so_far(conn, r.model_name, at, slo_ms=r.policy.latency_slo_p99_ms,
-                                                  bounds=r.policy.prediction_bounds) for r, _ in watched}
-    for rollout, state in watched:
-        model, c = rollout.model_name, counts[rollout.model_name]
-        production = state.stage == "production"  # the new model serves; the old one shadows it
-        candidate = c.get((rollout.candidate_variant, True), NO_COUNTS)
-        stable = c.get((rollout.stable_variant, not production), NO_COUNTS)
-        result = check(stable, candidate, rollout.policy)
+            watched = watched_days(conn, at)
+    for day_so_far in watched:
+        rollout, state = day_so_far.rollout, day_so_far.state
+        model, result = rollout.model_name, day_so_far.test()
         row = {"model": model, "stage": f"{state.stage} {state.canary_percent}%", "alarms": list(result.alarms),
                "tests": [t.reason for t in result.tests], "action": "none"}
         if result.alarms:

@@ -20,9 +20,9 @@ import dagster as dg
 import sqlalchemy as sa
 
 from rollout_pipeline.admin import open_engine
-from rollout_pipeline.config import ENV_DAGSTER_HOME, load_settings, log_source_settings
+from rollout_pipeline.config import ENV_DAGSTER_HOME, load_settings
 from rollout_pipeline.decision_requests import day_request
-from rollout_pipeline.decisions import hold_blocked_day, make_decision, refuse_an_older_day
+from rollout_pipeline.decisions import hold_blocked_day, make_decision
 from rollout_pipeline.defs.assets import day_summary, decision, judgement
 from rollout_pipeline.defs.checks import blocked, check_evaluations
 from rollout_pipeline.defs.failures import INFRASTRUCTURE, REFUSED, first_line
@@ -31,12 +31,9 @@ from rollout_pipeline.defs.partitions import partition_key, register_partitions
 from rollout_pipeline.defs.resources import resources_from_environment, store_engine
 from rollout_pipeline.defs.tags import ACTOR_TAG, DRY_RUN_TAG
 from rollout_pipeline.domain.days import not_over
-from rollout_pipeline.domain.routing import InvalidName, validate_name
-from rollout_pipeline.sources import SourceError, log_source
-from rollout_pipeline.store import rollouts as repo
-from rollout_pipeline.store.migrate import SchemaNotCurrent, SchemaRevisionError, require_current_schema
+from rollout_pipeline.preflight import DayRefused, refuse_unrunnable_day
 from rollout_pipeline.store.rollouts import RolloutError
-from rollout_pipeline.store.teardown import teardown_records, verdicts
+from rollout_pipeline.views import retention_failure, retention_report
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +84,13 @@ class RunFailed(RuntimeError):
 
 
 def check_day(model: str, day: dt.date, engine, force: str | None = None) -> None:
-    """Refuse, before anything reaches Dagster (so no partition is added), a name that is not a model name, a log
-    source that cannot work (ROLLOUT_LOGS_URL, ROLLOUT_SPARK_MASTER), a database not migrated, a model without a
-    rollout, or (unless forced) a day older than the latest decided one."""
+    """Refuse, before anything reaches Dagster (so no partition is added), a day that cannot be run
+    (``preflight``: a bad model name, an unusable log source, a database not migrated, no rollout, or unless
+    forced an older day than the latest decided one), as a ``RunFailed``."""
     try:
-        validate_name("model", model)
-        log_source(*log_source_settings()).check()
-    except (InvalidName, *SourceError) as exc:
+        refuse_unrunnable_day(engine, model, day, forced=bool(force))
+    except DayRefused as exc:
         raise RunFailed(str(exc), None) from None
-    with engine.connect() as conn:
-        try:
-            require_current_schema(conn)
-        except (SchemaNotCurrent, SchemaRevisionError) as exc:
-            raise RunFailed(str(exc), None) from None
-        rollout = repo.latest_rollout(conn, model)
-        if rollout is None:
-            raise RunFailed(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} "
-                            "...`", None)
-        try:
-            refuse_an_older_day(conn, rollout, day, forced=bool(force))
-        except RolloutError as exc:
-            raise RunFailed(str(exc), None) from None
 
 
 def run_day(model: str, day: dt.date, *, force: str | None = None, reason: str | None = None,
@@ -314,18 +297,9 @@ def retention(day: dt.date, *, log_level: str = "INFO") -> RetentionReport:
     run = run_retention(day, log_level=log_level)
     engine = open_engine()
     try:
-        with engine.connect() as conn:
-            records = [t.as_dict() for t in teardown_records(conn, day=day) if t.run_id == run.run_id]
-            kept = [v.as_dict(m) for m, v in verdicts(conn, day) if not v.due]
+        out = retention_report(engine, day, run.run_id, run.success, started)
     finally:
         engine.dispose()
-    out = {"date": day.isoformat(), "run_id": run.run_id, "success": run.success,
-           "torn_down": [r for r in records if r["status"] == "done"],
-           "failed": [r for r in records if r["status"] == "failed"],
-           "kept": kept, "seconds": round(time.perf_counter() - started, 2)}
     if run.success:
         return RetentionReport(out, True)
-    failure = (f"the retention run {run.run_id} failed: "
-               + ("; ".join(f"{r['model']}/{r['variant']}: {r['detail']}" for r in out["failed"])
-                  or run.failure or "see the Dagster run's logs"))
-    return RetentionReport(out, False, failure, run.kind == INFRASTRUCTURE)
+    return RetentionReport(out, False, retention_failure(out, run.failure), run.kind == INFRASTRUCTURE)

@@ -134,89 +134,118 @@ def _each(decoders, items):
 
 
 @cache
-def _decoder(tp):  # noqa: C901 - one branch per kind of type hint
+def _decoder(tp):
+    """The decoder of type hint ``tp``: one named step per kind of hint, tried in this order."""
     if tp is typing.Any:
         return _identity
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        optional = type(None) in args
-        decoders = [_decoder(a) for a in args if a is not type(None)]
-        if len(decoders) == 1:
-            (one,) = decoders
-            return (lambda x: None if x is None else one(x)) if optional else one
-
-        def union(x):
-            if x is None and optional:
-                return None
-            for d in decoders:
-                try:
-                    return d(x)
-                except (CodecError, TypeError, ValueError):
-                    continue
-            raise CodecError(f"{x!r} fits none of {tp}")
-        return union
+        return _union_decoder(tp)
     if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-
-        def literal(x):
-            if x not in allowed:
-                raise CodecError(f"{x!r} is not one of {allowed}")
-            return x
-        return literal
+        return _literal_decoder(typing.get_args(tp))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        def member(x):
-            try:
-                return tp(x)
-            except ValueError as exc:
-                raise CodecError(str(exc)) from None
-        return member
+        return _enum_decoder(tp)
     if dataclasses.is_dataclass(tp):
         return _dataclass_decoder(tp)
     if origin is collections.abc.Sequence:
         tp, origin = tuple[typing.get_args(tp) + (Ellipsis,)], tuple
     if origin is tuple:
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            item = _decoder(args[0])
-
-            def homogeneous(x):
-                _expect_list(x)
-                return tuple(_each([item] * len(x), x))
-            return homogeneous
-        if not args:
-            return lambda x: (_expect_list(x), tuple(x))[1]
-        items = [_decoder(a) for a in args]
-
-        def fixed(x):
-            _expect_list(x)
-            if len(x) != len(items):
-                raise CodecError(f"expected {len(items)} items, got {len(x)}")
-            return tuple(_each(items, x))
-        return fixed
+        return _tuple_decoder(typing.get_args(tp))
     if origin is list or tp is list:
-        (arg,) = typing.get_args(tp) or (typing.Any,)
-        item = _decoder(arg)
-
-        def listed(x):
-            _expect_list(x)
-            return _each([item] * len(x), x)
-        return listed
+        return _list_decoder(tp)
     if origin is dict or tp is dict:
-        _key, val = typing.get_args(tp) or (str, typing.Any)
-        value = _decoder(val)
+        return _dict_decoder(tp)
+    return _simple_decoder(tp)
 
-        def mapping(x):
-            if not isinstance(x, dict):
-                raise CodecError(f"expected an object, got {type(x).__name__}")
-            out = {}
-            for k, v in x.items():
-                try:
-                    out[k] = value(v)
-                except CodecError as exc:
-                    raise exc.within(f"[{k!r}]") from None
-            return out
-        return mapping
+
+def _union_decoder(tp):
+    """``X | None`` decodes None or X; a wider union takes the first member that decodes the value."""
+    args = typing.get_args(tp)
+    optional = type(None) in args
+    decoders = [_decoder(a) for a in args if a is not type(None)]
+    if len(decoders) == 1:
+        (one,) = decoders
+        return (lambda x: None if x is None else one(x)) if optional else one
+
+    def union(x):
+        if x is None and optional:
+            return None
+        for d in decoders:
+            try:
+                return d(x)
+            except (CodecError, TypeError, ValueError):
+                continue
+        raise CodecError(f"{x!r} fits none of {tp}")
+    return union
+
+
+def _literal_decoder(allowed: tuple):
+    def literal(x):
+        if x not in allowed:
+            raise CodecError(f"{x!r} is not one of {allowed}")
+        return x
+    return literal
+
+
+def _enum_decoder(tp: type[enum.Enum]):
+    def member(x):
+        try:
+            return tp(x)
+        except ValueError as exc:
+            raise CodecError(str(exc)) from None
+    return member
+
+
+def _tuple_decoder(args: tuple):
+    """``tuple[X, ...]`` (any length), ``tuple`` (anything), or ``tuple[X, Y]`` (exactly those items)."""
+    if len(args) == 2 and args[1] is Ellipsis:
+        item = _decoder(args[0])
+
+        def homogeneous(x):
+            _expect_list(x)
+            return tuple(_each([item] * len(x), x))
+        return homogeneous
+    if not args:
+        return lambda x: (_expect_list(x), tuple(x))[1]
+    items = [_decoder(a) for a in args]
+
+    def fixed(x):
+        _expect_list(x)
+        if len(x) != len(items):
+            raise CodecError(f"expected {len(items)} items, got {len(x)}")
+        return tuple(_each(items, x))
+    return fixed
+
+
+def _list_decoder(tp):
+    (arg,) = typing.get_args(tp) or (typing.Any,)
+    item = _decoder(arg)
+
+    def listed(x):
+        _expect_list(x)
+        return _each([item] * len(x), x)
+    return listed
+
+
+def _dict_decoder(tp):
+    _key, val = typing.get_args(tp) or (str, typing.Any)
+    value = _decoder(val)
+
+    def mapping(x):
+        if not isinstance(x, dict):
+            raise CodecError(f"expected an object, got {type(x).__name__}")
+        out = {}
+        for k, v in x.items():
+            try:
+                out[k] = value(v)
+            except CodecError as exc:
+                raise exc.within(f"[{k!r}]") from None
+        return out
+    return mapping
+
+
+def _simple_decoder(tp):
+    """Numbers, booleans, strings and ISO dates; any other hint cannot be decoded."""
     simple = {float: _float, int: _exact(int, "an integer"), bool: _exact(bool, "true or false"),
               str: _exact(str, "a string"), dt.datetime: _iso(dt.datetime.fromisoformat),
               dt.date: _iso(dt.date.fromisoformat)}

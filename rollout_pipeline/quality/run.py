@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from rollout_pipeline.decision_requests import Guardrail, Nightly
-from rollout_pipeline.decisions import DecisionOutcome, make_decision
+from rollout_pipeline.decision_outcome import DecisionOutcome
+from rollout_pipeline.decisions import make_decision
 from rollout_pipeline.domain.decide import Decision, RolloutState, decide, evidence_from
 from rollout_pipeline.domain.evaluate import Evaluation, evaluate
 from rollout_pipeline.domain.guardrail import SideCounts

@@ -156,14 +156,10 @@ def simulate_day(
     """
     started = time.perf_counter()
     settings, pair, config = _prepare(engine, model, requests, scenario, knobs, kind, day_index)
-    # Every draw below comes from ``rng`` in this order (never the date: same seed, same day of traffic).
-    model_key = zlib.crc32(model.encode())
-    rng = np.random.default_rng([seed, model_key, day_index])
+    rng, traffic_rng, ids = _generators(seed, model, day_index, day, seeded_ids)
     n = min(requests, settings.max_requests) if settings.max_requests else requests
-    ids = Ids(np.random.default_rng([seed, model_key, day_index, day.toordinal()]) if seeded_ids else None)
     # The correlation ids are drawn after the traffic (from their own generator, or at random).
-    traffic = draw_traffic(pair, settings, model, np.random.default_rng([seed, model_key]), rng, n, requests,
-                           ids.take(n))
+    traffic = draw_traffic(pair, settings, model, traffic_rng, rng, n, requests, ids.take(n))
     stage = stage_of(config)
     notes = _notes(scenario, knobs, settings, stage, config)
     variants = _day_variants(config, pair, settings, rng, n, traffic)
@@ -173,10 +169,7 @@ def simulate_day(
     day_start = dt.datetime.combine(day, dt.time(), UTC)
     try:
         tally = _replay(router, model, pair, settings, traffic, day_start, candidate, rng, n, progress)
-        corrupt = corrupt_rows(model, config, pair, day_start, traffic.times, rng,
-                               round(n * settings.corrupt_fraction), ids)
-        orphans = orphan_rows(model, candidate, pair, settings, day_start, traffic.times, traffic.rows,
-                              traffic.entity_ids, rng, round(n * settings.orphan_fraction), ids) if candidate else []
+        corrupt, orphans = _faulty_rows(model, config, pair, settings, candidate, day_start, traffic, rng, n, ids)
         for extra in (*corrupt, *orphans):
             own_writer.submit(extra)
     finally:
@@ -188,6 +181,26 @@ def simulate_day(
     notes += _writer_notes(own_writer, sink)
     return _summarize(model, pair, day, scenario, stage, config, n, tally, corrupt, orphans, log_path, own_writer,
                       time.perf_counter() - started, notes)
+
+
+def _generators(seed: int, model: str, day_index: int, day: dt.date,
+                seeded_ids: bool) -> tuple[np.random.Generator, np.random.Generator, Ids]:
+    """The day's generators: ``rng``, from which every draw of the day comes in order (never the date: same seed,
+    same day of traffic), the traffic's own, and the correlation ids (seeded by the date too, or at random)."""
+    model_key = zlib.crc32(model.encode())
+    rng = np.random.default_rng([seed, model_key, day_index])
+    ids = Ids(np.random.default_rng([seed, model_key, day_index, day.toordinal()]) if seeded_ids else None)
+    return rng, np.random.default_rng([seed, model_key]), ids
+
+
+def _faulty_rows(model: str, config: RoutingConfig, pair: ModelPair, settings: Knobs, candidate: str | None,
+                 day_start: dt.datetime, traffic: Traffic, rng: np.random.Generator, n: int, ids: Ids):
+    """The day's corrupt rows, then (with a candidate) its orphan rows, drawn from ``rng`` in that order."""
+    corrupt = corrupt_rows(model, config, pair, day_start, traffic.times, rng,
+                           round(n * settings.corrupt_fraction), ids)
+    orphans = orphan_rows(model, candidate, pair, settings, day_start, traffic.times, traffic.rows,
+                          traffic.entity_ids, rng, round(n * settings.orphan_fraction), ids) if candidate else []
+    return corrupt, orphans
 
 
 def _prepare(engine: sa.Engine, model: str, requests: int, scenario: str, knobs: dict[str, float] | None,

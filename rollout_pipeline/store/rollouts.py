@@ -1,84 +1,35 @@
-"""Rollouts and their decisions: the audit trail, and applying a decision to the routing."""
+"""Rollouts and their decisions: starting a rollout, recording a decision, and applying it to the routing.
+
+The records and the reads of the audit trail are ``store.rollout_records``; this module re-exports them
+(``__all__``), so a caller imports one module (``from rollout_pipeline.store import rollouts as repo``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.decide import Decision, RolloutState
-from rollout_pipeline.domain.policy import Policy, PolicyError, parse_policy
+from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.routing import VariantRoute, validate_name
+from rollout_pipeline.store.rollout_records import (ConcurrentDecision, DecisionRecord, Rollout, RolloutError,
+                                                    StoredPolicyError, active_models, active_rollout,
+                                                    decision_from_row, decision_history, decisions_after, decisions_on,
+                                                    get_decision, get_rollout, latest_decided_day, latest_rollout,
+                                                    latest_rollout_ids, live_decision, open_approval,
+                                                    pending_decisions, rollout_for_day, rollout_from_row)
 from rollout_pipeline.store.routing import read_routing, write_routing
 from rollout_pipeline.store.tables import decisions, insert_superseding, rollouts
 
-
-class RolloutError(RuntimeError):
-    """A rollout operation that cannot be done; the message says why."""
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """A rollout as stored."""
-
-    id: int
-    model_name: str
-    stable_variant: str
-    candidate_variant: str
-    stage: str
-    canary_percent: int
-    active: bool
-    policy: Policy
-    policy_version: str
-
-    @property
-    def state(self) -> RolloutState:
-        return RolloutState(self.stage, self.canary_percent)
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """A stored decision."""
-
-    id: int
-    rollout_id: int
-    model_name: str
-    day: dt.date
-    action: str
-    forced: bool
-    actor: str
-    reasons: list[str]
-    stage_before: str
-    percent_before: int
-    stage_after: str
-    percent_after: int
-    metrics: dict
-    policy_version: str
-    run_id: str | None
-    applied_at: dt.datetime | None
-    created_at: dt.datetime
-    approval: str | None = None  # None: no approval needed; pending | approved | rejected | expired
-
-
-class StoredPolicyError(RolloutError):
-    """A rollout's stored policy is out of the documented ranges (written by an older version, or directly)."""
-
-
-def _rollout(row) -> Rollout:
-    try:
-        policy = parse_policy(row.policy, f"stored with rollout {row.id} of {row.model_name}")
-    except PolicyError as exc:  # checked on load as at `rollout start`: a refusal naming the field, not a crash later
-        raise StoredPolicyError(f"{exc}; start a new rollout with a valid policy") from None
-    return Rollout(row.id, row.model_name, row.stable_variant, row.candidate_variant, row.stage,
-                   row.canary_percent, bool(row.active), policy, row.policy_version)
-
-
-def _decision(row) -> DecisionRecord:
-    return DecisionRecord(row.id, row.rollout_id, row.model_name, row.day, row.action, bool(row.forced), row.actor,
-                          list(row.reasons), row.stage_before, row.percent_before, row.stage_after, row.percent_after,
-                          dict(row.metrics), row.policy_version, row.run_id, row.applied_at, row.created_at,
-                          row.approval)
+__all__ = [
+    "ConcurrentDecision", "DECISION_LOCK_SPACE", "DecisionRecord", "Rollout", "RolloutError", "RolloutState",
+    "StoredPolicyError", "active_models", "active_rollout", "apply_decision", "decision_from_row",
+    "decision_history", "decisions_after", "decisions_on", "get_decision", "get_rollout", "latest_decided_day",
+    "latest_rollout", "latest_rollout_ids", "live_decision", "old_stable_route", "old_variant_deployable",
+    "open_approval", "pending_decisions", "record_decision", "rollout_for_day", "rollout_from_row", "routes_for",
+    "start_rollout", "state_before", "step_days", "watched_models",
+]
 
 
 def routes_for(rollout: Rollout, state: RolloutState, day: dt.date | None) -> tuple[VariantRoute, ...]:
@@ -157,72 +108,6 @@ def start_rollout(connection: sa.Connection, model: str, stable: str, candidate:
     return rollout
 
 
-def active_rollout(connection: sa.Connection, model: str) -> Rollout | None:
-    """The model's active rollout, if any."""
-    row = connection.execute(sa.select(rollouts).where(rollouts.c.model_name == model, rollouts.c.active)).first()
-    return _rollout(row) if row else None
-
-
-def latest_rollout(connection: sa.Connection, model: str) -> Rollout | None:
-    """The model's most recent rollout, active or not."""
-    row = connection.execute(
-        sa.select(rollouts).where(rollouts.c.model_name == model).order_by(rollouts.c.id.desc()).limit(1)
-    ).first()
-    return _rollout(row) if row else None
-
-
-def rollout_for_day(connection: sa.Connection, model: str, day: dt.date) -> Rollout:
-    """The rollout ``model``'s ``day`` is decided under (its active one, else its latest); RolloutError if none."""
-    rollout = active_rollout(connection, model) or latest_rollout(connection, model)
-    if rollout is None:
-        raise RolloutError(f"{model} has no rollout: start one with `rollout-pipeline rollout start --model {model} ...`")
-    decided = live_decision(connection, model, day)
-    if decided is not None and decided.rollout_id != rollout.id:
-        raise RolloutError(f"{model} {day} was decided under rollout {decided.rollout_id}, not the current one")
-    return rollout
-
-
-def get_rollout(connection: sa.Connection, rollout_id: int) -> Rollout | None:
-    """The rollout with this id."""
-    row = connection.execute(sa.select(rollouts).where(rollouts.c.id == rollout_id)).first()
-    return _rollout(row) if row else None
-
-
-def active_models(connection: sa.Connection) -> list[str]:
-    """Models with an active rollout, by name."""
-    return list(connection.execute(
-        sa.select(rollouts.c.model_name).where(rollouts.c.active).order_by(rollouts.c.model_name)).scalars())
-
-
-def live_decision(connection: sa.Connection, model: str, day: dt.date) -> DecisionRecord | None:
-    """The decision in force for ``model`` and ``day`` (not superseded)."""
-    row = connection.execute(
-        sa.select(decisions).where(decisions.c.model_name == model, decisions.c.day == day,
-                                   decisions.c.superseded_by.is_(None))
-    ).first()
-    return _decision(row) if row else None
-
-
-def get_decision(connection: sa.Connection, decision_id: int) -> DecisionRecord | None:
-    row = connection.execute(sa.select(decisions).where(decisions.c.id == decision_id)).first()
-    return _decision(row) if row else None
-
-
-def decision_history(connection: sa.Connection, model: str, include_superseded: bool = False) -> list[DecisionRecord]:
-    """The model's decisions, oldest first."""
-    query = sa.select(decisions).where(decisions.c.model_name == model)
-    if not include_superseded:
-        query = query.where(decisions.c.superseded_by.is_(None))
-    return [_decision(r) for r in connection.execute(query.order_by(decisions.c.day, decisions.c.id))]
-
-
-def latest_decided_day(connection: sa.Connection, rollout_id: int) -> dt.date | None:
-    return connection.execute(
-        sa.select(sa.func.max(decisions.c.day)).where(decisions.c.rollout_id == rollout_id,
-                                                      decisions.c.superseded_by.is_(None))
-    ).scalar_one_or_none()
-
-
 def state_before(connection: sa.Connection, rollout: Rollout, day: dt.date) -> RolloutState:
     """The rollout's state before ``day``'s decision: a re-run starts where the first run started."""
     existing = live_decision(connection, rollout.model_name, day)
@@ -263,27 +148,9 @@ def _state_after(connection: sa.Connection, record: DecisionRecord) -> tuple[str
     return record.stage_after, record.percent_after
 
 
-def open_approval(connection: sa.Connection, rollout_id: int) -> DecisionRecord | None:
-    """The rollout's promotion waiting for a person's approval (the latest, if several), or None."""
-    row = connection.execute(
-        sa.select(decisions).where(decisions.c.rollout_id == rollout_id, decisions.c.superseded_by.is_(None),
-                                   decisions.c.approval == "pending")
-        .order_by(decisions.c.day.desc(), decisions.c.id.desc()).limit(1)).first()
-    return _decision(row) if row else None
-
-
-def decisions_after(connection: sa.Connection, rollout_id: int, day: dt.date) -> list[DecisionRecord]:
-    """The rollout's live decisions of days after ``day``, oldest first."""
-    query = sa.select(decisions).where(decisions.c.rollout_id == rollout_id, decisions.c.day > day,
-                                       decisions.c.superseded_by.is_(None))
-    return [_decision(r) for r in connection.execute(query.order_by(decisions.c.day, decisions.c.id))]
-
-
-class ConcurrentDecision(RolloutError):
-    """Another run decided the same model while this decision was being made: this one is not recorded."""
-
-
 _UNCHECKED = object()
+
+
 DECISION_LOCK_SPACE = 7_261_002  # first key of the (space, hashtext(model)) advisory lock; partitions use 7_261_001
 
 
@@ -316,7 +183,7 @@ def record_decision(connection: sa.Connection, rollout: Rollout, day: dt.date, d
                 what = (f"{rollout.model_name} {day} was decided by another run while this one was deciding "
                         f"(decision #{previous.id}: {previous.action} by {previous.actor}, run {previous.run_id})")
             raise ConcurrentDecision(f"{what}; this decision is not recorded. Re-run the day to supersede it.")
-        fresh = _rollout(connection.execute(sa.select(rollouts).where(rollouts.c.id == rollout.id)).one())
+        fresh = rollout_from_row(connection.execute(sa.select(rollouts).where(rollouts.c.id == rollout.id)).one())
         now_state = state_before(connection, fresh, day)
         if (now_state.stage, now_state.canary_percent) != (decision.before.stage, decision.before.canary_percent):
             raise ConcurrentDecision(
@@ -346,7 +213,7 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
     row = connection.execute(query).first()
     if row is None:
         raise RolloutError(f"no decision {decision_id}")
-    record = _decision(row)
+    record = decision_from_row(row)
     if record.applied_at is not None:
         return False
     if row.superseded_by is not None:
@@ -355,7 +222,7 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
         raise RolloutError(f"decision {decision_id} waits for approval: `rollout-pipeline approve --model "
                            f"{record.model_name} --date {record.day} --reason ...` applies it")
     rollout_row = connection.execute(sa.select(rollouts).where(rollouts.c.id == record.rollout_id)).first()
-    rollout = _rollout(rollout_row)
+    rollout = rollout_from_row(rollout_row)
     later = connection.execute(
         sa.select(sa.func.count()).select_from(decisions).where(
             decisions.c.rollout_id == record.rollout_id, decisions.c.day > record.day,
@@ -384,23 +251,6 @@ def apply_decision(connection: sa.Connection, decision_id: int, *, actor: str,
     return True
 
 
-def _latest_rollout_ids() -> sa.Select:
-    """The id of each model's latest rollout."""
-    return sa.select(sa.func.max(rollouts.c.id)).group_by(rollouts.c.model_name)
-
-
-def pending_decisions(connection: sa.Connection) -> list[DecisionRecord]:
-    """Live decisions never applied to the routing, of each model's latest rollout, oldest first.
-
-    A promotion waiting for approval is not among them: only ``approve`` applies it."""
-    query = (sa.select(decisions)
-             .where(decisions.c.rollout_id.in_(_latest_rollout_ids()), decisions.c.superseded_by.is_(None),
-                    decisions.c.applied_at.is_(None),
-                    sa.or_(decisions.c.approval.is_(None), decisions.c.approval != "pending"))
-             .order_by(decisions.c.day, decisions.c.id))
-    return [_decision(r) for r in connection.execute(query)]
-
-
 def old_stable_route(connection: sa.Connection, rollout: Rollout) -> VariantRoute | None:
     """Where the rollout's old stable variant stands in the model's routing now (None: not in it)."""
     routing = read_routing(connection, rollout.model_name)
@@ -415,17 +265,11 @@ def old_variant_deployable(connection: sa.Connection, rollout: Rollout) -> bool:
 
 def watched_models(connection: sa.Connection) -> list[str]:
     """Models in production whose old variant still shadows the new one (the retention window's watch)."""
-    query = sa.select(rollouts).where(rollouts.c.id.in_(_latest_rollout_ids()), rollouts.c.stage == "production")
+    query = sa.select(rollouts).where(rollouts.c.id.in_(latest_rollout_ids()), rollouts.c.stage == "production")
     out = []
-    for rollout in map(_rollout, connection.execute(query)):
+    for rollout in map(rollout_from_row, connection.execute(query)):
         route = old_stable_route(connection, rollout)
         if route is not None and route.role == "inactive" and route.shadow:
             out.append(rollout.model_name)
     return sorted(out)
 
-
-def decisions_on(connection: sa.Connection, day: dt.date) -> list[DecisionRecord]:
-    """Every live (not superseded) decision of ``day``, across models, by model name (the morning digest)."""
-    query = (sa.select(decisions).where(decisions.c.day == day, decisions.c.superseded_by.is_(None))
-             .order_by(decisions.c.model_name, decisions.c.id))
-    return [_decision(row) for row in connection.execute(query)]

@@ -63,24 +63,47 @@ def write_routing(
     """
     check_routes(model_name, routes)
     now = now or dt.datetime.now(dt.UTC)
+    new_version = _bump_version(connection, model_name, expected_version, now)
+    _replace_routes(connection, model_name, routes)
+    connection.execute(
+        routing_history.insert().values(
+            model_name=model_name,
+            version=new_version,
+            decision_id=decision_id,
+            actor=actor,
+            reason=reason,
+            config=_config_json(routes),
+            created_at=now,
+        )
+    )
+    return RoutingConfig(model_name, new_version, tuple(routes))
+
+
+def _bump_version(connection: sa.Connection, model_name: str, expected_version: int | None, now: dt.datetime) -> int:
+    """The model's next routing version, claimed from ``expected_version``; ``ConcurrentUpdate`` if another
+    writer claimed it first (nothing written then)."""
     if expected_version is None:
-        new_version = 1
         try:
             with connection.begin_nested():
                 connection.execute(
-                    routing_version.insert().values(model_name=model_name, version=new_version, updated_at=now)
+                    routing_version.insert().values(model_name=model_name, version=1, updated_at=now)
                 )
         except sa.exc.IntegrityError as exc:
             raise ConcurrentUpdate(f"{model_name}: routing was created by another writer") from exc
-    else:
-        new_version = expected_version + 1
-        updated = connection.execute(
-            routing_version.update()
-            .where(routing_version.c.model_name == model_name, routing_version.c.version == expected_version)
-            .values(version=new_version, updated_at=now)
-        )
-        if updated.rowcount != 1:
-            raise ConcurrentUpdate(f"{model_name}: routing changed since version {expected_version} was read")
+        return 1
+    new_version = expected_version + 1
+    updated = connection.execute(
+        routing_version.update()
+        .where(routing_version.c.model_name == model_name, routing_version.c.version == expected_version)
+        .values(version=new_version, updated_at=now)
+    )
+    if updated.rowcount != 1:
+        raise ConcurrentUpdate(f"{model_name}: routing changed since version {expected_version} was read")
+    return new_version
+
+
+def _replace_routes(connection: sa.Connection, model_name: str, routes: tuple[VariantRoute, ...]) -> None:
+    """The model's ``routing_config`` rows replaced by ``routes``."""
     connection.execute(routing_config.delete().where(routing_config.c.model_name == model_name))
     connection.execute(
         routing_config.insert(),
@@ -96,18 +119,6 @@ def write_routing(
             for r in routes
         ],
     )
-    connection.execute(
-        routing_history.insert().values(
-            model_name=model_name,
-            version=new_version,
-            decision_id=decision_id,
-            actor=actor,
-            reason=reason,
-            config=_config_json(routes),
-            created_at=now,
-        )
-    )
-    return RoutingConfig(model_name, new_version, tuple(routes))
 
 
 def routing_history_rows(connection: sa.Connection, model_name: str) -> list[sa.Row]:

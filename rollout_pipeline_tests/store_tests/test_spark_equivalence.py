@@ -24,7 +24,7 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from rollout_pipeline.decisions import data_quality_failures
+from rollout_pipeline.decision_outcome import data_quality_failures
 from rollout_pipeline.domain.decide import RolloutState, decide, evidence_from
 from rollout_pipeline.domain.evaluate import evaluate
 from rollout_pipeline.domain.policy import Policy
