@@ -20,5 +20,7 @@ def progress_bar(total: int | None, description: str, unit: str = "it") -> Itera
                leave=False, dynamic_ncols=True, mininterval=0.2)
     try:
         yield bar.update
+        if not bar.disable:
+            bar.refresh()  # draw the end before the bar is cleared (a busy machine may have skipped it)
     finally:
         bar.close()
