@@ -31,7 +31,8 @@ cannot hold), the rows it refuses are found by trial writes that roll back
 with their reason, and the rest of the batch is written in one transaction. A
 batch or segment that fails with a data error although no single row does is
 quarantined (``quarantine/``), so the rows after it go on. The spill folder's
-file format and its exactly-once bookkeeping live in ``serving.spill``.
+file format and its exactly-once bookkeeping live in ``serving.spill``; the writes,
+the spilling and the replay of segments in ``serving.writer_spill``.
 
 What is not covered: rows still queued in memory when the process is killed
 (SIGKILL, power loss) — at most ``flush_seconds`` worth plus one batch — are
@@ -41,7 +42,6 @@ lost; a clean ``close()`` flushes them to the database or the spill folder.
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import logging
 import os
 import threading
@@ -53,10 +53,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
-from rollout_pipeline.serving.spill import TS_POSITION, SpillFolder, SpillFolderInUse
-from rollout_pipeline.store.logs import DATA_ERRORS, unstorable_rows, write_feedback, write_predictions
-from rollout_pipeline.store.serving_queries import count_same_rows
-from rollout_pipeline.store.tables import IDENTITY_COLUMNS, metadata
+from rollout_pipeline.serving.spill import SpillFolder, SpillFolderInUse
+from rollout_pipeline.serving.writer_spill import (
+    FAILED,
+    REPLAYED,
+    Barrier,
+    PoisonBatch,
+    SpillingWrites,
+)
+from rollout_pipeline.store.logs import write_feedback, write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +72,6 @@ _KINDS: dict[str, tuple[str, type, str, Callable[..., int]]] = {
     "prediction": ("prediction_log", PredictionRow, "pred", write_predictions),
     "feedback": ("feedback", FeedbackRow, "fb", write_feedback),
 }
-_REPLAYED, _NOTHING, _FAILED = "replayed", "nothing", "failed"
-
-
-class PoisonBatch(RuntimeError):
-    """The database refuses a batch with a data error, yet accepts each of its rows alone."""
 
 
 def writer_degraded(stats: dict[str, Any]) -> bool:
@@ -80,16 +80,7 @@ def writer_degraded(stats: dict[str, Any]) -> bool:
             or stats.get("quarantined", 0) > 0)
 
 
-class _Barrier:
-    """Put in the queue by ``flush``: set once every row queued before it is written or spilled."""
-
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-
-class LogWriter:
+class LogWriter(SpillingWrites):
     """Batched background writer of prediction (or feedback) rows with a local spill folder.
 
     ``kind`` is ``"prediction"`` (``PredictionRow``s into ``prediction_log``) or
@@ -134,7 +125,7 @@ class LogWriter:
         self._closed = False
         self._abandoned = False
         self._spill_lock = threading.Lock()  # overflow vs the thread: who moves rows and barriers
-        self._pending_barriers: list[_Barrier] = []
+        self._pending_barriers: list[Barrier] = []
         self._inflight: list | None = None
         self._replaying = False  # a spill segment is being replayed (deleted from disk before its rows are counted)
         self._down = False
@@ -180,7 +171,7 @@ class LogWriter:
                     item = self._buffer.popleft()
                 except IndexError:
                     break
-                if isinstance(item, _Barrier):
+                if isinstance(item, Barrier):
                     self._pending_barriers.append(item)
                 else:
                     moved.append(item)
@@ -201,7 +192,7 @@ class LogWriter:
         """Wait until every row submitted so far is written to the database or spilled; False on timeout."""
         if self._closed:
             return True
-        barrier = _Barrier()
+        barrier = Barrier()
         self._buffer.append(barrier)
         self._wake.set()
         return barrier.event.wait(timeout)
@@ -296,12 +287,12 @@ class LogWriter:
                     return
                 replayed = False
                 if self._may_try_database():
-                    replayed = self._replay_one() == _REPLAYED
+                    replayed = self._replay_one() == REPLAYED
                 if stopping:
                     if self._buffer:
                         continue
                     while (not self._down and not self._abandoned and time.monotonic() < self._closing_deadline
-                           and self._replay_one() == _REPLAYED):
+                           and self._replay_one() == REPLAYED):
                         pass
                     return
                 if len(self._buffer) < self.batch_rows and not replayed:
@@ -319,22 +310,22 @@ class LogWriter:
             return max(0.0, min(self.flush_seconds, self._next_retry - time.monotonic()))
         return self.flush_seconds
 
-    def _take_batch(self) -> tuple[list, list[_Barrier]]:
+    def _take_batch(self) -> tuple[list, list[Barrier]]:
         batch: list = []
-        barriers: list[_Barrier] = []
+        barriers: list[Barrier] = []
         buffer = self._buffer
         while len(batch) < self.batch_rows:
             try:
                 item = buffer.popleft()
             except IndexError:
                 break
-            if isinstance(item, _Barrier):
+            if isinstance(item, Barrier):
                 barriers.append(item)
                 break  # rows before the barrier must be handled before it is set
             batch.append(item)
         return batch, barriers
 
-    def _take_pending_barriers(self) -> list[_Barrier]:
+    def _take_pending_barriers(self) -> list[Barrier]:
         if not self._pending_barriers:
             return []
         with self._spill_lock:
@@ -348,7 +339,7 @@ class LogWriter:
         if not self._may_try_database():
             self._spill(batch, reason="database down")
             return
-        if self._down and self._replay_one() == _FAILED:
+        if self._down and self._replay_one() == FAILED:
             # still down: replaying the oldest segment was the probe
             self._spill(batch, reason="database down")
             return
@@ -370,64 +361,7 @@ class LogWriter:
     def _set_inflight(self, rows: list) -> None:
         self._inflight = rows
 
-    def _write_valid(self, rows: list, keep: Callable[[list], None]) -> int:
-        """Write ``rows`` in one transaction; rows the database refuses go to rejected.jsonl first.
-
-        ``keep(good_rows)`` is called before the rows left after a rejection are written, so
-        that what is kept for a retry (the in-flight batch, the segment) no longer holds them.
-        A connection failure propagates (an outage); ``PoisonBatch`` when no row is to blame.
-        """
-        if not rows:
-            return 0
-        try:
-            return self._bulk_write(self.engine, rows)
-        except DATA_ERRORS as exc:
-            first_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        bad = unstorable_rows(self.engine, self.table, rows)
-        if not bad:
-            raise PoisonBatch(f"the database refuses the batch ({first_error}) but none of its rows alone")
-        for index, reason in bad:
-            self.spill.reject(rows[index], reason)
-        refused = {index for index, _ in bad}
-        good = [row for index, row in enumerate(rows) if index not in refused]
-        keep(good)
-        try:
-            return self._bulk_write(self.engine, good) if good else 0
-        except DATA_ERRORS as exc:
-            raise PoisonBatch(f"the database refuses the rest of the batch: {type(exc).__name__}") from exc
-
-    def _mark_down(self, exc: BaseException) -> None:
-        text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if not self._down:
-            log.warning("%s: database write failed (%s); spilling to %s", self.name, text, self.spill_dir)
-        else:
-            self._backoff = min(self._backoff * 2, self.max_retry_seconds)
-        self._down = True
-        self._last_error = text
-        self._next_retry = time.monotonic() + self._backoff
-
-    def _mark_up(self) -> None:
-        if self._down:
-            log.warning("%s: database reachable again; replaying spill segments", self.name)
-        self._down = False
-        self._backoff = self.retry_seconds
-        self._last_error = None
-
     # --- spill segments ------------------------------------------------------------------------
-
-    def _spill(self, rows: list, *, reason: str) -> None:
-        """Rows known not to be in the database: append them to the open segment."""
-        rows = [r for r in rows if not isinstance(r, _Barrier)]
-        if not rows:
-            return
-        self.spill.append(rows)
-        self.counts["spilled"] += len(rows)
-        log.debug("%s: spilled %d rows (%s)", self.name, len(rows), reason)
-
-    def _spill_attempted(self, rows: list) -> None:
-        """Rows whose write may have committed: a segment of their own, marked as attempted."""
-        self.spill.write_attempted(rows)
-        self.counts["spilled"] += len(rows)
 
     def _drain_to_spill(self) -> None:
         rows = []
@@ -436,7 +370,7 @@ class LogWriter:
                 item = self._buffer.popleft()
             except IndexError:
                 break
-            if isinstance(item, _Barrier):
+            if isinstance(item, Barrier):
                 item.event.set()
             else:
                 rows.append(item)
@@ -445,60 +379,3 @@ class LogWriter:
         self.spill.seal()
         for barrier in self._take_pending_barriers():
             barrier.event.set()
-
-    def _write_segment(self, segment: Path, rows: list) -> int:
-        def keep(good: list) -> None:
-            self.spill.rewrite(segment, good)  # a crash after this replays only the storable rows
-            self._inflight = good
-
-        self._inflight = rows
-        try:
-            return self._write_valid(rows, keep)
-        finally:
-            self._inflight = None
-
-    def _replay_one(self) -> str:
-        """Replay the oldest spill segment: _REPLAYED, _NOTHING (no segment) or _FAILED (database down)."""
-        self._replaying = True
-        try:
-            return self._replay_oldest()
-        finally:
-            self._replaying = False
-
-    def _replay_oldest(self) -> str:
-        try:
-            result = self.spill.replay_oldest(self._write_segment, self._already_stored)
-        except PoisonBatch as exc:
-            segment = self.spill.oldest()
-            if segment is not None:
-                self.spill.quarantine(segment, str(exc))
-            self._mark_up()
-            return _REPLAYED
-        except Exception as exc:  # noqa: BLE001 - still down (or down again): the marker stays
-            self._mark_down(exc)
-            return _FAILED
-        if result is None:
-            return _NOTHING
-        if result.outcome == "already_present":
-            self.counts["already_present"] += result.rows
-            log.info("%s: %s was already written before an interruption; not writing it again",
-                     self.name, result.segment)
-        elif result.outcome == "replayed":
-            self.counts["replayed"] += result.rows
-        self._mark_up()
-        return _REPLAYED
-
-    def _already_stored(self, rows: list) -> bool:
-        """True if the segment's transaction committed: its identifying row is stored as often as it occurs."""
-        probe = next((r for r in rows if r[0] is not None), rows[0])
-        key = self._identity(probe)
-        expected = sum(1 for r in rows if self._identity(r) == key)
-        with self.engine.connect() as connection:
-            return count_same_rows(connection, self.table, probe) >= expected
-
-    def _identity(self, row: tuple) -> tuple:
-        ts = row[TS_POSITION]
-        if isinstance(ts, dt.datetime):
-            ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
-        columns = list(metadata.tables[self.table].columns.keys())  # rows are tuples in this order
-        return tuple(ts if name == "ts" else row[columns.index(name)] for name in IDENTITY_COLUMNS[self.table])
