@@ -137,24 +137,13 @@ def child_phases() -> dict:
     from rollout_pipeline.defs.runner import ensure_dagster_home
 
     ensure_dagster_home()
-    steps, run = {}, {}
+    from bench_nightly import step_breakdown  # beside this script; its imports are the standard library's
+
     with dg.DagsterInstance.get() as instance:
-        starts = {}
-        for entry in instance.all_logs(out["run_id"]):
-            event = entry.dagster_event
-            if event is None:
-                continue
-            kind = event.event_type_value
-            if kind == "STEP_START":
-                starts[entry.step_key] = entry.timestamp
-            elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in starts:
-                steps[entry.step_key] = entry.timestamp - starts[entry.step_key]
-            elif kind in ("RUN_START", "PIPELINE_START"):
-                run["start"] = entry.timestamp
-            elif kind in ("RUN_SUCCESS", "PIPELINE_SUCCESS", "RUN_FAILURE", "PIPELINE_FAILURE"):
-                run["end"] = entry.timestamp
+        timing = step_breakdown(instance, out["run_id"])
+    steps = timing["steps"]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"phases": phases, "steps": steps, "run_s": run.get("end", 0.0) - run.get("start", 0.0),
+    return {"phases": phases, "steps": steps, "run_s": timing["run_s"],
             "run_day_s": out["seconds"], "action": out["action"], "gc_s": gc_time[0],
             "children_cpu": children.ru_utime + children.ru_stime, "cpu_total": _cpu(),
             "modules": len(sys.modules),

@@ -10,7 +10,6 @@ import datetime as dt
 import http.server
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -32,7 +31,7 @@ from rollout_pipeline.store.rollouts import start_rollout
 from rollout_pipeline_tests import postgres
 from rollout_pipeline_tests.factories import log_day
 from rollout_pipeline_tests.factories import promoted as promote
-from rollout_pipeline_tests.serving_tests.conftest import closed_port, count, set_routing
+from rollout_pipeline_tests.serving_tests.conftest import closed_port, count, run_server, set_routing
 
 DAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
@@ -56,22 +55,6 @@ def cli_env(tmp_path, monkeypatch):
 
 # --- the HTTP server -----------------------------------------------------------------------------
 
-def _server(app):
-    port = closed_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-
-    def stop():
-        server.should_exit = True
-        thread.join(10)
-
-    return f"http://127.0.0.1:{port}", stop
-
 
 def _call(method, url, data=None, headers=None):
     request = urllib.request.Request(url, data=data, method=method,
@@ -94,7 +77,7 @@ def http_server(sqlite_url, tmp_path):
     router = Router(engine, "m", {"v1": lambda f: 0.0, "v2": fails_quoting_its_input}, spill_dir=tmp_path / "m",
                     refresh_seconds=None)
     feedback = LogWriter(engine, tmp_path / "fb", kind="feedback", flush_seconds=0.02)
-    url, stop = _server(create_app({"m": router}, feedback_writer=feedback,
+    url, stop = run_server(create_app({"m": router}, feedback_writer=feedback,
                                    settings=ServeSettings(max_body_bytes=4_096), clock=lambda: NOW))
     yield url, engine, feedback
     stop()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
 
 from rollout_pipeline.domain.routing import VariantRoute
 from rollout_pipeline.store.engine import make_engine
@@ -67,3 +70,21 @@ def set_connections(pg_server: str, database: str, allowed: bool) -> None:
             conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                  "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": database})
     admin.dispose()
+
+
+def run_server(app):
+    """Start ``app`` on uvicorn on a free local port; returns (base url, stop function)."""
+    port = closed_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)  # the lifespan shutdown closes routers and writer: rows flushed
+
+    return f"http://127.0.0.1:{port}", stop

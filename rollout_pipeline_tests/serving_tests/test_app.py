@@ -14,7 +14,6 @@ import urllib.parse
 import urllib.request
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from rollout_pipeline.domain.records import FeedbackRow
@@ -23,25 +22,7 @@ from rollout_pipeline.serving.commands import serve
 from rollout_pipeline.serving.router import Router
 from rollout_pipeline.serving.writer import LogWriter
 from rollout_pipeline.store.engine import make_engine
-from rollout_pipeline_tests.serving_tests.conftest import closed_port, count, rows, set_routing
-
-
-def run_server(app):
-    """Start ``app`` on uvicorn on a free local port; returns (base url, stop function)."""
-    port = closed_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-
-    def stop():
-        server.should_exit = True
-        thread.join(10)  # the lifespan shutdown closes routers and writer: rows flushed
-
-    return f"http://127.0.0.1:{port}", stop
+from rollout_pipeline_tests.serving_tests.conftest import count, rows, run_server, set_routing
 
 
 @pytest.fixture
