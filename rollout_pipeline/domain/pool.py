@@ -17,10 +17,10 @@ correlation id, both answers to a request together.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Sequence
 
+from rollout_pipeline.domain.scan_rows import HASH_BUCKETS, blake2b_bucket
 from rollout_pipeline.domain.summary import DaySummary, SampleRow, VariantDay, quantile_from_histogram
 
 POOL_SAMPLE_MAX = 120_000  # sampled rows kept in a pool (each night's sample is already bounded)
@@ -102,18 +102,12 @@ def merge_variant_days(days: Sequence[VariantDay]) -> VariantDay:
     )
 
 
-def _bucket(correlation_id: str | None) -> int:
-    if correlation_id is None:
-        return 0
-    return int.from_bytes(hashlib.blake2b(correlation_id.encode(), digest_size=4).digest(), "big") % 10_000
-
-
 def thin(rows: tuple[SampleRow, ...], limit: int) -> tuple[SampleRow, ...]:
     """At most about ``limit`` rows, kept by a hash of the correlation id (both answers to a request together)."""
     if len(rows) <= limit:
         return rows
-    keep = max(1, 10_000 * limit // len(rows))
-    return tuple(r for r in rows if _bucket(r.correlation_id) < keep)
+    keep = max(1, HASH_BUCKETS * limit // len(rows))
+    return tuple(r for r in rows if (blake2b_bucket(r.correlation_id) or 0) < keep)
 
 
 def pool(nights: Sequence[DaySummary], limit: int = POOL_SAMPLE_MAX) -> DaySummary:

@@ -8,6 +8,7 @@ into a ``DaySummary``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import NamedTuple, Protocol
 
 from rollout_pipeline.domain.summary import Extreme
@@ -18,6 +19,14 @@ POPULATIONS = 2  # the requests each variant served, each sampled to its own siz
 # small is kept whole; the day's counts (latency histograms, errors, broken answers) are exact whatever its size.
 SAMPLE_REQUESTS = 10_000
 EXTREME_FETCH_MAX = 5_000  # candidate rows beyond the extreme thresholds fetched with the sample, at most
+
+
+def blake2b_bucket(text: str | None) -> int | None:
+    """The hash bucket (0..HASH_BUCKETS-1) of a text as SQLite's sample and the pure layers compute it: the first
+    four bytes of its BLAKE2b, big-endian (None for None)."""
+    if text is None:
+        return None
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") % HASH_BUCKETS
 FEEDBACK_WINDOW = dt.timedelta(days=2)  # feedback about a day's requests may arrive until two days later
 
 Key = tuple[str, bool]  # (variant, served)

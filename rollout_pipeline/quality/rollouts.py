@@ -20,13 +20,13 @@ to stop before production (each gate's ``*_detectable``, ``FAULTS``).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from rollout_pipeline.domain.policy import Policy
 from rollout_pipeline.domain.records import FeedbackRow, PredictionRow
+from rollout_pipeline.domain.scan_rows import blake2b_bucket
 
 ORDER = {"shadow": 0, "canary-1": 1, "canary-20": 20, "canary-50": 50, "production": 100}
 
@@ -99,8 +99,7 @@ def population(spec: RolloutSpec, policy: Policy = Policy()) -> Population:
     count = max(30, spec.requests // 8)
     weight = rng.lognormal(0.0, 1.2, count)
     ids = [f"e{spec.seed}-{k}" for k in range(count)]
-    bucket = np.array([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=4).digest(), "big") % 10_000
-                       for i in ids])
+    bucket = np.array([blake2b_bucket(i) for i in ids])
     pop = Population(weight / weight.sum(), rng.lognormal(0.0, 0.25, count), rng.beta(0.5, 50.0, count),
                      rng.normal(0.0, 1.0, count), bucket, ids, float(rng.uniform(0.9, 1.05)),
                      float(rng.uniform(0.95, 1.1)), 1.0)

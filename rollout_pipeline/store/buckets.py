@@ -22,12 +22,11 @@ sampled alike).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
-HASH_BUCKETS = 10_000  # domain.collect.HASH_BUCKETS (kept here: store.engine imports this module early)
+from rollout_pipeline.domain.scan_rows import HASH_BUCKETS, blake2b_bucket
 
 _U32 = np.uint32
 _U64 = np.uint64
@@ -111,11 +110,11 @@ def _hashtext(values: list[bytes], length: int) -> np.ndarray:
     return np.abs(signed) % HASH_BUCKETS
 
 
-def hashtext_buckets(ids: Sequence[str | None]) -> list[int | None]:
-    """``mod(abs(hashtext(id)::bigint), 10000)`` of each id as PostgreSQL computes it (None for None)."""
+def _buckets(ids: Sequence[str | None], kernel) -> list[int | None]:
+    """``kernel(values, length)`` over the ids grouped by their UTF-8 length, back in the ids' order."""
     out, groups = _group_by_length(ids)
     for length, (positions, values) in groups.items():
-        found = _hashtext(values, length).tolist()
+        found = kernel(values, length).tolist()
         if isinstance(positions, range):
             return found
         for i, v in zip(positions, found):
@@ -123,13 +122,12 @@ def hashtext_buckets(ids: Sequence[str | None]) -> list[int | None]:
     return out
 
 
+def hashtext_buckets(ids: Sequence[str | None]) -> list[int | None]:
+    """``mod(abs(hashtext(id)::bigint), 10000)`` of each id as PostgreSQL computes it (None for None)."""
+    return _buckets(ids, _hashtext)
+
+
 # --- SQLite's (store.engine registers it as rp_hash_bucket) --------------------------------------
-
-def blake2b_bucket(cid: str | None) -> int | None:
-    if cid is None:
-        return None
-    return int.from_bytes(hashlib.blake2b(cid.encode(), digest_size=4).digest(), "big") % HASH_BUCKETS
-
 
 def blake2b_buckets(ids: Sequence[str | None]) -> list[int | None]:
     return list(map(blake2b_bucket, ids))
@@ -197,11 +195,4 @@ def _xxhash64(values: list[bytes], length: int) -> np.ndarray:
 
 def xxhash64_buckets(ids: Sequence[str | None]) -> list[int | None]:
     """``pmod(xxhash64(id), 10000)`` of each id as Spark computes it (None for None)."""
-    out, groups = _group_by_length(ids)
-    for length, (positions, values) in groups.items():
-        found = _xxhash64(values, length).tolist()
-        if isinstance(positions, range):
-            return found
-        for i, v in zip(positions, found):
-            out[i] = v
-    return out
+    return _buckets(ids, _xxhash64)
