@@ -229,7 +229,7 @@ def rollout_mode(args) -> int:
 def print_rollout_tables(results: list[RolloutOutcome]) -> None:
     healthy = [r for r in results if r.spec.fault is None]
     faulty = [r for r in results if r.spec.fault is not None]
-    print(f"\nhealthy rollouts (default policy, canary steps 1/20/50/100, no force)")
+    print("\nhealthy rollouts (default policy, canary steps 1/20/50/100, no force)")
     print(f"{'requests/day':>12} {'mirrored':>8} {'outcomes':>8} {'n':>3} {'prod <=7':>8} {'prod <=12':>9} "
           f"{'median nights':>13} {'rolled back':>11}")
     cells = collections.defaultdict(list)
@@ -249,7 +249,7 @@ def print_rollout_tables(results: list[RolloutOutcome]) -> None:
             print(f"healthy {label}: {within} of {len(picked)} ({within / len(picked):.0%}) reach production within "
                   f"{limit} nights; median {_median(nights)} nights; "
                   f"{sum(r.rolled_back for r in picked)} rolled back")
-    print(f"\nfaulty rollouts (fault from a stage on, 1.2-3x the regression the policy promises to stop)")
+    print("\nfaulty rollouts (fault from a stage on, 1.2-3x the regression the policy promises to stop)")
     print(f"{'fault':11} {'from':9} {'n':>3} {'production':>10} {'median exposure':>15} {'max exposure':>12}")
     cells = collections.defaultdict(list)
     for r in faulty:

@@ -11,8 +11,8 @@ from rollout_pipeline.domain.evaluate import Evaluation, MetricCheck
 from rollout_pipeline.domain.summary import DaySummary, Extreme, SampleRow, VariantDay
 from rollout_pipeline.review.content import Review, Validation, build_review, history_points, histogram
 from rollout_pipeline.review.plots import review_plots
-from rollout_pipeline.review.render import (metrics_table, markdown_sections, reason_sentences, render_html,
-                                            validation_notes, num)
+from rollout_pipeline.review.render import (markdown_sections, metrics_table, reason_sentences, render_html,
+                                            validation_notes)
 
 DAY = dt.date(2026, 6, 1)
 
